@@ -1,0 +1,1 @@
+"""Cream of the Crop (NeurIPS 2020) on PaddlePaddle: supernet, search, searched child networks."""

@@ -1,0 +1,152 @@
+"""Cream's configuration: yacs defaults with the reference implementation's keys.
+
+Every YAML shipped by the reference (``experiments/configs/*``) loads unchanged. Keys added here
+are marked "(added)"; their defaults keep the reference behaviour where it was sound.
+"""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional, Sequence
+
+from yacs.config import CfgNode as CN
+
+__all__ = ["get_default_config", "load_config", "ConfigError"]
+
+
+class ConfigError(ValueError):
+    """A config file or override the user can fix: the message names the key and the fix."""
+
+
+def get_default_config() -> CN:
+    """A fresh copy of the defaults (never a shared module-level object)."""
+    c = CN()
+    c.AUTO_RESUME = True
+    c.DATA_DIR = "./data/imagenet"
+    c.MODEL = "cream"
+    c.RESUME_PATH = "./experiments/ckps/resume.pth.tar"
+    c.SAVE_PATH = "./experiments/workspace"
+    c.SEED = 42
+    c.LOG_INTERVAL = 50
+    c.RECOVERY_INTERVAL = 0
+    c.WORKERS = 4
+    c.NUM_GPU = 1
+    c.SAVE_IMAGES = False
+    c.AMP = False
+    c.OUTPUT = "output/path/"
+    c.EVAL_METRICS = "prec1"
+    c.TTA = 0
+    c.LOCAL_RANK = 0
+    c.VERBOSE = False
+
+    c.DATASET = CN()
+    c.DATASET.NUM_CLASSES = 1000
+    c.DATASET.IMAGE_SIZE = 224
+    c.DATASET.INTERPOLATION = "bilinear"
+    c.DATASET.BATCH_SIZE = 32
+    c.DATASET.NO_PREFECHTER = False  # (sic) the reference's spelling, kept so its YAMLs load
+    c.DATASET.PIN_MEM = True
+    c.DATASET.VAL_BATCH_MUL = 4
+
+    c.NET = CN()
+    c.NET.SELECTION = 14
+    # (added) the arch list used when SELECTION is -1, e.g. [[0],[3],[3,3],[3,3],[3],[3],[0]]
+    c.NET.INPUT_ARCH = []
+    c.NET.GP = "avg"
+    c.NET.DROPOUT_RATE = 0.0
+    c.NET.EMA = CN()
+    c.NET.EMA.USE = True
+    c.NET.EMA.FORCE_CPU = False
+    c.NET.EMA.DECAY = 0.9998
+
+    c.OPT = "sgd"
+    c.OPT_EPS = 1e-2
+    c.MOMENTUM = 0.9
+    c.WEIGHT_DECAY = 1e-4
+    c.OPTIMIZER = CN()
+    c.OPTIMIZER.NAME = "sgd"
+    c.OPTIMIZER.MOMENTUM = 0.9
+    c.OPTIMIZER.WEIGHT_DECAY = 1e-3
+
+    c.SCHED = "sgd"
+    c.LR_NOISE_PCT = 0.67
+    c.LR_NOISE_STD = 1.0
+    c.WARMUP_LR = 1e-4
+    c.MIN_LR = 1e-5
+    c.EPOCHS = 200
+    c.START_EPOCH = None
+    c.DECAY_EPOCHS = 30.0
+    c.WARMUP_EPOCHS = 3
+    c.COOLDOWN_EPOCHS = 10
+    c.PATIENCE_EPOCHS = 10
+    c.DECAY_RATE = 0.1
+    c.LR = 1e-2
+    c.LR_NOISE = None
+    c.META_LR = 1e-4
+
+    c.AUGMENTATION = CN()
+    c.AUGMENTATION.AA = "rand-m9-mstd0.5"
+    c.AUGMENTATION.COLOR_JITTER = 0.4
+    c.AUGMENTATION.RE_PROB = 0.2
+    c.AUGMENTATION.RE_MODE = "pixel"
+    c.AUGMENTATION.MIXUP = 0.0
+    c.AUGMENTATION.MIXUP_OFF_EPOCH = 0
+    c.AUGMENTATION.SMOOTHING = 0.1
+
+    c.BATCHNORM = CN()
+    c.BATCHNORM.SYNC_BN = False
+    c.BATCHNORM.BN_TF = False
+    c.BATCHNORM.BN_MOMENTUM = 0.1
+    c.BATCHNORM.BN_EPS = 1e-5
+
+    c.SUPERNET = CN()
+    c.SUPERNET.UPDATE_ITER = 1300
+    c.SUPERNET.SLICE = 4
+    c.SUPERNET.POOL_SIZE = 10
+    c.SUPERNET.RESUNIT = False
+    c.SUPERNET.DIL_CONV = False
+    c.SUPERNET.UPDATE_2ND = True
+    c.SUPERNET.FLOPS_MAXIMUM = 600
+    c.SUPERNET.FLOPS_MINIMUM = 0
+    c.SUPERNET.PICK_METHOD = "meta"
+    c.SUPERNET.META_STA_EPOCH = 20
+    c.SUPERNET.HOW_TO_PROB = "pre_prob"
+    c.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)
+    return c
+
+
+def _parse_overrides(overrides: Sequence[str]) -> list:
+    if len(overrides) % 2:
+        raise ConfigError(
+            f"overrides come in KEY VALUE pairs, got an odd count: {' '.join(overrides)!r}"
+        )
+    return list(overrides)
+
+
+def _key_error_text(err: Exception) -> str:
+    # yacs says "Non-existent config key: NET.X" (file) or "Non-existent key: NET.X" (list)
+    msg = err.args[0] if err.args else str(err)
+    return f"{msg}; check its spelling against lib/config.py, which lists every valid key"
+
+
+def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> CN:
+    """Defaults, then the YAML at ``path``, then ``KEY VALUE`` overrides; returned frozen."""
+    cfg = get_default_config()
+    if path is not None:
+        if not os.path.isfile(path):
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            cfg.merge_from_file(path)
+        except KeyError as e:
+            raise ConfigError(f"{path}: {_key_error_text(e)}") from None
+        except ValueError as e:
+            raise ConfigError(f"{path}: {e}") from None
+    overrides = _parse_overrides(list(overrides))
+    if overrides:
+        try:
+            cfg.merge_from_list(overrides)
+        except (KeyError, AssertionError) as e:
+            raise ConfigError(f"command-line override: {_key_error_text(e)}") from None
+        except ValueError as e:
+            raise ConfigError(f"command-line override: {e}") from None
+    cfg.freeze()
+    return cfg
