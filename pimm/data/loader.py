@@ -7,12 +7,8 @@ import paddle
 
 from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .random_erasing import RandomErasing
-from .random_state import AugRandom, seed_augmentation
+from .random_state import seed_augmentation
 from .transforms_factory import ColorJitterArg, create_transform
-
-# Independent random streams derived from (seed, rank, epoch): per-image transforms and batch erasing.
-_TRANSFORM_STREAM = 0
-_BATCH_ERASE_STREAM = 1
 
 
 class ShardedBatchSampler(paddle.io.DistributedBatchSampler):
@@ -61,8 +57,8 @@ class _WorkerSeeder:
         self.rank = rank
         self.epoch = 0
 
-    def entropy(self, worker_id: int, stream: int = _TRANSFORM_STREAM) -> List[int]:
-        return [self.seed, self.rank, self.epoch, stream, worker_id]
+    def entropy(self, worker_id: int) -> List[int]:
+        return [self.seed, self.rank, self.epoch, worker_id]
 
     def __call__(self, worker_id: int) -> None:
         entropy = self.entropy(worker_id)
@@ -80,14 +76,43 @@ def fast_collate(batch: Sequence[Tuple[np.ndarray, int]]) -> Tuple[np.ndarray, n
     return images, labels
 
 
+class NormalizingCollate:
+    """Collate, then turn uint8 image batches into normalised float32 and randomly erase them.
+
+    The prefetcher path: workers ship small uint8 images and normalise a whole batch in one
+    vectorised numpy pass (Paddle's broadcasting ops on CPU are several times slower, and would run
+    on the training thread). Erasing draws from the worker's seeded augmentation generator.
+    """
+
+    def __init__(
+        self,
+        collate_fn: Callable,
+        mean: Sequence[float],
+        std: Sequence[float],
+        random_erasing: Optional[RandomErasing] = None,
+    ) -> None:
+        self.collate_fn = collate_fn
+        self.random_erasing = random_erasing
+        self._offset = (np.asarray(mean, dtype=np.float32) * 255.0).reshape(1, -1, 1, 1)
+        self._scale = (1.0 / (np.asarray(std, dtype=np.float32) * 255.0)).reshape(1, -1, 1, 1)
+
+    def __call__(self, batch):
+        images, *rest = self.collate_fn(batch)
+        if isinstance(images, np.ndarray) and images.dtype == np.uint8:
+            images = images.astype(np.float32)
+            images -= self._offset
+            images *= self._scale
+            if self.random_erasing is not None:
+                images = self.random_erasing(images)
+        return (images, *rest)
+
+
 class ImageLoader:
     """Iterable over ``(images, labels)``: float32 ``[B, 3, H, W]`` normalised, int64 ``[B]``.
 
     Each pass (``__iter__``) uses the current epoch -- for the shuffle order and to seed the
     augmentation of every worker -- and then advances it; ``set_epoch(e)`` makes the next pass use
-    epoch ``e`` (call it every epoch, and after resuming). With ``use_prefetcher`` workers return
-    uint8 images and normalisation (and random erasing) runs here on whole batches, on the device
-    the batch lands on.
+    epoch ``e`` (call it every epoch, and after resuming).
     """
 
     def __init__(
@@ -96,10 +121,6 @@ class ImageLoader:
         batch_sampler: ShardedBatchSampler,
         num_workers: int,
         collate_fn: Callable,
-        use_prefetcher: bool,
-        mean: Sequence[float],
-        std: Sequence[float],
-        random_erasing: Optional[RandomErasing],
         seed: int,
         rank: int,
         pin_memory: bool,
@@ -108,10 +129,6 @@ class ImageLoader:
         self.dataset = dataset
         self.batch_sampler = batch_sampler
         self.num_workers = num_workers
-        self.use_prefetcher = use_prefetcher
-        self.mean = tuple(mean)
-        self.std = tuple(std)
-        self.random_erasing = random_erasing
         self.seed = seed
         self.epoch = 0
         self._seeder = _WorkerSeeder(seed, rank)
@@ -125,7 +142,6 @@ class ImageLoader:
         )
         # Paddle pins host memory by default on GPU; follow the caller's choice instead.
         self.loader.pin_memory = pin_memory
-        self._scale_offset = None
 
     @property
     def batch_size(self) -> int:
@@ -137,17 +153,6 @@ class ImageLoader:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
-    def _normalize(self, images: paddle.Tensor) -> paddle.Tensor:
-        if self._scale_offset is None or self._scale_offset[0].place != images.place:
-            mean = np.asarray(self.mean, dtype=np.float32).reshape(1, 3, 1, 1)
-            std = np.asarray(self.std, dtype=np.float32).reshape(1, 3, 1, 1)
-            self._scale_offset = (
-                paddle.to_tensor(1.0 / (255.0 * std), place=images.place),
-                paddle.to_tensor(-mean / std, place=images.place),
-            )
-        scale, offset = self._scale_offset
-        return images.astype("float32") * scale + offset
-
     def __iter__(self) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
         epoch = self.epoch
         self.epoch += 1
@@ -156,14 +161,8 @@ class ImageLoader:
         if self.num_workers == 0:
             # Batches are decoded in this process (on Paddle's reader thread): seed it like worker 0.
             seed_augmentation(self._seeder.entropy(0))
-        if self.random_erasing is not None:
-            self.random_erasing.rng.seed(self._seeder.entropy(0, _BATCH_ERASE_STREAM))
-        for images, labels in self.loader:
-            if self.use_prefetcher:
-                images = self._normalize(images)
-                if self.random_erasing is not None:
-                    images = self.random_erasing(images)
-            yield images, labels
+        for batch in self.loader:
+            yield tuple(batch)
 
 
 def create_loader(
@@ -201,7 +200,10 @@ def create_loader(
     ranks get distinct streams); ``None`` means 0 when distributed (ranks must agree on the order)
     and otherwise a draw from numpy's global generator. ``pin_memory`` sets Paddle's pinned host
     memory for GPU copies. ``num_workers=0`` loads in this process and gives the same batches as
-    ``num_workers=1``.
+    ``num_workers=1``. ``use_prefetcher`` (timm's default) makes the per-image pipeline stop at
+    uint8 and normalises and erases whole batches after collation, in the workers; a custom
+    ``collate_fn`` then receives uint8 ``[3, H, W]`` arrays and should return ``(images, labels,
+    ...)`` with images stacked as uint8 (normalised afterwards) or already float32 (left alone).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -235,18 +237,17 @@ def create_loader(
         drop_last=is_training,
         seed=seed,
     )
-    batch_erasing = None
-    if use_prefetcher and is_training and re_prob > 0:
-        batch_erasing = RandomErasing(re_prob, mode=re_mode, max_count=re_count, rng=AugRandom())
+    collate_fn = collate_fn or fast_collate
+    if use_prefetcher:
+        batch_erasing = None
+        if is_training and re_prob > 0:
+            batch_erasing = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
+        collate_fn = NormalizingCollate(collate_fn, mean, std, batch_erasing)
     return ImageLoader(
         dataset,
         batch_sampler,
         num_workers=num_workers,
-        collate_fn=collate_fn or fast_collate,
-        use_prefetcher=use_prefetcher,
-        mean=mean,
-        std=std,
-        random_erasing=batch_erasing,
+        collate_fn=collate_fn,
         seed=seed,
         rank=rank,
         pin_memory=pin_memory,
