@@ -6,6 +6,7 @@ dataset mean as uint8) and resample with the configured interpolation, or a rand
 bilinear/bicubic per op.
 """
 import re
+from functools import partial
 from typing import Callable, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -24,61 +25,66 @@ def _affine(img: Image.Image, matrix, fill: Fill, resample: int) -> Image.Image:
     return img.transform(img.size, Image.AFFINE, matrix, resample=resample, fillcolor=fill)
 
 
-def shear_x(img, factor, fill, resample):
+def _shear_x(img, factor, fill, resample):
     return _affine(img, (1, factor, 0, 0, 1, 0), fill, resample)
 
 
-def shear_y(img, factor, fill, resample):
+def _shear_y(img, factor, fill, resample):
     return _affine(img, (1, 0, 0, factor, 1, 0), fill, resample)
 
 
-def translate_x(img, pixels, fill, resample):
+def _translate_x(img, pixels, fill, resample):
     return _affine(img, (1, 0, pixels, 0, 1, 0), fill, resample)
 
 
-def translate_y(img, pixels, fill, resample):
+def _translate_y(img, pixels, fill, resample):
     return _affine(img, (1, 0, 0, 0, 1, pixels), fill, resample)
 
 
-def translate_x_rel(img, fraction, fill, resample):
-    return translate_x(img, fraction * img.width, fill, resample)
+def _translate_x_rel(img, fraction, fill, resample):
+    return _translate_x(img, fraction * img.width, fill, resample)
 
 
-def translate_y_rel(img, fraction, fill, resample):
-    return translate_y(img, fraction * img.height, fill, resample)
+def _translate_y_rel(img, fraction, fill, resample):
+    return _translate_y(img, fraction * img.height, fill, resample)
 
 
-def rotate(img, degrees, fill, resample):
+def _rotate(img, degrees, fill, resample):
     return img.rotate(degrees, resample=resample, fillcolor=fill)
 
 
-def auto_contrast(img, _arg, _fill, _resample):
+def _auto_contrast(img, _arg, _fill, _resample):
     return ImageOps.autocontrast(img)
 
 
-def equalize(img, _arg, _fill, _resample):
+def _equalize(img, _arg, _fill, _resample):
     return ImageOps.equalize(img)
 
 
-def invert(img, _arg, _fill, _resample):
+def _invert(img, _arg, _fill, _resample):
     return ImageOps.invert(img)
 
 
-def solarize(img, threshold, _fill, _resample):
+def _solarize(img, threshold, _fill, _resample):
     return ImageOps.solarize(img, threshold)
 
 
-def solarize_add(img, addition, _fill, _resample, threshold: int = 128):
+def _solarize_add(img, addition, _fill, _resample, threshold: int = 128):
     lut = [min(255, v + addition) if v < threshold else v for v in range(256)]
     return img.point(lut * len(img.getbands()))
 
 
-def posterize(img, bits, _fill, _resample):
+def _posterize(img, bits, _fill, _resample):
     return img if bits >= 8 else ImageOps.posterize(img, bits)
 
 
-def _enhancer(kind):
-    return lambda img, factor, _fill, _resample: kind(img).enhance(factor)
+def _enhance(kind, img, factor, _fill, _resample):
+    return kind(img).enhance(factor)
+
+
+def _enhancer(kind) -> Callable:
+    # A partial of a module-level function, so transforms pickle (for spawned loader workers).
+    return partial(_enhance, kind)
 
 
 # Level -> argument. `rng` is only used for the random sign of symmetric ops.
@@ -143,16 +149,16 @@ class _OpSpec(NamedTuple):
 
 
 OPS: Dict[str, _OpSpec] = {
-    "AutoContrast": _OpSpec(auto_contrast, None),
-    "Equalize": _OpSpec(equalize, None),
-    "Invert": _OpSpec(invert, None),
-    "Rotate": _OpSpec(rotate, _rotate_arg, True),
-    "Posterize": _OpSpec(posterize, _posterize_arg),
-    "PosterizeIncreasing": _OpSpec(posterize, _posterize_increasing_arg),
-    "PosterizeOriginal": _OpSpec(posterize, _posterize_original_arg),
-    "Solarize": _OpSpec(solarize, _solarize_arg),
-    "SolarizeIncreasing": _OpSpec(solarize, _solarize_increasing_arg),
-    "SolarizeAdd": _OpSpec(solarize_add, _solarize_add_arg),
+    "AutoContrast": _OpSpec(_auto_contrast, None),
+    "Equalize": _OpSpec(_equalize, None),
+    "Invert": _OpSpec(_invert, None),
+    "Rotate": _OpSpec(_rotate, _rotate_arg, True),
+    "Posterize": _OpSpec(_posterize, _posterize_arg),
+    "PosterizeIncreasing": _OpSpec(_posterize, _posterize_increasing_arg),
+    "PosterizeOriginal": _OpSpec(_posterize, _posterize_original_arg),
+    "Solarize": _OpSpec(_solarize, _solarize_arg),
+    "SolarizeIncreasing": _OpSpec(_solarize, _solarize_increasing_arg),
+    "SolarizeAdd": _OpSpec(_solarize_add, _solarize_add_arg),
     "Color": _OpSpec(_enhancer(ImageEnhance.Color), _enhance_arg),
     "ColorIncreasing": _OpSpec(_enhancer(ImageEnhance.Color), _enhance_increasing_arg),
     "Contrast": _OpSpec(_enhancer(ImageEnhance.Contrast), _enhance_arg),
@@ -161,12 +167,12 @@ OPS: Dict[str, _OpSpec] = {
     "BrightnessIncreasing": _OpSpec(_enhancer(ImageEnhance.Brightness), _enhance_increasing_arg),
     "Sharpness": _OpSpec(_enhancer(ImageEnhance.Sharpness), _enhance_arg),
     "SharpnessIncreasing": _OpSpec(_enhancer(ImageEnhance.Sharpness), _enhance_increasing_arg),
-    "ShearX": _OpSpec(shear_x, _shear_arg, True),
-    "ShearY": _OpSpec(shear_y, _shear_arg, True),
-    "TranslateX": _OpSpec(translate_x, _translate_abs_arg, True),
-    "TranslateY": _OpSpec(translate_y, _translate_abs_arg, True),
-    "TranslateXRel": _OpSpec(translate_x_rel, _translate_rel_arg, True),
-    "TranslateYRel": _OpSpec(translate_y_rel, _translate_rel_arg, True),
+    "ShearX": _OpSpec(_shear_x, _shear_arg, True),
+    "ShearY": _OpSpec(_shear_y, _shear_arg, True),
+    "TranslateX": _OpSpec(_translate_x, _translate_abs_arg, True),
+    "TranslateY": _OpSpec(_translate_y, _translate_abs_arg, True),
+    "TranslateXRel": _OpSpec(_translate_x_rel, _translate_rel_arg, True),
+    "TranslateYRel": _OpSpec(_translate_y_rel, _translate_rel_arg, True),
 }
 
 
@@ -222,7 +228,9 @@ RAND_OPS = (
     "Contrast", "Brightness", "Sharpness", "ShearX", "ShearY", "TranslateXRel", "TranslateYRel",
 )
 # 'inc1': the same ops, with levels whose strength grows with magnitude.
-_INCREASING = {name: name + "Increasing" for name in ("Posterize", "Solarize", "Color", "Contrast", "Brightness", "Sharpness")}
+_INCREASING = {
+    name: name + "Increasing" for name in ("Posterize", "Solarize", "Color", "Contrast", "Brightness", "Sharpness")
+}
 RAND_INCREASING_OPS = tuple(_INCREASING.get(name, name) for name in RAND_OPS)
 # 'w0': timm's experimental op-choice weights (ops are then drawn without replacement).
 _RAND_CHOICE_WEIGHTS = {
@@ -443,5 +451,7 @@ def augment_from_string(
     if config_str.startswith("rand"):
         return rand_augment_transform(config_str, hparams, rng=rng)
     if config_str.startswith("augmix"):
-        raise ValueError(f"auto_augment {config_str!r}: AugMix is not supported; use 'rand-...' or an AutoAugment policy")
+        raise ValueError(
+            f"auto_augment {config_str!r}: AugMix is not supported; use 'rand-...' or an AutoAugment policy"
+        )
     return auto_augment_transform(config_str, hparams, rng=rng)

@@ -103,7 +103,8 @@ def _ring(canvas, rng, fig, fg):
 
 def _cross(canvas, rng, fig, fg):
     arm, half = fig.radius * 1.1, fig.radius * 0.28
-    bars = [np.array([[-arm, -half], [arm, -half], [arm, half], [-arm, half]]), np.array([[-half, -arm], [half, -arm], [half, arm], [-half, arm]])]
+    horizontal = np.array([[-arm, -half], [arm, -half], [arm, half], [-arm, half]])
+    bars = [horizontal, horizontal[:, ::-1]]
 
     def draw(d):
         for bar in bars:
@@ -114,7 +115,8 @@ def _cross(canvas, rng, fig, fg):
 
 def _star(canvas, rng, fig, fg):
     outer = _regular_polygon(5, fig.radius * 1.2)
-    inner = _regular_polygon(5, fig.radius * 0.5) @ np.array([[np.cos(np.pi / 5), np.sin(np.pi / 5)], [-np.sin(np.pi / 5), np.cos(np.pi / 5)]])
+    # Inner vertices sit half-way (36 degrees) between the outer ones.
+    inner = _regular_polygon(10, fig.radius * 0.5)[1::2]
     points = np.stack([outer, inner], axis=1).reshape(-1, 2)
     return _paint(canvas, _mask(fig.size, lambda d: d.polygon(_rotated(points, fig.angle, fig.centre), fill=255)), fg)
 

@@ -13,8 +13,9 @@ class RandomErasing:
     """Erase random rectangles of a normalised image ``[C, H, W]`` or batch ``[N, C, H, W]``.
 
     Works in place on numpy arrays (the loader erases collated batches in its workers) and on
-    Paddle tensors (e.g. a batch already on the GPU), and returns its input. With probability ``probability`` an image gets between
-    ``min_count`` and ``max_count`` boxes; each box covers a fraction of the image drawn from
+    Paddle tensors (e.g. a batch already on the GPU), and returns its input. With probability
+    ``probability`` an image gets between ``min_count`` and ``max_count`` boxes; each box covers a
+    fraction of the image drawn from
     ``[min_area, max_area]`` divided by the count, with a log-uniform aspect ratio in
     ``[min_aspect, max_aspect]`` (default ``1 / min_aspect``); ten tries to fit each box.
     Fill by ``mode``: ``'const'`` zeros (the mean colour after normalisation), ``'rand'`` one normal

@@ -5,6 +5,7 @@ end (:class:`ToNumpy` keeps uint8 for the loader to normalise a whole batch, :cl
 does it per image). Random choices come from :mod:`pimm.data.random_state`.
 """
 import math
+from functools import partial
 from typing import Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -139,8 +140,8 @@ def adjust_hue(img: Image.Image, hue_shift: float) -> Image.Image:
     return Image.merge("HSV", (hue, sat, val)).convert(img.mode)
 
 
-def _enhance(kind) -> Callable[[Image.Image, float], Image.Image]:
-    return lambda img, factor: kind(img).enhance(factor)
+def _enhance(kind, img: Image.Image, factor: float) -> Image.Image:
+    return kind(img).enhance(factor)
 
 
 class ColorJitter:
@@ -165,12 +166,12 @@ class ColorJitter:
         self.strengths = (brightness, contrast, saturation, hue)
         self.rng = rng
         self._ops = []
-        for strength, op in zip(
-            (brightness, contrast, saturation),
-            (_enhance(ImageEnhance.Brightness), _enhance(ImageEnhance.Contrast), _enhance(ImageEnhance.Color)),
+        # Partials of module-level functions keep the transform picklable (spawned loader workers).
+        for strength, kind in zip(
+            (brightness, contrast, saturation), (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color)
         ):
             if strength > 0:
-                self._ops.append((op, (max(0.0, 1.0 - strength), 1.0 + strength)))
+                self._ops.append((partial(_enhance, kind), (max(0.0, 1.0 - strength), 1.0 + strength)))
         if hue > 0:
             self._ops.append((adjust_hue, (-hue, hue)))
 

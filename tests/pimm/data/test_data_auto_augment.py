@@ -77,8 +77,10 @@ def test_level_to_argument_scaling():
     assert abs(aa._shear_arg(10, {}, rng)) == pytest.approx(0.3)
     assert abs(aa._translate_rel_arg(10, {}, rng)) == pytest.approx(0.45)
     assert abs(aa._translate_abs_arg(5, {"translate_const": 100}, rng)) == 50.0
-    assert [aa._posterize_arg(10, {}, rng), aa._posterize_increasing_arg(10, {}, rng), aa._posterize_original_arg(10, {}, rng)] == [4, 0, 8]
-    assert [aa._solarize_arg(10, {}, rng), aa._solarize_increasing_arg(10, {}, rng), aa._solarize_add_arg(5, {}, rng)] == [256, 0, 55]
+    posterize = (aa._posterize_arg, aa._posterize_increasing_arg, aa._posterize_original_arg)
+    assert [level_fn(10, {}, rng) for level_fn in posterize] == [4, 0, 8]
+    solarize = (aa._solarize_arg, aa._solarize_increasing_arg)
+    assert [level_fn(10, {}, rng) for level_fn in solarize] + [aa._solarize_add_arg(5, {}, rng)] == [256, 0, 55]
     signs = {np.sign(aa._rotate_arg(5, {}, AugRandom(s))) for s in range(20)}
     assert signs == {-1.0, 1.0}
 
@@ -107,18 +109,24 @@ def test_probability_zero_leaves_image_untouched_and_one_always_applies():
     img = _pattern()
     for name in aa.OPS:
         assert AugmentOp(name, prob=0.0, magnitude=10)(img) is img
-    changed = [AugmentOp(name, prob=1.0, magnitude=10, rng=AugRandom(0))(img) for name in ("Rotate", "ShearX", "Equalize", "Color")]
-    assert all(not np.array_equal(np.asarray(c), np.asarray(img)) for c in changed)
+    for name in ("Rotate", "ShearX", "Equalize", "Color"):
+        changed = AugmentOp(name, prob=1.0, magnitude=10, rng=AugRandom(0))(img)
+        assert not np.array_equal(np.asarray(changed), np.asarray(img)), name
 
 
-def test_magnitude_noise_is_clipped_and_seeded():
-    op = AugmentOp("Rotate", prob=1.0, magnitude=9, hparams={"magnitude_std": 5.0, "img_mean": (0, 0, 0)})
-    img = _pattern()
-    outs = []
-    for seed in (3, 3, 4):
+def test_magnitude_noise_is_seeded_and_clipped_to_0_10():
+    img = Image.new("RGB", (2, 2), (100, 100, 100))
+    op = AugmentOp("SolarizeAdd", prob=1.0, magnitude=5, hparams={"magnitude_std": 50.0})
+    added = []
+    for seed in range(40):
         op.rng = AugRandom(seed)
-        outs.append(np.asarray(op(img)))
-    assert np.array_equal(outs[0], outs[1]) and not np.array_equal(outs[0], outs[2])
+        added.append(int(np.asarray(op(img))[0, 0, 0]) - 100)
+    # Level 0..10 adds 0..110; noise this wide hits both ends of the clipped range.
+    assert min(added) == 0 and max(added) == 110 and len(set(added)) > 3
+    op.rng = AugRandom(7)
+    first = np.asarray(op(img))
+    op.rng = AugRandom(7)
+    np.testing.assert_array_equal(np.asarray(op(img)), first)
 
 
 @pytest.mark.parametrize("spec", ["rand-m9-mstd0.5", "rand-m9-n3-inc1", "original", "v0"])

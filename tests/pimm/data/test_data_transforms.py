@@ -147,3 +147,16 @@ def test_train_pipeline_without_randomness_is_resize_and_normalize():
     assert [type(s).__name__ for s in t.transforms] == [
         "RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "ToNormalizedArray"
     ]
+
+
+def test_pipelines_pickle_for_spawned_workers():
+    import pickle
+
+    img = _pattern(50, 40)
+    for aug in (dict(), dict(auto_augment="rand-m9-n3-mstd0.5-inc1"), dict(auto_augment="v0", re_prob=1.0)):
+        transform = create_transform(32, is_training=True, color_jitter=(0.4, 0.4, 0.4, 0.1), **aug)
+        clone = pickle.loads(pickle.dumps(transform))
+        seed_augmentation(1)
+        expected = transform(img)
+        seed_augmentation(1)
+        np.testing.assert_array_equal(clone(img), expected)
