@@ -3,3 +3,45 @@ import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("FLAGS_call_stack_level", "1")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def demo_data_factory(tmp_path_factory):
+    """Factory for synthetic ImageNet-style trees, each generated once per test session.
+
+    ``demo_data_factory(num_classes=4, train_per_class=12, val_per_class=4, image_size=48, seed=0)``
+    returns the root (a ``str``) of ``root/train/<NN_kind>/*.JPEG`` and ``root/val/<NN_kind>/*.JPEG``
+    (``pimm.data.make_demo_dataset``; classes ``00_circle, 01_square, 02_triangle, 03_stripes, ...``,
+    up to 12; labels follow that order). Same arguments -> same folder. Treat it as read-only.
+    """
+    from pimm.data.demo import make_demo_dataset
+
+    made = {}
+
+    def make(num_classes=4, train_per_class=12, val_per_class=4, image_size=48, seed=0):
+        key = (num_classes, train_per_class, val_per_class, image_size, seed)
+        if key not in made:
+            root = tmp_path_factory.mktemp("demo_" + "_".join(map(str, key)))
+            made[key] = make_demo_dataset(
+                str(root),
+                num_classes=num_classes,
+                train_per_class=train_per_class,
+                val_per_class=val_per_class,
+                image_size=image_size,
+                seed=seed,
+            )
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def demo_data_dir(demo_data_factory):
+    """A tiny demo tree shared by the whole session (read-only): 4 classes
+    (00_circle, 01_square, 02_triangle, 03_stripes), 12 train + 4 val JPEGs per class, 48x48 RGB.
+
+    ``<demo_data_dir>/train`` has 48 images, ``<demo_data_dir>/val`` 16; returns the root as a str.
+    """
+    return demo_data_factory()

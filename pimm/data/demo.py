@@ -1,0 +1,302 @@
+"""A small synthetic ImageNet-style dataset of drawn shapes and textures, for demos and tests.
+
+``make_demo_dataset(root)`` writes ``root/train/<class>/*.JPEG`` and ``root/val/<class>/*.JPEG``.
+Each class is one kind of figure (circle, square, ..., stripes, checker, blobs) drawn at a random
+place, size, rotation and colour over a random noisy background, so a small network has to learn
+shape and texture rather than colour. Every image is a pure function of (seed, class, split,
+index): the same arguments give byte-identical files with the same Pillow/libjpeg.
+"""
+import hashlib
+import json
+import os
+import shutil
+from typing import Callable, Dict, List, Tuple
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+MANIFEST_NAME = "demo_manifest.json"
+_FORMAT_VERSION = 1
+_SUPERSAMPLE = 2  # draw at twice the size and downsample, for anti-aliased edges
+_SPLITS = ("train", "val")
+
+Canvas = np.ndarray  # float32 [S, S, 3] in 0..255
+
+
+def _colour(rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(0, 255, size=3).astype(np.float32)
+
+
+def _contrasting(rng: np.random.Generator, other: np.ndarray, min_distance: float = 110.0) -> np.ndarray:
+    colour = _colour(rng)
+    for _ in range(32):
+        if np.linalg.norm(colour - other) >= min_distance:
+            break
+        colour = _colour(rng)
+    return colour
+
+
+def _rotated(points: np.ndarray, angle: float, centre: Tuple[float, float]) -> List[Tuple[float, float]]:
+    cos, sin = np.cos(angle), np.sin(angle)
+    xs = points[:, 0] * cos - points[:, 1] * sin + centre[0]
+    ys = points[:, 0] * sin + points[:, 1] * cos + centre[1]
+    return list(zip(xs.tolist(), ys.tolist()))
+
+
+def _regular_polygon(count: int, radius: float) -> np.ndarray:
+    angles = np.arange(count) * (2 * np.pi / count)
+    return np.stack([radius * np.cos(angles), radius * np.sin(angles)], axis=1)
+
+
+class _Figure:
+    """Random placement shared by all kinds: centre, radius (as a fraction of the side), rotation."""
+
+    def __init__(self, rng: np.random.Generator, size: int) -> None:
+        self.size = size
+        self.radius = rng.uniform(0.16, 0.34) * size
+        margin = 0.6 * self.radius
+        self.centre = (rng.uniform(margin, size - margin), rng.uniform(margin, size - margin))
+        self.angle = rng.uniform(0, 2 * np.pi)
+
+    def box(self, scale: float = 1.0) -> Tuple[float, float, float, float]:
+        r = self.radius * scale
+        return (self.centre[0] - r, self.centre[1] - r, self.centre[0] + r, self.centre[1] + r)
+
+
+def _mask(size: int, draw: Callable[[ImageDraw.ImageDraw], None]) -> np.ndarray:
+    img = Image.new("L", (size, size), 0)
+    draw(ImageDraw.Draw(img))
+    return np.asarray(img, dtype=np.float32)[..., None] / 255.0
+
+
+def _paint(canvas: Canvas, mask: np.ndarray, colour) -> Canvas:
+    return canvas * (1.0 - mask) + mask * colour
+
+
+def _grid(size: int) -> Tuple[np.ndarray, np.ndarray]:
+    return np.mgrid[0:size, 0:size].astype(np.float32)
+
+
+def _patch_mask(fig: _Figure) -> np.ndarray:
+    corners = _regular_polygon(4, fig.radius * 1.25)
+    return _mask(fig.size, lambda d: d.polygon(_rotated(corners, fig.angle, fig.centre), fill=255))
+
+
+def _circle(canvas, rng, fig, fg):
+    return _paint(canvas, _mask(fig.size, lambda d: d.ellipse(fig.box(), fill=255)), fg)
+
+
+def _square(canvas, rng, fig, fg):
+    corners = _regular_polygon(4, fig.radius * 1.2)
+    return _paint(canvas, _mask(fig.size, lambda d: d.polygon(_rotated(corners, fig.angle, fig.centre), fill=255)), fg)
+
+
+def _triangle(canvas, rng, fig, fg):
+    corners = _regular_polygon(3, fig.radius * 1.25)
+    return _paint(canvas, _mask(fig.size, lambda d: d.polygon(_rotated(corners, fig.angle, fig.centre), fill=255)), fg)
+
+
+def _ring(canvas, rng, fig, fg):
+    width = max(2, int(fig.radius * rng.uniform(0.22, 0.35)))
+    return _paint(canvas, _mask(fig.size, lambda d: d.ellipse(fig.box(), outline=255, width=width)), fg)
+
+
+def _cross(canvas, rng, fig, fg):
+    arm, half = fig.radius * 1.1, fig.radius * 0.28
+    horizontal = np.array([[-arm, -half], [arm, -half], [arm, half], [-arm, half]])
+    bars = [horizontal, horizontal[:, ::-1]]
+
+    def draw(d):
+        for bar in bars:
+            d.polygon(_rotated(bar, fig.angle, fig.centre), fill=255)
+
+    return _paint(canvas, _mask(fig.size, draw), fg)
+
+
+def _star(canvas, rng, fig, fg):
+    outer = _regular_polygon(5, fig.radius * 1.2)
+    # Inner vertices sit half-way (36 degrees) between the outer ones.
+    inner = _regular_polygon(10, fig.radius * 0.5)[1::2]
+    points = np.stack([outer, inner], axis=1).reshape(-1, 2)
+    return _paint(canvas, _mask(fig.size, lambda d: d.polygon(_rotated(points, fig.angle, fig.centre), fill=255)), fg)
+
+
+def _stripes(canvas, rng, fig, fg):
+    ys, xs = _grid(fig.size)
+    period = rng.uniform(0.07, 0.14) * fig.size
+    phase = (xs * np.cos(fig.angle) + ys * np.sin(fig.angle)) / period
+    texture = (np.floor(phase) % 2)[..., None]
+    return _paint(canvas, _patch_mask(fig) * texture, fg)
+
+
+def _checker(canvas, rng, fig, fg):
+    ys, xs = _grid(fig.size)
+    cell = rng.uniform(0.07, 0.13) * fig.size
+    cos, sin = np.cos(fig.angle), np.sin(fig.angle)
+    u, v = (xs * cos + ys * sin) / cell, (-xs * sin + ys * cos) / cell
+    texture = ((np.floor(u) + np.floor(v)) % 2)[..., None]
+    return _paint(canvas, _patch_mask(fig) * texture, fg)
+
+
+def _dots(canvas, rng, fig, fg):
+    count = int(rng.integers(7, 15))
+    radius = rng.uniform(0.035, 0.06) * fig.size
+    centres = rng.uniform(radius, fig.size - radius, size=(count, 2))
+
+    def draw(d):
+        for cx, cy in centres.tolist():
+            d.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
+
+    return _paint(canvas, _mask(fig.size, draw), fg)
+
+
+def _gradient(canvas, rng, fig, fg):
+    ys, xs = _grid(fig.size)
+    ramp = (xs * np.cos(fig.angle) + ys * np.sin(fig.angle)) / fig.size
+    ramp = ((ramp - ramp.min()) / (ramp.max() - ramp.min()))[..., None]
+    # Replaces most of the background by a smooth ramp towards the figure colour.
+    return _paint(canvas, ramp * 0.9, fg)
+
+
+def _blobs(canvas, rng, fig, fg):
+    coarse = rng.standard_normal((5, 5)).astype(np.float32)
+    field = np.asarray(Image.fromarray(coarse).resize((fig.size, fig.size), Image.BICUBIC))
+    mask = (field > np.quantile(field, 0.62)).astype(np.float32)[..., None]
+    return _paint(canvas, mask, fg)
+
+
+def _zigzag(canvas, rng, fig, fg):
+    turns = int(rng.integers(4, 7))
+    xs = np.linspace(-1.3, 1.3, turns) * fig.radius
+    ys = np.where(np.arange(turns) % 2 == 0, -0.5, 0.5) * fig.radius
+    width = max(2, int(fig.size * 0.06))
+    points = _rotated(np.stack([xs, ys], axis=1), fig.angle, fig.centre)
+    return _paint(canvas, _mask(fig.size, lambda d: d.line(points, fill=255, width=width, joint="curve")), fg)
+
+
+DEMO_KINDS: Dict[str, Callable] = {
+    "circle": _circle,
+    "square": _square,
+    "triangle": _triangle,
+    "stripes": _stripes,
+    "checker": _checker,
+    "ring": _ring,
+    "cross": _cross,
+    "dots": _dots,
+    "gradient": _gradient,
+    "blobs": _blobs,
+    "star": _star,
+    "zigzag": _zigzag,
+}
+
+
+def demo_class_names(num_classes: int) -> List[str]:
+    """Folder names ``'<index>_<kind>'``, so the sorted order (the label) is the kind's index."""
+    if not 1 <= num_classes <= len(DEMO_KINDS):
+        raise ValueError(f"the demo dataset has 1 to {len(DEMO_KINDS)} classes, asked for {num_classes}")
+    return [f"{i:02d}_{kind}" for i, kind in enumerate(list(DEMO_KINDS)[:num_classes])]
+
+
+def render_demo_image(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
+    """One image of ``kind``: noisy background, the figure, downsampled to ``size`` pixels."""
+    big = size * _SUPERSAMPLE
+    background = _colour(rng)
+    canvas = np.broadcast_to(background, (big, big, 3)).astype(np.float32)
+    canvas = DEMO_KINDS[kind](canvas, rng, _Figure(rng, big), _contrasting(rng, background))
+    canvas = canvas + rng.normal(0.0, rng.uniform(4.0, 14.0), size=canvas.shape).astype(np.float32)
+    img = Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
+    return img.resize((size, size), Image.BOX)
+
+
+def _tree_digest(root: str, relpaths: List[str]) -> str:
+    digest = hashlib.sha256()
+    for rel in relpaths:
+        digest.update(rel.encode())
+        with open(os.path.join(root, rel), "rb") as f:
+            digest.update(hashlib.sha256(f.read()).digest())
+    return digest.hexdigest()
+
+
+def _write_split(staging: str, split_id: int, classes: List[str], per_class: int, params: dict) -> List[str]:
+    written = []
+    split = _SPLITS[split_id]
+    for class_idx, name in enumerate(classes):
+        kind = name.split("_", 1)[1]
+        os.makedirs(os.path.join(staging, split, name))
+        for index in range(per_class):
+            rng = np.random.default_rng([params["seed"], class_idx, split_id, index])
+            rel = os.path.join(split, name, f"{kind}_{index:05d}.JPEG")
+            render_demo_image(kind, params["image_size"], rng).save(
+                os.path.join(staging, rel), format="JPEG", quality=params["jpeg_quality"]
+            )
+            written.append(rel)
+    return written
+
+
+def make_demo_dataset(
+    root: str,
+    num_classes: int = 10,
+    train_per_class: int = 100,
+    val_per_class: int = 20,
+    image_size: int = 64,
+    seed: int = 0,
+    jpeg_quality: int = 90,
+) -> str:
+    """Write the demo tree under ``root`` (if not already there) and return ``root``.
+
+    Layout: ``root/train/<NN_kind>/<kind>_<index>.JPEG``, the same under ``root/val``, and
+    ``root/demo_manifest.json`` (parameters, file count, SHA-256 of the tree), written last. A root
+    whose manifest has the same parameters is left untouched; one with other parameters, or with
+    train/val folders but no manifest, raises rather than mixing trees. Images are generated in
+    ``root/.demo-staging`` and moved into place, so an interrupted run leaves nothing half-written.
+    """
+    if image_size < 16:
+        raise ValueError(f"demo image_size must be >= 16 pixels, got {image_size}")
+    if train_per_class < 1 or val_per_class < 1:
+        raise ValueError(f"demo needs >= 1 image per class and split, got {train_per_class}/{val_per_class}")
+    root = os.fspath(root)
+    params = {
+        "num_classes": num_classes,
+        "train_per_class": train_per_class,
+        "val_per_class": val_per_class,
+        "image_size": image_size,
+        "seed": seed,
+        "jpeg_quality": jpeg_quality,
+    }
+    classes = demo_class_names(num_classes)
+    manifest_path = os.path.join(root, MANIFEST_NAME)
+    if os.path.isfile(manifest_path):
+        with open(manifest_path) as f:
+            existing = json.load(f)
+        if existing.get("params") == params and existing.get("version") == _FORMAT_VERSION:
+            return root
+        raise FileExistsError(
+            f"{root} holds a demo dataset made with {existing.get('params')}, not {params}: "
+            "choose another folder or delete it"
+        )
+    for split in _SPLITS:
+        if os.path.exists(os.path.join(root, split)):
+            raise FileExistsError(
+                f"{os.path.join(root, split)} exists but {root} has no {MANIFEST_NAME}: it is not a "
+                "complete demo tree; choose another folder or delete it"
+            )
+    staging = os.path.join(root, ".demo-staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    files = []
+    for split_id, per_class in enumerate((train_per_class, val_per_class)):
+        files += _write_split(staging, split_id, classes, per_class, params)
+    for split in _SPLITS:
+        os.replace(os.path.join(staging, split), os.path.join(root, split))
+    os.rmdir(staging)
+    manifest = {
+        "version": _FORMAT_VERSION,
+        "params": params,
+        "classes": classes,
+        "num_files": {split: per * num_classes for split, per in zip(_SPLITS, (train_per_class, val_per_class))},
+        "sha256": _tree_digest(root, files),
+    }
+    tmp_path = manifest_path + ".tmp"
+    with open(tmp_path, "w") as f:
+        json.dump(manifest, f, indent=2)
+    os.replace(tmp_path, manifest_path)
+    return root

@@ -1,0 +1,255 @@
+"""Batched, sharded, reproducibly shuffled and augmented loading on ``paddle.io.DataLoader``."""
+import random
+from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import paddle
+
+from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from .random_erasing import RandomErasing
+from .random_state import seed_augmentation
+from .transforms_factory import ColorJitterArg, create_transform
+
+
+class ShardedBatchSampler(paddle.io.DistributedBatchSampler):
+    """Batches of one rank's shard of the dataset, shuffled by (seed, epoch) when ``shuffle``.
+
+    Every rank draws the same permutation, pads it by wrapping around to a multiple of
+    ``num_replicas`` (so all ranks get the same number of samples) and takes every
+    ``num_replicas``-th index from ``rank`` on. ``set_epoch`` chooses the permutation.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        batch_size: int,
+        num_replicas: int = 1,
+        rank: int = 0,
+        shuffle: bool = False,
+        drop_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank {rank} is outside [0, num_replicas={num_replicas})")
+        super().__init__(
+            dataset, batch_size, num_replicas=num_replicas, rank=rank, shuffle=shuffle, drop_last=drop_last
+        )
+        self.seed = int(seed)
+
+    def shard_indices(self) -> np.ndarray:
+        order = np.arange(len(self.dataset))
+        if self.shuffle:
+            np.random.default_rng([self.seed, self.epoch]).shuffle(order)
+        return np.resize(order, self.total_size)[self.local_rank :: self.nranks]
+
+    def __iter__(self) -> Iterator[List[int]]:
+        indices = self.shard_indices()
+        stop = len(indices) - len(indices) % self.batch_size if self.drop_last else len(indices)
+        for start in range(0, stop, self.batch_size):
+            yield indices[start : start + self.batch_size].tolist()
+
+
+class _WorkerSeeder:
+    """``worker_init_fn``: a distinct, reproducible random state for each (seed, rank, epoch, worker)."""
+
+    def __init__(self, seed: int, rank: int) -> None:
+        self.seed = seed
+        self.rank = rank
+        self.epoch = 0
+
+    def entropy(self, worker_id: int) -> List[int]:
+        return [self.seed, self.rank, self.epoch, worker_id]
+
+    def __call__(self, worker_id: int) -> None:
+        entropy = self.entropy(worker_id)
+        seed_augmentation(entropy)
+        # Custom transforms that use the global generators get the same guarantee.
+        state = np.random.SeedSequence(entropy + [1]).generate_state(2)
+        random.seed(int(state[0]))
+        np.random.seed(int(state[1]))
+
+
+def fast_collate(batch: Sequence[Tuple[np.ndarray, int]]) -> Tuple[np.ndarray, np.ndarray]:
+    """Stack ``(image array, label)`` samples into an image batch and an int64 label vector."""
+    images = np.stack([sample[0] for sample in batch])
+    labels = np.asarray([sample[1] for sample in batch], dtype=np.int64)
+    return images, labels
+
+
+class NormalizingCollate:
+    """Collate, then turn uint8 image batches into normalised float32 and randomly erase them.
+
+    The prefetcher path: workers ship small uint8 images and normalise a whole batch in one
+    vectorised numpy pass (Paddle's broadcasting ops on CPU are several times slower, and would run
+    on the training thread). Erasing draws from the worker's seeded augmentation generator.
+    """
+
+    def __init__(
+        self,
+        collate_fn: Callable,
+        mean: Sequence[float],
+        std: Sequence[float],
+        random_erasing: Optional[RandomErasing] = None,
+    ) -> None:
+        self.collate_fn = collate_fn
+        self.random_erasing = random_erasing
+        self._offset = (np.asarray(mean, dtype=np.float32) * 255.0).reshape(1, -1, 1, 1)
+        self._scale = (1.0 / (np.asarray(std, dtype=np.float32) * 255.0)).reshape(1, -1, 1, 1)
+
+    def __call__(self, batch):
+        images, *rest = self.collate_fn(batch)
+        if isinstance(images, np.ndarray) and images.dtype == np.uint8:
+            images = images.astype(np.float32)
+            images -= self._offset
+            images *= self._scale
+            if self.random_erasing is not None:
+                images = self.random_erasing(images)
+        return (images, *rest)
+
+
+class ImageLoader:
+    """Iterable over ``(images, labels)``: float32 ``[B, 3, H, W]`` normalised, int64 ``[B]``.
+
+    Each pass (``__iter__``) uses the current epoch -- for the shuffle order and to seed the
+    augmentation of every worker -- and then advances it; ``set_epoch(e)`` makes the next pass use
+    epoch ``e`` (call it every epoch, and after resuming).
+    """
+
+    def __init__(
+        self,
+        dataset,
+        batch_sampler: ShardedBatchSampler,
+        num_workers: int,
+        collate_fn: Callable,
+        seed: int,
+        rank: int,
+        pin_memory: bool,
+        use_shared_memory: bool,
+    ) -> None:
+        self.dataset = dataset
+        self.batch_sampler = batch_sampler
+        self.num_workers = num_workers
+        self.seed = seed
+        self.epoch = 0
+        self._seeder = _WorkerSeeder(seed, rank)
+        self.loader = paddle.io.DataLoader(
+            dataset,
+            batch_sampler=batch_sampler,
+            num_workers=num_workers,
+            collate_fn=collate_fn,
+            worker_init_fn=self._seeder if num_workers > 0 else None,
+            use_shared_memory=use_shared_memory,
+        )
+        # Paddle pins host memory by default on GPU; follow the caller's choice instead.
+        self.loader.pin_memory = pin_memory
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_sampler.batch_size
+
+    def __len__(self) -> int:
+        return len(self.batch_sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
+        epoch = self.epoch
+        self.epoch += 1
+        self.batch_sampler.set_epoch(epoch)
+        self._seeder.epoch = epoch
+        if self.num_workers == 0:
+            # Batches are decoded in this process (on Paddle's reader thread): seed it like worker 0.
+            seed_augmentation(self._seeder.entropy(0))
+        for batch in self.loader:
+            yield tuple(batch)
+
+
+def create_loader(
+    dataset,
+    input_size: Union[int, Sequence[int]],
+    batch_size: int,
+    is_training: bool = False,
+    use_prefetcher: bool = True,
+    re_prob: float = 0.0,
+    re_mode: str = "const",
+    re_count: int = 1,
+    color_jitter: ColorJitterArg = 0.4,
+    auto_augment: Optional[str] = None,
+    interpolation: str = "bilinear",
+    mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
+    std: Sequence[float] = IMAGENET_DEFAULT_STD,
+    num_workers: int = 1,
+    distributed: bool = False,
+    crop_pct: Optional[float] = None,
+    collate_fn: Optional[Callable] = None,
+    pin_memory: bool = False,
+    seed: Optional[int] = None,
+    num_replicas: Optional[int] = None,
+    rank: Optional[int] = None,
+    use_shared_memory: bool = True,
+) -> ImageLoader:
+    """Loader over ``dataset`` (an :class:`~pimm.data.ImageDataset`) with timm 0.1.20's pipeline.
+
+    Sets ``dataset.transform`` to :func:`create_transform` of the same arguments (as timm does).
+    Training shuffles and drops the last incomplete batch; evaluation keeps order and every sample.
+    ``distributed``: each rank reads its shard (``num_replicas``/``rank`` default to
+    ``paddle.distributed``'s world size and rank); shards are padded to equal length by repeating
+    samples from the start of the order, so distributed evaluation sees up to ``num_replicas - 1``
+    duplicates, as in timm. ``seed`` fixes the sample order and all augmentation (workers, epochs and
+    ranks get distinct streams); ``None`` means 0 when distributed (ranks must agree on the order)
+    and otherwise a draw from numpy's global generator. ``pin_memory`` sets Paddle's pinned host
+    memory for GPU copies. ``num_workers=0`` loads in this process and gives the same batches as
+    ``num_workers=1``. ``use_prefetcher`` (timm's default) makes the per-image pipeline stop at
+    uint8 and normalises and erases whole batches after collation, in the workers; a custom
+    ``collate_fn`` then receives uint8 ``[3, H, W]`` arrays and should return ``(images, labels,
+    ...)`` with images stacked as uint8 (normalised afterwards) or already float32 (left alone).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if distributed:
+        num_replicas = paddle.distributed.get_world_size() if num_replicas is None else num_replicas
+        rank = paddle.distributed.get_rank() if rank is None else rank
+    else:
+        num_replicas, rank = 1, 0
+    if seed is None:
+        seed = 0 if distributed else int(np.random.randint(0, 2**31 - 1))
+    dataset.transform = create_transform(
+        input_size,
+        is_training=is_training,
+        use_prefetcher=use_prefetcher,
+        color_jitter=color_jitter,
+        auto_augment=auto_augment,
+        interpolation=interpolation,
+        mean=mean,
+        std=std,
+        re_prob=re_prob,
+        re_mode=re_mode,
+        re_count=re_count,
+        crop_pct=crop_pct,
+    )
+    batch_sampler = ShardedBatchSampler(
+        dataset,
+        batch_size,
+        num_replicas=num_replicas,
+        rank=rank,
+        shuffle=is_training,
+        drop_last=is_training,
+        seed=seed,
+    )
+    collate_fn = collate_fn or fast_collate
+    if use_prefetcher:
+        batch_erasing = None
+        if is_training and re_prob > 0:
+            batch_erasing = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
+        collate_fn = NormalizingCollate(collate_fn, mean, std, batch_erasing)
+    return ImageLoader(
+        dataset,
+        batch_sampler,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        seed=seed,
+        rank=rank,
+        pin_memory=pin_memory,
+        use_shared_memory=use_shared_memory,
+    )

@@ -1,0 +1,58 @@
+"""Write the synthetic ImageNet-style demo dataset: OUT/train/<class>/*.JPEG and OUT/val/<class>/*.JPEG.
+
+    python tools/make_demo_data.py data/demo --classes 10 --train-per-class 100 --val-per-class 20
+"""
+import argparse
+import json
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("out", help="output folder (created; left alone if it already holds this demo tree)")
+    parser.add_argument("--classes", type=int, default=10, help="number of classes, 1-12 (default 10)")
+    parser.add_argument("--train-per-class", type=int, default=100, help="training images per class (default 100)")
+    parser.add_argument("--val-per-class", type=int, default=20, help="validation images per class (default 20)")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    warnings.filterwarnings("ignore", message=".*ccache.*")
+    from pimm.data.demo import MANIFEST_NAME, make_demo_dataset
+
+    already = os.path.isfile(os.path.join(args.out, MANIFEST_NAME))
+    try:
+        root = make_demo_dataset(
+            args.out,
+            num_classes=args.classes,
+            train_per_class=args.train_per_class,
+            val_per_class=args.val_per_class,
+            image_size=args.size,
+            seed=args.seed,
+        )
+    except (ValueError, FileExistsError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    with open(os.path.join(root, MANIFEST_NAME)) as f:
+        manifest = json.load(f)
+    counts = manifest["num_files"]
+    state = "already complete, nothing written" if already else "written"
+    print(
+        f"{root}: {state}: {len(manifest['classes'])} classes, {counts['train']} train + {counts['val']} val "
+        f"JPEGs of {args.size}px (sha256 {manifest['sha256'][:16]})"
+    )
+    print(f"  train: {os.path.join(root, 'train')}/<class>/*.JPEG")
+    print(f"  val:   {os.path.join(root, 'val')}/<class>/*.JPEG")
+    print(f"  classes: {', '.join(manifest['classes'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
