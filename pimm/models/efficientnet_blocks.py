@@ -39,7 +39,8 @@ class SqueezeExcite(nn.Layer):
         return x * self.gate_fn(gate)
 
 
-def _make_se(chs: int, se_ratio: Optional[float], se_kwargs: Optional[Dict[str, Any]]) -> Optional[SqueezeExcite]:
+def _make_se(chs: int, se_ratio: Optional[float],
+             se_kwargs: Optional[Dict[str, Any]]) -> Optional[SqueezeExcite]:
     if not se_ratio:
         return None
     return SqueezeExcite(chs, se_ratio=se_ratio, **{**SE_DEFAULTS, **(se_kwargs or {})})
