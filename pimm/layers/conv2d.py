@@ -1,0 +1,145 @@
+"""Convolutions: padding rules, a second-order aware Conv2d, TF-style 'same' and mixed kernels."""
+import math
+from typing import List, Sequence, Union
+
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+from .config import is_second_order
+
+PaddingArg = Union[str, int]
+
+
+def get_padding(kernel_size: int, stride: int = 1, dilation: int = 1) -> int:
+    """Symmetric (PyTorch-style) padding: ``((stride - 1) + dilation * (kernel_size - 1)) // 2``."""
+    return ((stride - 1) + dilation * (kernel_size - 1)) // 2
+
+
+def get_same_padding(size: int, kernel_size: int, stride: int, dilation: int) -> int:
+    """Total padding TensorFlow's 'SAME' adds along one axis of length ``size``."""
+    effective_kernel = (kernel_size - 1) * dilation + 1
+    return max((math.ceil(size / stride) - 1) * stride + effective_kernel - size, 0)
+
+
+def _is_static_same(kernel_size: int, stride: int, dilation: int) -> bool:
+    # With stride 1 and an even total padding, 'SAME' is a fixed symmetric padding.
+    return stride == 1 and (dilation * (kernel_size - 1)) % 2 == 0
+
+
+def pad_same(x: paddle.Tensor, kernel_size: Sequence[int], stride: Sequence[int],
+             dilation: Sequence[int]) -> paddle.Tensor:
+    """Zero-pad an NCHW tensor the way TF 'SAME' does: the odd pixel goes to the bottom/right."""
+    pad_h = get_same_padding(x.shape[-2], kernel_size[0], stride[0], dilation[0])
+    pad_w = get_same_padding(x.shape[-1], kernel_size[1], stride[1], dilation[1])
+    if pad_h == 0 and pad_w == 0:
+        return x
+    return F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+
+
+class Conv2d(nn.Conv2D):
+    """``paddle.nn.Conv2D`` (parameters ``weight``, ``bias``) that honours second-order mode.
+
+    Normal mode uses Paddle's own kernel choice (the fast depthwise kernel when groups == channels).
+    Second-order mode runs every convolution on the generic ``conv2d`` op, which has a double-grad
+    kernel (``depthwise_conv2d`` has none), and ties the input to the weight with ``+ 0 * sum(w)``:
+    Paddle 3.3's conv double grad silently drops the weight-gradient term when the first
+    ``paddle.grad`` did not also compute the gradient of the convolution's input. The tie makes
+    that input gradient always needed when the weight's is, so the second derivative is right
+    whatever tensors the first ``paddle.grad`` was asked for. It adds exact zeros to values and grads.
+    """
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        op_type = self._op_type
+        if is_second_order():
+            op_type = "conv2d"
+            if not self.weight.stop_gradient:
+                x = x + 0.0 * self.weight.sum()
+        return F.conv._conv_nd(
+            x, self.weight, bias=self.bias, stride=self._stride, padding=self._updated_padding,
+            padding_algorithm=self._padding_algorithm, dilation=self._dilation, groups=self._groups,
+            data_format=self._data_format, channel_dim=self._channel_dim, op_type=op_type,
+            use_cudnn=self._use_cudnn)
+
+
+class Conv2dSame(Conv2d):
+    """Conv2d with TensorFlow 'SAME' padding computed from the input size at run time."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 dilation: int = 1, groups: int = 1, bias: bool = True) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0,
+                         dilation=dilation, groups=groups, bias_attr=None if bias else False)
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return super().forward(pad_same(x, self._kernel_size, self._stride, self._dilation))
+
+
+def create_conv2d_pad(in_chs: int, out_chs: int, kernel_size: int, stride: int = 1,
+                      dilation: int = 1, padding: PaddingArg = "", groups: int = 1,
+                      bias: bool = False) -> Conv2d:
+    """One convolution with a padding rule: '' symmetric, 'same' TF-SAME, 'valid' none, or an int."""
+    if isinstance(padding, str):
+        rule = padding.lower()
+        if rule == "same" and not _is_static_same(kernel_size, stride, dilation):
+            return Conv2dSame(in_chs, out_chs, kernel_size, stride=stride, dilation=dilation,
+                              groups=groups, bias=bias)
+        if rule in ("", "same"):
+            padding = get_padding(kernel_size, stride, dilation)
+        elif rule == "valid":
+            padding = 0
+        else:
+            raise ValueError(f"Unknown padding {padding!r}; use '', 'same', 'valid' or an int.")
+    return Conv2d(in_chs, out_chs, kernel_size, stride=stride, padding=padding, dilation=dilation,
+                  groups=groups, bias_attr=None if bias else False)
+
+
+def split_channels(num_channels: int, num_groups: int) -> List[int]:
+    """Split channels into near-equal groups; the first group takes the remainder."""
+    split = [num_channels // num_groups] * num_groups
+    split[0] += num_channels - sum(split)
+    return split
+
+
+class MixedConv2d(nn.Layer):
+    """MixConv: channels split into groups, each convolved with its own kernel size, concatenated.
+
+    Sub-convolutions are named '0', '1', ... (state names ``0.weight``, ``1.weight``, ...).
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: List[int], stride: int = 1,
+                 dilation: int = 1, padding: PaddingArg = "", depthwise: bool = False,
+                 bias: bool = False) -> None:
+        super().__init__()
+        in_splits = split_channels(in_channels, len(kernel_size))
+        out_splits = split_channels(out_channels, len(kernel_size))
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.splits = in_splits
+        for idx, (k, in_ch, out_ch) in enumerate(zip(kernel_size, in_splits, out_splits)):
+            self.add_sublayer(str(idx), create_conv2d_pad(
+                in_ch, out_ch, k, stride=stride, dilation=dilation, padding=padding,
+                groups=in_ch if depthwise else 1, bias=bias))
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        parts = paddle.split(x, self.splits, axis=1)
+        return paddle.concat([conv(part) for conv, part in zip(self.children(), parts)], axis=1)
+
+
+def create_conv2d(in_chs: int, out_chs: int, kernel_size: Union[int, List[int]], stride: int = 1,
+                  dilation: int = 1, padding: PaddingArg = "", depthwise: bool = False,
+                  groups: int = 1, bias: bool = False) -> nn.Layer:
+    """Convolution factory used by all blocks.
+
+    ``kernel_size`` as a list builds a ``MixedConv2d``; otherwise a ``Conv2d`` (or ``Conv2dSame``
+    for dynamic TF 'same' padding), both ``paddle.nn.Conv2D`` subclasses. ``depthwise=True`` sets
+    groups to the input channels.
+    """
+    if isinstance(kernel_size, (list, tuple)):
+        return MixedConv2d(in_chs, out_chs, list(kernel_size), stride=stride, dilation=dilation,
+                           padding=padding, depthwise=depthwise, bias=bias)
+    if depthwise:
+        groups = in_chs
+    if in_chs % groups or out_chs % groups:
+        raise ValueError(f"groups={groups} must divide in_chs={in_chs} and out_chs={out_chs}.")
+    return create_conv2d_pad(in_chs, out_chs, kernel_size, stride=stride, dilation=dilation,
+                             padding=padding, groups=groups, bias=bias)

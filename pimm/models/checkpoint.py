@@ -1,0 +1,233 @@
+"""Loading model weights and resuming training from checkpoint files.
+
+Paddle checkpoints are ``paddle.save``d dicts (``.pdparams``) with the keys of docs/DEVELOPING.md:
+``state_dict``, ``state_dict_ema``, ``optimizer``, ``scheduler``, ``epoch``, ``version``, ...
+A bare state dict (name -> tensor) is accepted too. Every file is read by ``read_checkpoint_file``,
+the single place that tells file formats apart.
+"""
+import logging
+import os
+import warnings
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import paddle
+from paddle import nn
+
+_logger = logging.getLogger(__name__)
+
+# Prefixes that wrappers add to parameter names: torch DataParallel/DDP and paddle.DataParallel.
+_WRAPPER_PREFIXES = ("module.", "_layers.")
+# torch.save's legacy (pre-zip) format starts with this magic number pickled at protocol 2.
+_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+_ZIP_MAGIC = b"PK\x03\x04"
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's weights do not fit the model (missing / unexpected names, wrong shapes)."""
+
+
+def read_checkpoint_file(path: str) -> Any:
+    """Read a checkpoint file into Python objects, whatever its format.
+
+    Raises FileNotFoundError for a missing file, and a ValueError for PyTorch files (zip archives
+    and the legacy torch.save format), which ``paddle.load`` would misread.
+    """
+    if not path or not os.path.isfile(path):
+        raise FileNotFoundError(f"No checkpoint file at {path!r}: check the path (and the run "
+                                f"directory it should be in).")
+    with open(path, "rb") as f:
+        head = f.read(len(_TORCH_LEGACY_MAGIC))
+    if head.startswith(_ZIP_MAGIC) or head == _TORCH_LEGACY_MAGIC:
+        raise ValueError(f"{path!r} is a PyTorch checkpoint; loading PyTorch files needs "
+                         f"pimm.models.torch_checkpoint. Convert it to .pdparams first.")
+    try:
+        return paddle.load(path)
+    except Exception as err:  # paddle.load raises many types for a corrupt file
+        raise ValueError(f"Cannot read checkpoint {path!r} ({type(err).__name__}: {err}); "
+                         f"the file is corrupt or not a Paddle checkpoint.") from err
+
+
+def _strip_wrapper_prefixes(name: str) -> str:
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if name.startswith(prefix):
+                name = name[len(prefix):]
+                stripped = True
+    return name
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, dict) and bool(obj) and all(
+        isinstance(k, str) and isinstance(v, (paddle.Tensor, np.ndarray)) for k, v in obj.items())
+
+
+def _select_state_dict(checkpoint: Any, path: str, use_ema: bool) -> Dict[str, Any]:
+    if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
+        key = "state_dict"
+        if use_ema:
+            if checkpoint.get("state_dict_ema"):
+                key = "state_dict_ema"
+            else:
+                # The reference crashes here; falling back keeps evaluation of non-EMA runs possible.
+                _logger.warning("%s has no EMA weights (state_dict_ema); using state_dict.", path)
+        state_dict = checkpoint[key]
+    else:
+        state_dict = checkpoint
+    if not _is_state_dict(state_dict):
+        raise ValueError(f"{path!r} holds no model weights: expected a dict with 'state_dict' or a "
+                         f"dict of name -> tensor, got {type(state_dict).__name__}.")
+    return OrderedDict((_strip_wrapper_prefixes(k), v) for k, v in state_dict.items())
+
+
+def load_state_dict(path: str, use_ema: bool = False) -> Dict[str, Any]:
+    """The model weights in a checkpoint file (EMA weights with ``use_ema`` when present), with
+    ``module.`` / ``_layers.`` wrapper prefixes removed."""
+    return _select_state_dict(read_checkpoint_file(path), path, use_ema)
+
+
+def _shape(value: Any) -> Tuple[int, ...]:
+    return tuple(int(d) for d in value.shape)
+
+
+def load_model_weights(model: nn.Layer, state_dict: Dict[str, Any], strict: bool = True,
+                       source: str = "state dict") -> Tuple[List[str], List[str]]:
+    """Copy ``state_dict`` into ``model``, checking names and shapes.
+
+    ``Layer.set_state_dict`` only warns about shape mismatches and skips them; here, with ``strict``,
+    any missing name, unexpected name or shape mismatch raises one ``CheckpointMismatchError`` that
+    lists them all. Without ``strict`` the fitting entries are loaded and the rest logged.
+    Returns (missing keys, unexpected keys).
+    """
+    model_state = model.state_dict()
+    missing = [k for k in model_state if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in model_state]
+    mismatched = [(k, _shape(state_dict[k]), _shape(v)) for k, v in model_state.items()
+                  if k in state_dict and _shape(state_dict[k]) != _shape(v)]
+    if missing or unexpected or mismatched:
+        lines = [f"{source} does not fit {type(model).__name__}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        for name, ckpt_shape, model_shape in mismatched:
+            lines.append(f"  shape mismatch {name}: checkpoint {list(ckpt_shape)}, model {list(model_shape)}")
+        if strict:
+            lines.append("Build the model that wrote the checkpoint, or load with strict=False.")
+            raise CheckpointMismatchError("\n".join(lines))
+        _logger.warning("\n".join(lines))
+    skip = {name for name, _, _ in mismatched}
+    with warnings.catch_warnings():
+        # Paddle warns once per entry it skips; the mismatches were reported above already.
+        warnings.filterwarnings("ignore", message="Skip loading for")
+        model.set_state_dict({k: v for k, v in state_dict.items() if k in model_state and k not in skip})
+    return missing, unexpected
+
+
+def load_checkpoint(model: nn.Layer, path: str, use_ema: bool = False,
+                    strict: bool = True) -> Tuple[List[str], List[str]]:
+    """Load a checkpoint file's weights into ``model`` (see ``load_model_weights``)."""
+    return load_model_weights(model, load_state_dict(path, use_ema), strict, source=f"Checkpoint {path!r}")
+
+
+@dataclass
+class ResumeState:
+    """What ``resume_checkpoint`` recovered besides the weights."""
+
+    start_epoch: Optional[int]  # first epoch to run; None for a bare state dict
+    metric: Optional[float] = None
+    extra: Dict[str, Any] = field(default_factory=dict)  # arch, args and engine-specific entries
+
+
+_CONSUMED_KEYS = ("state_dict", "state_dict_ema", "optimizer", "scheduler", "epoch", "version", "metric")
+
+
+def _optimizer_parameter_names(optimizer: paddle.optimizer.Optimizer) -> List[str]:
+    groups = optimizer._param_groups  # Paddle has no public accessor: a list of params or of dicts
+    params = [p for g in groups for p in g["params"]] if groups and isinstance(groups[0], dict) else groups
+    return [p.name for p in params]
+
+
+def _match_optimizer_state(optimizer: paddle.optimizer.Optimizer, state: Dict[str, Any],
+                           path: str) -> Dict[str, Any]:
+    """Rename saved accumulators (``<param name>_<kind>_<n>``) to the names this optimizer uses.
+
+    Paddle names accumulators ``<param>_<kind>_<n>`` with a process-wide counter ``n`` and refuses
+    a state whose names differ, so resuming in a process that already built an optimizer over
+    same-named parameters (tests, search followed by retraining) would fail. Accumulators are
+    matched by (parameter, kind) instead. Entries that match no parameter mean the model's
+    auto-generated names differ from the saved run's: raised, since Paddle would drop them.
+    """
+    names = sorted(_optimizer_parameter_names(optimizer), key=len, reverse=True)
+    generator = paddle.base.unique_name.generator
+    renamed, orphans = {}, []
+    for key, value in state.items():
+        if not isinstance(value, (paddle.Tensor, np.ndarray)):
+            renamed[key] = value  # LR_Scheduler, master_weights
+            continue
+        param = next((n for n in names if key.startswith(n + "_")), None)
+        kind = key[len(param) + 1:].rpartition("_")[0] if param else ""
+        if not kind:
+            orphans.append(key)
+            continue
+        existing = optimizer._accumulators.get(kind, {}).get(param)
+        if existing is not None:
+            renamed[existing.name] = value
+        else:  # the name Paddle will generate when the accumulator is created at the first step
+            prefix = f"{param}_{kind}"
+            renamed[f"{generator.prefix}{prefix}_{generator.ids.get(prefix, 0)}"] = value
+    if orphans:
+        raise CheckpointMismatchError(
+            f"Optimizer state in {path!r} does not match the model's parameter names "
+            f"({len(orphans)} entries, e.g. {orphans[:3]}; the model has e.g. {names[-3:]}). Build "
+            f"the model inside paddle.utils.unique_name.guard() (create_model does) so names are stable.")
+    return renamed
+
+
+def _load_scheduler_state(scheduler: Any, state: Dict[str, Any]) -> None:
+    setter = getattr(scheduler, "set_state_dict", None) or getattr(scheduler, "load_state_dict", None)
+    if setter is None:
+        raise TypeError(f"{type(scheduler).__name__} has no set_state_dict/load_state_dict to resume.")
+    setter(state)
+
+
+def resume_checkpoint(model: nn.Layer, path: str, optimizer: Optional[paddle.optimizer.Optimizer] = None,
+                      scheduler: Any = None, ema_model: Optional[nn.Layer] = None,
+                      strict: bool = True) -> ResumeState:
+    """Restore model (and optionally optimizer, scheduler and EMA model) state from a checkpoint.
+
+    ``start_epoch`` is ``epoch + 1`` for ``version >= 2`` files (the epoch stored is the last one
+    completed) and ``epoch`` for older ones. Entries that are asked for but absent raise.
+    """
+    checkpoint = read_checkpoint_file(path)
+    load_model_weights(model, _select_state_dict(checkpoint, path, use_ema=False), strict,
+                       source=f"Checkpoint {path!r}")
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        if optimizer is not None or scheduler is not None or ema_model is not None:
+            raise ValueError(f"{path!r} is a bare state dict: it has no optimizer, scheduler or EMA "
+                             f"state to resume from.")
+        return ResumeState(start_epoch=None)
+
+    def required(key: str) -> Any:
+        if checkpoint.get(key) is None:
+            raise ValueError(f"Checkpoint {path!r} has no {key!r} entry to resume from.")
+        return checkpoint[key]
+
+    if optimizer is not None:
+        optimizer_state = required("optimizer")
+        optimizer.set_state_dict(_match_optimizer_state(optimizer, optimizer_state, path))
+    if scheduler is not None:
+        _load_scheduler_state(scheduler, required("scheduler"))
+    if ema_model is not None:
+        ema_state = _select_state_dict({"state_dict": required("state_dict_ema")}, path, use_ema=False)
+        load_model_weights(ema_model, ema_state, strict, source=f"EMA weights in {path!r}")
+    start_epoch = None
+    if checkpoint.get("epoch") is not None:
+        start_epoch = int(checkpoint["epoch"]) + (1 if checkpoint.get("version", 1) >= 2 else 0)
+    metric = checkpoint.get("metric")
+    extra = {k: v for k, v in checkpoint.items() if k not in _CONSUMED_KEYS}
+    return ResumeState(start_epoch=start_epoch, metric=None if metric is None else float(metric), extra=extra)
