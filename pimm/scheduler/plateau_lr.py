@@ -50,9 +50,9 @@ class PlateauLRScheduler(Scheduler):
         self.num_bad_epochs = 0
         self.cooldown_counter = 0
         self.last_epoch: Optional[int] = None
-        self.plateau_lr = float(optimizer.get_lr())
         super().__init__(optimizer, t_in_epochs=True, warmup_t=warmup_t,
                          warmup_lr_init=warmup_lr_init)
+        self.plateau_lr = self.base_lr
 
     def _schedule(self, t: float) -> float:
         return self.plateau_lr  # after warmup the rate is whatever the plateau rule left

@@ -23,7 +23,8 @@ NoiseRange = Optional[Union[float, int, Sequence[Union[float, int]]]]
 
 
 class Scheduler(abc.ABC):
-    """Linear warmup from ``warmup_lr_init`` to the optimizer's initial rate over ``warmup_t``
+    """Linear warmup from ``warmup_lr_init`` to the optimizer's initial rate (``base_lr``, its
+    rate when the first scheduler was attached) over ``warmup_t``
     steps, then the subclass's schedule, optionally with multiplicative noise.
 
     Noise (``noise_range_t``: a start ``t`` or ``[start, end)``): at every active ``t`` the rate
@@ -57,7 +58,12 @@ class Scheduler(abc.ABC):
         if warmup_t < 0:
             raise ValueError(f"warmup_t must be >= 0, got {warmup_t}")
         self.optimizer = optimizer
-        self.base_lr = float(optimizer.get_lr())
+        # Remembered on the optimizer (timm kept `initial_lr` in each group): a scheduler built
+        # later, e.g. a replacement after a config change, still starts from the original rate
+        # rather than from whatever the previous schedule had set.
+        if not hasattr(optimizer, "initial_lr"):
+            optimizer.initial_lr = float(optimizer.get_lr())
+        self.base_lr = optimizer.initial_lr
         self.t_in_epochs = t_in_epochs
         self.warmup_t = warmup_t
         self.warmup_lr_init = float(warmup_lr_init)

@@ -120,6 +120,33 @@ def test_noise_is_deterministic_bounded_and_ranged():
     assert np.all(np.abs(noise) < 0.2) and np.all(noise != 0)
 
 
+def test_uniform_noise_is_bounded_and_deterministic():
+    def lrs():
+        opt = make_optimizer(lr=0.1)
+        sched = CosineLRScheduler(opt, t_initial=100, noise_range_t=0, noise_type="uniform",
+                                  noise_pct=0.1, noise_seed=5)
+        out = []
+        for t in range(20):
+            sched.step(t)
+            out.append(opt.get_lr() / sched.lr_at(t) - 1)
+        return np.array(out)
+
+    noise = lrs()
+    np.testing.assert_array_equal(noise, lrs())
+    assert np.all(np.abs(noise) <= 0.1) and np.unique(noise).size == 20
+
+
+def test_second_scheduler_starts_from_the_initial_rate():
+    opt = make_optimizer(lr=0.1)
+    first = StepLRScheduler(opt, decay_t=1, decay_rate=0.5)
+    first.step(3)
+    assert opt.get_lr() == pytest.approx(0.0125)
+    second = StepLRScheduler(opt, decay_t=1, decay_rate=0.1)
+    assert second.base_lr == 0.1
+    second.step(1)
+    assert opt.get_lr() == pytest.approx(0.01)
+
+
 def test_noise_range_from_config_fractions():
     opt = make_optimizer()
     sched, _ = create_scheduler(cream_cfg(EPOCHS=100, LR_NOISE=[0.4, 0.9]), opt)
