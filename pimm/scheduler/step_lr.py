@@ -1,4 +1,4 @@
-"""Step decay: the rate is multiplied by ``decay_rate`` every ``decay_t`` (which may be fractional)."""
+"""Step decay: the rate is multiplied by ``decay_rate`` every ``decay_t`` (may be fractional)."""
 from __future__ import annotations
 
 import paddle

@@ -41,7 +41,8 @@ def _fsync_dir(folder: str) -> None:
 
 def _temp_path_for(path: str) -> str:
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=_TEMP_SUFFIX, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=_TEMP_SUFFIX,
+                               dir=folder)
     os.close(fd)
     return tmp
 
