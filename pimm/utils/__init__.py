@@ -7,12 +7,10 @@ from .log import get_outdir, setup_logger
 from .metrics import AverageMeter, accuracy
 from .model_ema import ModelEma, check_state_fits, unwrap_model
 from .options import REQUIRED, read_options, to_plain_dict
+from .profile import count_parameters, format_count, profile
 from .runtime import (available_cpus, get_rng_state, seed_everything, set_num_threads,
                       set_rng_state)
 from .summary import update_summary
-
-# pimm.utils.profile is written on another branch; its public names are added to this module
-# (imports and __all__) when that branch is merged.
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -43,4 +41,7 @@ __all__ = [
     "REQUIRED",
     "read_options",
     "to_plain_dict",
+    "profile",
+    "count_parameters",
+    "format_count",
 ]
