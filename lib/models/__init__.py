@@ -5,8 +5,9 @@ pimm's model registry.
 """
 from lib.models.archs import CREAM_ARCHS, CreamArch, resolve_arch, validate_arch
 from lib.models.childnet import CREAM_NETWORK_KWARGS, build_childnet, childnet_arch_def, effective_arch
+from lib.models.supernet import SuperNet, build_supernet
 
 __all__ = [
-    "CREAM_ARCHS", "CREAM_NETWORK_KWARGS", "CreamArch", "build_childnet", "childnet_arch_def",
-    "effective_arch", "resolve_arch", "validate_arch",
+    "CREAM_ARCHS", "CREAM_NETWORK_KWARGS", "CreamArch", "SuperNet", "build_childnet", "build_supernet",
+    "childnet_arch_def", "effective_arch", "resolve_arch", "validate_arch",
 ]

@@ -8,7 +8,7 @@ the first layer of a stage strides.
 """
 from __future__ import annotations
 
-from typing import List, Mapping, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 from pimm.models.efficientnet_builder import decode_block_str, encode_block_str
 
@@ -43,7 +43,7 @@ _REPEATED_LAST_LAYER_STAGE = 3
 
 # (MFLOPs of the stage's first layer, MFLOPs of any later layer) per searched stage (0 = stage 1)
 # and choice, at SEARCH_RESOLUTION.
-LayerFlops = Mapping[int, Mapping[int, Tuple[float, float]]]
+LayerFlops = Sequence[Sequence[Tuple[float, float]]]
 
 # search_for_layer grows stages in this order (0 = stage 1), each up to its limit.
 _GROWTH_ORDER = (2, 3, 4, 1, 0, 2, 3, 4, 1, 0)
@@ -135,8 +135,9 @@ def search_for_layer(flops_minimum: float, flops_maximum: float,
         raise ValueError(f"FLOPs range {requested} is reversed: FLOPS_MINIMUM must not exceed FLOPS_MAXIMUM.")
     least_maximum, largest_minimum = _possible_range(layer_flops)
     impossible = (f"FLOPs range {requested} is impossible for Cream's search space: FLOPS_MAXIMUM must "
-                  f"be at least {least_maximum:.3f} (the smallest path at the smallest resolution) and "
-                  f"FLOPS_MINIMUM at most {largest_minimum:.3f} (the largest path at {SEARCH_RESOLUTION} px).")
+                  f"be at least {least_maximum:.3f} and FLOPS_MINIMUM at most {largest_minimum:.3f} (the "
+                  f"bounds apply to the searched layers: the smallest path's at the smallest resolution, "
+                  f"the largest path's at {SEARCH_RESOLUTION} px).")
 
     sta_num = [1] * len(SEARCHED_STAGES)
     size_factor = SEARCH_RESOLUTION // _RESOLUTION_STEP
