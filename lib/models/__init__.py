@@ -5,9 +5,11 @@ pimm's model registry.
 """
 from lib.models.archs import CREAM_ARCHS, CreamArch, resolve_arch, validate_arch
 from lib.models.childnet import CREAM_NETWORK_KWARGS, build_childnet, childnet_arch_def, effective_arch
+from lib.models.convert import ConversionSummary, convert_torch_checkpoint
 from lib.models.supernet import SuperNet, build_supernet
 
 __all__ = [
-    "CREAM_ARCHS", "CREAM_NETWORK_KWARGS", "CreamArch", "SuperNet", "build_childnet", "build_supernet",
-    "childnet_arch_def", "effective_arch", "resolve_arch", "validate_arch",
+    "CREAM_ARCHS", "CREAM_NETWORK_KWARGS", "ConversionSummary", "CreamArch", "SuperNet", "build_childnet",
+    "build_supernet", "childnet_arch_def", "convert_torch_checkpoint", "effective_arch", "resolve_arch",
+    "validate_arch",
 ]

@@ -7,7 +7,9 @@ import pytest
 
 from lib.models import SuperNet, build_childnet, build_supernet, effective_arch
 from lib.search import flops_table
-from pimm.models import load_model_weights
+from pimm.models import load_checkpoint, load_model_weights
+from tests.pimm.models.paddle_to_torch import torch_state_dict
+from tests.pimm.models.torchfile_writer import save_legacy
 
 SMALL_STA_NUM = [1, 2, 1, 2, 2]
 
@@ -168,3 +170,24 @@ def test_names_and_weights_are_reproducible():
     assert len({p.name for p in first.parameters()}) == len(first.parameters())
     for a, b in zip(first.parameters(), second.parameters()):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_reference_supernet_checkpoint_loads(tmp_path):
+    """A supernet state dict in the reference's torch names and layouts (blocks.s.l.c.*, meta_layer
+    [1, num_classes * slice]) loads into the Paddle supernet."""
+    source = _small_supernet()
+    _randomize(source, seed=4)
+    weights = torch_state_dict(source, prefix="module.")
+    assert weights["module.meta_layer.weight"].shape == (1, 40)
+    assert "module.blocks.2.0.5.bn2.running_var" in weights
+    path = str(tmp_path / "supernet.pth.tar")
+    save_legacy({"epoch": 9, "state_dict": weights}, path)
+
+    target = _small_supernet()
+    assert load_checkpoint(target, path) == ([], [])
+    np.testing.assert_array_equal(target.meta_layer.weight.numpy(), source.meta_layer.weight.numpy())
+    source.eval()
+    target.eval()
+    x = paddle.to_tensor(np.random.RandomState(5).randn(1, 3, 32, 32).astype("float32"))
+    arch = [[0], [1], [4, 2], [3], [0, 5], [2, -1], [0]]
+    np.testing.assert_allclose(target(x, arch).numpy(), source(x, arch).numpy(), rtol=1e-6, atol=1e-6)
