@@ -89,7 +89,8 @@ def test_bad_arguments():
         make_demo_dataset("unused", image_size=8)
 
 
-def test_cli_writes_and_reports(tmp_path, capsys):
+def test_cli_writes_and_reports(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, "tools"))  # as `python tools/x.py` would
     spec = importlib.util.spec_from_file_location("make_demo_data", os.path.join(REPO, "tools", "make_demo_data.py"))
     cli = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(cli)
