@@ -1,4 +1,5 @@
 """Test-wide setup. Environment variables must be set before Paddle's C++ core loads."""
+import importlib.util
 import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")
@@ -59,3 +60,20 @@ def cream14_dir():
     if not os.path.isfile(os.path.join(folder, "14.pth.tar")):
         pytest.fail(f"CREAM_FIXTURES={root!r} has no cream14/14.pth.tar; point it at the shared fixtures folder")
     return folder
+
+
+@pytest.fixture
+def load_tool(monkeypatch):
+    """``load_tool("convert_checkpoint")`` imports ``tools/convert_checkpoint.py`` as a module the
+    way ``python tools/convert_checkpoint.py`` runs it: with ``tools/`` first on ``sys.path`` (the
+    scripts import ``tools/_paths.py`` from there), for calling its ``main(argv)`` in-process."""
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+
+    def load(name):
+        monkeypatch.syspath_prepend(tools)
+        spec = importlib.util.spec_from_file_location(f"tools_{name}", os.path.join(tools, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load
