@@ -270,6 +270,7 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
         "ms_per_step": round(1000.0 * times.mean, 3),
         "ms_per_step_median": round(1000.0 * times.median, 3),
         "ms_per_step_best": round(1000.0 * times.best, 3),
+        "step_ms": [round(1000.0 * t, 1) for t in times.seconds],
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "mflops": round(mflops, 3),
         "gflops_per_s": round(mflops * work * images_per_s / 1000.0, 3) if work else None,

@@ -20,7 +20,8 @@ import paddle
 from .file_io import atomic_write_text
 from .runtime import available_cpus
 
-__all__ = ["export_model", "InferenceModel", "read_export_info", "exported_files", "INFO_SUFFIX"]
+__all__ = ["export_model", "InferenceModel", "InferenceLayer", "read_export_info", "exported_files",
+           "relative_difference", "INFO_SUFFIX"]
 
 INFO_SUFFIX = ".info.json"
 _PROGRAM_SUFFIX = ".json"
@@ -122,12 +123,44 @@ class InferenceModel:
         self._predictor = paddle.inference.create_predictor(config)
         self._output_names: List[str] = self._predictor.get_output_names()
 
-    def __call__(self, images: Union[np.ndarray, paddle.Tensor]) -> np.ndarray:
+    def run(self, images: Union[np.ndarray, paddle.Tensor]) -> paddle.Tensor:
+        """The model's output for a float32 ``[N, C, H, W]`` batch, as a Paddle tensor."""
         if not isinstance(images, paddle.Tensor):
             images = paddle.to_tensor(np.ascontiguousarray(images, dtype=np.float32))
         expected = self.info.get("input_shape")
         if images.ndim != 4 or (expected and list(images.shape[1:]) != list(expected)):
-            raise ValueError(f"InferenceModel {self.prefix}: expected images [N, {', '.join(map(str, expected or ['C', 'H', 'W']))}], "
-                             f"got {list(images.shape)}")
-        outputs = self._predictor.run([images])
-        return outputs[0].numpy()
+            shape = ", ".join(map(str, expected or ["C", "H", "W"]))
+            raise ValueError(f"InferenceModel {self.prefix}: expected images [N, {shape}], got "
+                             f"{list(images.shape)}")
+        return self._predictor.run([images])[0]
+
+    def __call__(self, images: Union[np.ndarray, paddle.Tensor]) -> np.ndarray:
+        return self.run(images).numpy()
+
+
+class InferenceLayer(paddle.nn.Layer):
+    """An :class:`InferenceModel` behind the ``paddle.nn.Layer`` interface, so evaluation loops
+    written for dygraph models (``model.eval(); output = model(images)``) run it unchanged. It
+    has no parameters and computes no gradients."""
+
+    def __init__(self, predictor: InferenceModel) -> None:
+        super().__init__()
+        self.predictor = predictor
+        self.eval()
+
+    def forward(self, images: paddle.Tensor) -> paddle.Tensor:
+        return self.predictor.run(images)
+
+
+def relative_difference(actual: Union[np.ndarray, paddle.Tensor],
+                        expected: Union[np.ndarray, paddle.Tensor]) -> float:
+    """``max |actual - expected| / max |expected|``: how far exported logits are from dygraph's."""
+    actual = actual.numpy() if isinstance(actual, paddle.Tensor) else np.asarray(actual)
+    expected = expected.numpy() if isinstance(expected, paddle.Tensor) else np.asarray(expected)
+    if actual.shape != expected.shape:
+        raise ValueError(f"relative_difference: shapes differ, {actual.shape} vs {expected.shape}")
+    if expected.size == 0:
+        return 0.0
+    largest_error = float(np.abs(actual.astype(np.float64) - expected).max())
+    scale = float(np.abs(expected).max())
+    return largest_error / scale if scale > 0 else largest_error
