@@ -34,7 +34,7 @@ from lib.models import CREAM_ARCHS, build_childnet, build_supernet, resolve_arch
 from pimm.data import ImageDataset, create_loader
 from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import create_optimizer
-from pimm.utils import ModelEma, profile, seed_everything, set_num_threads
+from pimm.utils import ModelEma, profile, retain_freed_memory, seed_everything, set_num_threads
 from pimm.utils.benchmark import machine_description, peak_rss_mb, time_steps
 
 __all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "RETRAIN_SETTINGS"]
@@ -241,6 +241,7 @@ def _train_step(opts: BenchmarkOptions, target: _Target, batches: Iterator) -> C
 def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
     """Time ``opts`` and return the figures (see the module doc for their meaning)."""
     opts.check()
+    retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
     threads = set_num_threads(opts.threads)
     seed_everything(opts.seed)
     target = _build_target(opts)
