@@ -39,9 +39,11 @@ __all__ = [
     "prepare_run",
     "resolve_run_dir",
     "seed_epoch",
+    "data_split_dir",
     "build_loaders",
     "wrap_model",
     "unwrap_model",
+    "broadcast_buffers",
     "find_resume_checkpoint",
     "finish_run",
 ]
@@ -174,7 +176,10 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
 
     run_dir = resolve_run_dir(cfg) if rank == 0 else None
     run_dir = _broadcast_from_primary(run_dir, distributed)
-    logger = setup_logger("cream", os.path.join(run_dir, f"{mode}.log"), rank=rank)
+    log_file = os.path.join(run_dir, f"{mode}.log")
+    for library in ("pimm", "lib"):  # their module loggers (checkpoint saver, EMA, ...) too
+        setup_logger(library, log_file, rank=rank)
+    logger = setup_logger("cream", log_file, rank=rank)
     writer = None
     if rank == 0:
         atomic_write_text(cfg.dump(), os.path.join(run_dir, "config.yaml"))
@@ -195,10 +200,16 @@ def finish_run(ctx: RunContext) -> None:
 
 
 # ---- data --------------------------------------------------------------------------------------
-def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
+def data_split_dir(cfg: CfgNode, split: str) -> str:
+    """``DATA_DIR/<split>``; raises RunError with the fix when the folder is missing."""
     root = os.path.join(str(cfg.DATA_DIR), split)
     if not os.path.isdir(root):
         raise RunError(f"DATA_DIR/{split} not found: {root} does not exist. {_DATA_HINT}")
+    return root
+
+
+def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
+    root = data_split_dir(cfg, split)
     try:
         dataset = ImageDataset(root)
     except (FileNotFoundError, ValueError) as err:
@@ -272,6 +283,18 @@ def wrap_model(model: paddle.nn.Layer, ctx: RunContext) -> paddle.nn.Layer:
 def unwrap_model(model: Any) -> paddle.nn.Layer:
     """The plain model inside a DataParallel wrapper (or a ModelEma's average)."""
     return _unwrap_model(model)
+
+
+def broadcast_buffers(model: Any, ctx: RunContext) -> None:
+    """Give every rank rank 0's buffers (batch-norm running statistics): DataParallel keeps the
+    parameters in step, but each rank updates its statistics from its own shard. Call it before
+    evaluating or saving, so all ranks hold the model rank 0 writes."""
+    if not ctx.distributed:
+        return
+    # Paddle keeps BN statistics as parameters that stop gradients, not as buffers
+    for tensor in unwrap_model(model).state_dict().values():
+        if tensor.stop_gradient:
+            dist.broadcast(tensor, src=0)
 
 
 # ---- resume ------------------------------------------------------------------------------------
