@@ -227,8 +227,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     """``test`` mode: evaluate ``RESUME_PATH`` on ``DATA_DIR/val``; writes ``metrics.json``."""
     cfg = ctx.cfg
     spec = resolve_child(cfg)
-    path = test_checkpoint_path(cfg)
     _, loader = build_loaders(cfg, ctx, spec.image_size, train=False, eval=True)
+    path = test_checkpoint_path(cfg)
     model = create_child_model(cfg, spec)
     weights = load_weights_for_test(model, path, spec, use_ema=bool(cfg.NET.EMA.USE))
     ctx.logger.info("testing %s (%s, %d px) from %s [%s] on %d images of %s", spec.source,

@@ -29,27 +29,32 @@ def run_main():
 
 
 @pytest.fixture(scope="session")
-def top1_image_by_image():
-    """``top1_image_by_image(model, val_dir, image_size)``: Prec@1 (%) of ``model`` on every image
-    of ``val_dir``, one image at a time through pimm's eval transform (bicubic, crop 0.875),
-    independently of the engine's loaders and reductions."""
+def evaluate_image_by_image():
+    """``evaluate_image_by_image(model, val_dir, image_size)``: ``{"top1", "top5", "loss"}`` of
+    ``model`` on every image of ``val_dir``, one image at a time through pimm's eval transform
+    (bicubic, crop 0.875), independently of the engine's loaders and reductions."""
     import paddle
+    import paddle.nn.functional as F
 
     from pimm.data import ImageDataset, create_transform
 
-    def top1(model, val_dir, image_size):
+    def evaluate(model, val_dir, image_size):
         dataset = ImageDataset(val_dir, transform=create_transform(
             image_size, is_training=False, interpolation="bicubic", crop_pct=0.875))
         model.eval()
-        hits = 0
+        top1 = top5 = loss = 0.0
         with paddle.no_grad():
             for index in range(len(dataset)):
                 image, label = dataset[index]
-                logits = model(paddle.to_tensor(image[None]))
-                hits += int(int(logits.argmax(axis=1)[0]) == label)
-        return 100.0 * hits / len(dataset)
+                logits = model(paddle.to_tensor(image[None]))[0]
+                ranked = np.argsort(-logits.numpy(), kind="stable")
+                top1 += float(ranked[0] == label)
+                top5 += float(label in ranked[:5])
+                loss += float(F.cross_entropy(logits[None], paddle.to_tensor([label])))
+        count = len(dataset)
+        return {"top1": 100.0 * top1 / count, "top5": 100.0 * top5 / count, "loss": loss / count}
 
-    return top1
+    return evaluate
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import shutil
 
 import numpy as np
 import paddle
@@ -76,16 +77,20 @@ def test_short_retrain_learns_above_chance(full_run):
 
 def test_resumed_run_ends_in_the_state_of_the_uninterrupted_one(full_run, tmp_path, colour_data_dir,
                                                                run_main):
-    common = ["retrain", RETRAIN_14, *TINY, "DATA_DIR", colour_data_dir, "SAVE_PATH", tmp_path,
-              "MODEL", "resumed", "AUTO_RESUME", "True"]
-    run_main(*common, "EPOCHS", 2, cwd=tmp_path)  # stops after epoch 1, as a killed run would
-    run_dir = str(tmp_path / "resumed")
-    assert paddle.load(os.path.join(run_dir, "last.pdparams"))["epoch"] == 1
-    run_main(*common, "EPOCHS", EPOCHS, cwd=tmp_path)
-    with open(os.path.join(run_dir, "retrain.log")) as f:
-        assert f"resumed from {os.path.join(run_dir, 'last.pdparams')}: epoch 2" in f.read()
+    # A run killed during epoch 2 leaves what the full run had after epoch 1: its last.pdparams
+    # then (kept as checkpoint-1), config and the first two summary rows.
+    run_dir = tmp_path / "resumed"
+    run_dir.mkdir()
+    shutil.copy(os.path.join(full_run, "checkpoint-1.pdparams"), run_dir / "last.pdparams")
+    shutil.copy(os.path.join(full_run, "config.yaml"), run_dir / "config.yaml")
+    with open(os.path.join(full_run, "summary.csv")) as f:
+        (run_dir / "summary.csv").write_text("".join(f.readlines()[:3]))
+    run_main("retrain", RETRAIN_14, *TINY, "DATA_DIR", colour_data_dir, "SAVE_PATH", tmp_path,
+             "MODEL", "resumed", "AUTO_RESUME", "True", "EPOCHS", EPOCHS, cwd=tmp_path)
+    with open(run_dir / "retrain.log") as f:
+        assert f"resumed from {run_dir / 'last.pdparams'}: epoch 2" in f.read()
 
-    resumed = paddle.load(os.path.join(run_dir, "last.pdparams"))
+    resumed = paddle.load(str(run_dir / "last.pdparams"))
     full = paddle.load(os.path.join(full_run, "last.pdparams"))
     assert resumed["epoch"] == full["epoch"] == EPOCHS - 1
     assert resumed["scheduler"] == full["scheduler"]
@@ -99,7 +104,7 @@ def test_resumed_run_ends_in_the_state_of_the_uninterrupted_one(full_run, tmp_pa
 
 
 def test_test_mode_reports_the_checkpoint_accuracy(full_run, tmp_path, colour_data_dir, run_main,
-                                                  top1_image_by_image):
+                                                  evaluate_image_by_image):
     best = os.path.join(full_run, "model_best.pdparams")
     run_main("test", TEST_CFG, *TINY, "DATA_DIR", colour_data_dir, "SAVE_PATH", tmp_path,
              "MODEL", "t", "RESUME_PATH", best, cwd=tmp_path)
@@ -113,6 +118,7 @@ def test_test_mode_reports_the_checkpoint_accuracy(full_run, tmp_path, colour_da
     cfg = load_config(TEST_CFG, TINY)
     model = create_child_model(cfg, resolve_child(cfg))
     load_checkpoint(model, best, use_ema=True)
-    assert metrics["top1"] == pytest.approx(
-        top1_image_by_image(model, os.path.join(colour_data_dir, "val"), 32))
+    expected = evaluate_image_by_image(model, os.path.join(colour_data_dir, "val"), 32)
+    assert metrics["top1"] == pytest.approx(expected["top1"])
+    assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-4)
     assert os.path.isfile(tmp_path / "t" / "test.log")
