@@ -26,7 +26,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # before Paddle's C++ core loads
 warnings.filterwarnings("ignore", message=".*ccache.*")
 
 # the module that implements each mode; each exposes run(ctx: RunContext) -> dict
-ENGINES = {"train": "lib.engine.search", "retrain": "lib.engine.retrain", "test": "lib.engine.evaluate"}
+ENGINES = {"train": "lib.engine.search", "retrain": "lib.engine.retrain",
+           "test": "lib.engine.evaluate"}
 _LAUNCHER_ENV = "PADDLE_TRAINERS_NUM"  # set by paddle.distributed.launch in every process it starts
 
 
@@ -44,11 +45,14 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                              "visible, else 1)")
     launch.add_argument("--nnodes", default=None, help="number of machines, e.g. 2")
     launch.add_argument("--master", default=None, help="rendezvous ip:port of the first machine")
-    launch.add_argument("--ips", default=None, help="comma-separated machine ips (instead of --master)")
+    launch.add_argument("--ips", default=None,
+                        help="comma-separated machine ips (instead of --master)")
     launch.add_argument("--rank", default=None, help="this machine's rank among the nodes")
-    launch.add_argument("--devices", default=None, help="GPU ids to use on this machine, e.g. 0,1,2,3")
+    launch.add_argument("--devices", default=None,
+                        help="GPU ids to use on this machine, e.g. 0,1,2,3")
     launch.add_argument("--log-dir", default=None,
-                        help="per-process logs of the launcher (default SAVE_PATH/launch_logs/MODEL)")
+                        help="per-process logs of the launcher "
+                             "(default SAVE_PATH/launch_logs/MODEL)")
     return parser.parse_intermixed_args(argv)
 
 

@@ -127,7 +127,8 @@ def resolve_run_dir(cfg: CfgNode) -> str:
                           "name such as '14m_retrain'")
     base = os.path.join(str(cfg.SAVE_PATH), name)
     if os.path.exists(base) and not os.path.isdir(base):
-        raise ConfigError(f"run folder {base} exists and is not a folder: change MODEL or SAVE_PATH")
+        raise ConfigError(f"run folder {base} exists and is not a folder: change MODEL or "
+                          "SAVE_PATH")
     candidate, count = base, 0
     if not cfg.AUTO_RESUME:
         while os.path.exists(candidate) and not _is_empty_dir(candidate):
@@ -309,11 +310,18 @@ def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Opt
 
     Looks in the run folder first: ``last<ext>`` (written at the end of every epoch) or the
     newest ``recovery-<epoch>-<batch><ext>`` when it belongs to a later epoch. Without either,
-    ``RESUME_PATH`` when that file exists (the reference's meaning of AUTO_RESUME).
+    ``RESUME_PATH`` when that file exists (the reference's meaning of AUTO_RESUME). The primary
+    rank decides and tells the others, so all ranks resume from the same file (which they must be
+    able to read: keep SAVE_PATH on storage every machine sees).
     """
-    cfg = ctx.cfg
-    if not cfg.AUTO_RESUME:
+    if not ctx.cfg.AUTO_RESUME:
         return None
+    path = _resume_candidate(ctx, extension) if ctx.is_primary else None
+    return _broadcast_from_primary(path, ctx.distributed)
+
+
+def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
+    cfg = ctx.cfg
     last = os.path.join(ctx.run_dir, "last" + extension)
     recovery = _newest_recovery(ctx.run_dir, extension)
     if os.path.isfile(last):

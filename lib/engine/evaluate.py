@@ -25,7 +25,7 @@ from pimm.models import read_checkpoint_file
 from pimm.utils import atomic_write_text
 
 __all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "topk_correct",
-           "evaluate", "test_checkpoint_path", "load_weights_for_test", "run"]
+           "evaluate", "metrics_from_sums", "test_checkpoint_path", "load_weights_for_test", "run"]
 
 EVAL_METRIC_NAMES = ("loss", "prec1", "prec5")
 
@@ -65,7 +65,8 @@ def arch_from_board(path: str) -> List[List[int]]:
         if entry.get("arch") and (flops is None or low <= float(flops) <= high):
             return validate_arch(entry["arch"])
     raise RunError(f"NET.BOARD_JSON: no path in {path} lies within its FLOPs range "
-                   f"[{low}, {high}]; give the path you want as NET.SELECTION -1 with NET.INPUT_ARCH")
+                   f"[{low}, {high}]; give the path you want as NET.SELECTION -1 with "
+                   "NET.INPUT_ARCH")
 
 
 def resolve_child(cfg: CfgNode) -> ChildSpec:
@@ -79,11 +80,11 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
         if selection not in CREAM_ARCHS:
             raise ConfigError(
                 f"NET.SELECTION {selection} is not a released Cream net; choose one of "
-                f"{sorted(CREAM_ARCHS)}, or -1 with NET.INPUT_ARCH (an arch list) or NET.BOARD_JSON "
-                "(a search's board.json)")
+                f"{sorted(CREAM_ARCHS)}, or -1 with NET.INPUT_ARCH (an arch list) or "
+                "NET.BOARD_JSON (a search's board.json)")
         if board or input_arch:
-            raise ConfigError(f"NET.SELECTION {selection} conflicts with NET.INPUT_ARCH/NET.BOARD_JSON:"
-                              " set NET.SELECTION -1 to use a searched path")
+            raise ConfigError(f"NET.SELECTION {selection} conflicts with NET.INPUT_ARCH/"
+                              "NET.BOARD_JSON: set NET.SELECTION -1 to use a searched path")
         arch, published_size = resolve_arch(selection)
         if cfg.DATASET.SELECTION_IMAGE_SIZE:
             size = published_size
@@ -132,9 +133,13 @@ def _reduced(totals: paddle.Tensor, ctx: RunContext) -> List[float]:
     return totals.numpy().tolist()
 
 
-def _metrics_from(loss_sum: float, top1: float, top5: float, count: float) -> Dict[str, float]:
-    count = max(count, 1.0)
-    return OrderedDict(loss=loss_sum / count, prec1=100.0 * top1 / count, prec5=100.0 * top5 / count)
+def metrics_from_sums(loss_sum: float, top1: float, top5: float, count: float) -> Dict[str, float]:
+    """Mean loss and Prec@1/Prec@5 (%) from summed loss, hit counts and the sample count (NaN
+    when there are no samples)."""
+    if count <= 0:
+        return OrderedDict(loss=math.nan, prec1=math.nan, prec5=math.nan)
+    return OrderedDict(loss=loss_sum / count, prec1=100.0 * top1 / count,
+                       prec5=100.0 * top5 / count)
 
 
 @paddle.no_grad()
@@ -169,15 +174,16 @@ def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str
                                     paddle.to_tensor(float(keep), dtype="float64")])
         bar.update(1)
         if batch_idx % log_interval == 0 or batch_idx == last_idx:
-            metrics = _metrics_from(*_reduced(totals, ctx))
+            metrics = metrics_from_sums(*_reduced(totals, ctx))
             if show_bar:
                 bar.set_postfix(prec1=f"{metrics['prec1']:.3f}", prec5=f"{metrics['prec5']:.3f}")
             else:
-                ctx.logger.info("%s: [%4d/%d]  Loss: %.4f  Prec@1: %.4f  Prec@5: %.4f", log_name,
-                                batch_idx, last_idx, metrics["loss"], metrics["prec1"], metrics["prec5"])
+                ctx.logger.info("%s: [%4d/%d]  Loss: %.4f  Prec@1: %.4f  Prec@5: %.4f",
+                                log_name, batch_idx, last_idx, metrics["loss"], metrics["prec1"],
+                                metrics["prec5"])
     bar.close()
     loss_sum, top1, top5, count = _reduced(totals, ctx)
-    result = _metrics_from(loss_sum, top1, top5, count)
+    result = metrics_from_sums(loss_sum, top1, top5, count)
     result["images"] = int(round(count))
     result["seconds"] = time.time() - start
     return result
@@ -194,10 +200,11 @@ def test_checkpoint_path(cfg: CfgNode) -> str:
     """``RESUME_PATH``, the checkpoint the test evaluates; raises when it is unset or missing."""
     path = str(cfg.RESUME_PATH or "")
     if not path:
-        raise ConfigError("test needs RESUME_PATH: the checkpoint (.pdparams or .pth.tar) to evaluate")
+        raise ConfigError("test needs RESUME_PATH: the checkpoint (.pdparams or .pth.tar) to "
+                          "evaluate")
     if not os.path.isfile(path):
-        raise RunError(f"RESUME_PATH: no checkpoint at {path!r}; set it to the .pdparams or .pth.tar "
-                       "file to evaluate")
+        raise RunError(f"RESUME_PATH: no checkpoint at {path!r}; set it to the .pdparams or "
+                       ".pth.tar file to evaluate")
     return path
 
 
@@ -234,8 +241,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     ctx.logger.info("testing %s (%s, %d px) from %s [%s] on %d images of %s", spec.source,
                     spec.arch, spec.image_size, path, weights, len(loader.dataset),
                     os.path.join(str(cfg.DATA_DIR), "val"))
-    result = evaluate(model, loader, ctx, log_name="Test_EMA" if weights == "state_dict_ema" else "Test",
-                      progress_bar=True)
+    log_name = "Test_EMA" if weights == "state_dict_ema" else "Test"
+    result = evaluate(model, loader, ctx, log_name=log_name, progress_bar=True)
     metrics = OrderedDict(
         top1=result["prec1"], top5=result["prec5"], loss=result["loss"], images=result["images"],
         seconds=result["seconds"], checkpoint=os.path.abspath(path), weights=weights,

@@ -24,7 +24,7 @@ from lib.config import ConfigError
 from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
                                find_resume_checkpoint, seed_epoch, unwrap_model, wrap_model)
 from lib.engine.evaluate import (EVAL_METRIC_NAMES, ChildSpec, create_child_model, evaluate,
-                                 resolve_child, topk_correct)
+                                 metrics_from_sums, resolve_child, topk_correct)
 from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.optim import create_optimizer
@@ -47,11 +47,13 @@ def _resume(ctx: RunContext, model, optimizer, scheduler, model_ema) -> _Resume:
     if path is None:
         return _Resume()
     try:
-        state = resume_checkpoint(unwrap_model(model), path, optimizer=optimizer, scheduler=scheduler,
+        state = resume_checkpoint(unwrap_model(model), path, optimizer=optimizer,
+                                  scheduler=scheduler,
                                   ema_model=model_ema.ema if model_ema is not None else None)
     except CheckpointMismatchError as err:
-        raise RunError(f"cannot resume from {path}: it holds another network ({str(err).splitlines()[0]}"
-                       "). Use the config of the run that wrote it, or AUTO_RESUME False") from err
+        raise RunError(f"cannot resume from {path}: it holds another network "
+                       f"({str(err).splitlines()[0]}). Use the config of the run that wrote it, "
+                       "or AUTO_RESUME False") from err
     except (ValueError, TypeError) as err:
         raise RunError(f"cannot resume from {path}: {err}") from err
     start_epoch = state.start_epoch or 0
@@ -67,7 +69,8 @@ def _resume(ctx: RunContext, model, optimizer, scheduler, model_ema) -> _Resume:
 
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
-                    saver: Optional[CheckpointSaver] = None, skip_batches: int = 0) -> Dict[str, float]:
+                    saver: Optional[CheckpointSaver] = None,
+                    skip_batches: int = 0) -> Dict[str, float]:
     """One pass over ``loader``; returns the epoch's loss and accuracies (averaged over all
     samples of all ranks). Host syncs happen only at log intervals and the last batch."""
     cfg = ctx.cfg
@@ -78,7 +81,7 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
     num_updates = epoch * num_batches + skip_batches
     # [loss sum, top-1 hits, top-5 hits, images] of the epoch, then of the latest batch
     totals = paddle.zeros([4], dtype="float64")
-    metrics = OrderedDict(loss=float("nan"), prec1=float("nan"), prec5=float("nan"))
+    metrics = metrics_from_sums(0.0, 0.0, 0.0, 0.0)  # NaNs until the first log step
     tick = data_tick = time.time()
     data_time, steps = 0.0, 0
     for batch_idx, (images, labels) in enumerate(loader):
@@ -108,7 +111,7 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
             if ctx.distributed:
                 dist.all_reduce(both)
             values = both.numpy().tolist()
-            epoch_avg, batch_avg = _averages(values[:4]), _averages(values[4:])
+            epoch_avg, batch_avg = metrics_from_sums(*values[:4]), metrics_from_sums(*values[4:])
             metrics = epoch_avg
             elapsed = time.time() - tick
             lr = optimizer.get_lr()
@@ -129,13 +132,6 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
             saver.save_recovery(epoch, batch_idx)
         data_tick = time.time()
     return metrics
-
-
-def _averages(values) -> Dict[str, float]:
-    loss_sum, top1, top5, count = values
-    if count <= 0:
-        return OrderedDict(loss=float("nan"), prec1=float("nan"), prec5=float("nan"))
-    return OrderedDict(loss=loss_sum / count, prec1=100.0 * top1 / count, prec5=100.0 * top5 / count)
 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
@@ -163,7 +159,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     optimizer = create_optimizer(cfg, model)
     scheduler, num_epochs = create_scheduler(cfg, optimizer)
     smoothing = float(cfg.AUGMENTATION.SMOOTHING)
-    train_loss = LabelSmoothingCrossEntropy(smoothing) if smoothing > 0 else paddle.nn.CrossEntropyLoss()
+    train_loss = (LabelSmoothingCrossEntropy(smoothing) if smoothing > 0
+                  else paddle.nn.CrossEntropyLoss())
 
     resume = _resume(ctx, model, optimizer, scheduler, model_ema)
     saver = None
@@ -198,7 +195,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                                    if not k.endswith(("seconds", "images")))
         scheduler.step(epoch + 1, ranked[eval_metric])
         if ctx.is_primary:
-            update_summary(epoch, train_metrics, eval_metrics, os.path.join(ctx.run_dir, "summary.csv"))
+            update_summary(epoch, train_metrics, eval_metrics,
+                           os.path.join(ctx.run_dir, "summary.csv"))
             for name in EVAL_METRIC_NAMES:
                 ctx.writer.add_scalar(f"eval/{name}", eval_metrics[name], epoch)
                 if model_ema is not None:

@@ -55,7 +55,8 @@ def test_empty_class_folder(main, tmp_path, demo_data_dir):
     (["NET.SELECTION", 470], "NET.SELECTION 470 is not a released Cream net"),
     (["NET.SELECTION", -1], "NET.SELECTION -1 needs NET.INPUT_ARCH"),
     (["NET.SELECTION", -1, "NET.INPUT_ARCH", "[[0],[9],[3],[3],[3],[3],[0]]"], "outside 0..5"),
-    (["NET.SELECTION", 14, "NET.INPUT_ARCH", "[[0],[3],[3],[3],[3],[3],[0]]"], "set NET.SELECTION -1"),
+    (["NET.SELECTION", 14, "NET.INPUT_ARCH", "[[0],[3],[3],[3],[3],[3],[0]]"],
+     "set NET.SELECTION -1"),
     (["EVAL_METRICS", "top1"], "EVAL_METRICS 'top1' is not measured"),
     (["NUM_GPU", 1, "--nproc", 0], "--nproc must be >= 1"),
 ])
@@ -75,7 +76,8 @@ def test_checkpoint_that_does_not_fit_the_selection(main, tmp_path, demo_data_di
                      "WORKERS", 0, "RESUME_PATH", path)
     assert code == 2
     assert "does not fit selection 14 (it was trained with NET.SELECTION 43)" in _one_line(err)
-    code, err = main("test", TEST_CFG, "DATA_DIR", demo_data_dir, "RESUME_PATH", tmp_path / "none.pth.tar")
+    code, err = main("test", TEST_CFG, "DATA_DIR", demo_data_dir,
+                     "RESUME_PATH", tmp_path / "none.pth.tar")
     assert code == 2 and "RESUME_PATH: no checkpoint" in _one_line(err)
 
 

@@ -21,7 +21,8 @@ TEST_CFG = os.path.join(REPO, "experiments", "configs", "test", "test.yaml")
 # scale; with 4 outputs the logits start in the tens and short runs spend their steps undoing it.
 TINY = ["DATASET.SELECTION_IMAGE_SIZE", "False", "DATASET.IMAGE_SIZE", "32", "WORKERS", "0",
         "NUM_GPU", "1", "DATASET.BATCH_SIZE", "16", "LOG_INTERVAL", "2", "WARMUP_EPOCHS", "0",
-        "LR", "0.01", "DATASET.NUM_CLASSES", "100", "NET.EMA.DECAY", "0.5", "RECOVERY_INTERVAL", "4"]
+        "LR", "0.01", "DATASET.NUM_CLASSES", "100", "NET.EMA.DECAY", "0.5",
+        "RECOVERY_INTERVAL", "4"]
 EPOCHS = 4
 
 
@@ -45,7 +46,8 @@ def test_retrain_writes_config_log_events_summary_and_checkpoints(full_run):
             "checkpoint_index.json"} <= names
     assert {f"checkpoint-{e}.pdparams" for e in range(EPOCHS)} <= names
     assert "recovery-3-3.pdparams" in names  # RECOVERY_INTERVAL 4: batch 3 of the last epoch
-    assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(full_run, "runs")))
+    events = os.listdir(os.path.join(full_run, "runs"))
+    assert any(n.startswith("events.out.tfevents") for n in events)
     cfg = load_config(os.path.join(full_run, "config.yaml"))
     assert cfg.MODEL == "full" and cfg.EPOCHS == EPOCHS and cfg.OPT == "rmsproptf"
 
@@ -98,7 +100,8 @@ def test_resumed_run_ends_in_the_state_of_the_uninterrupted_one(full_run, tmp_pa
         assert resumed[key].keys() == full[key].keys()
         for name, value in full[key].items():
             if isinstance(value, paddle.Tensor):
-                np.testing.assert_array_equal(resumed[key][name].numpy(), value.numpy(), err_msg=name)
+                np.testing.assert_array_equal(resumed[key][name].numpy(), value.numpy(),
+                                              err_msg=name)
     # the summary continues where it stopped, with the numbers of the uninterrupted run
     assert _summary(run_dir) == _summary(full_run)
 

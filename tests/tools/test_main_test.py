@@ -21,10 +21,12 @@ def _predicted_val_folder(model, pool_dir, out_dir):
     """A 1000-class-style val folder on which ``model`` (random weights) scores strictly between
     0 and 100 %: class folders 0..c where c is the smallest class the model predicts for a pool
     image; all pool images go to folder c (hits for those predicted c), one to each other folder."""
-    pool = ImageDataset(pool_dir, transform=create_transform(64, interpolation="bicubic", crop_pct=0.875))
+    pool = ImageDataset(pool_dir, transform=create_transform(64, interpolation="bicubic",
+                                                             crop_pct=0.875))
     model.eval()
     with paddle.no_grad():
-        predicted = [int(model(paddle.to_tensor(pool[i][0][None])).argmax(axis=1)[0]) for i in range(len(pool))]
+        predicted = [int(model(paddle.to_tensor(pool[i][0][None])).argmax(axis=1)[0])
+                     for i in range(len(pool))]
     target = min(predicted)
     assert target < 200 and 0 < predicted.count(target) < len(pool)
     for label in range(target + 1):
@@ -37,8 +39,9 @@ def _predicted_val_folder(model, pool_dir, out_dir):
     return len(pool) + target
 
 
-def test_released_checkpoint_matches_image_by_image_evaluation(cream14_dir, tmp_path, demo_data_factory,
-                                                               run_main, evaluate_image_by_image):
+def test_released_checkpoint_matches_image_by_image_evaluation(cream14_dir, tmp_path,
+                                                               demo_data_factory, run_main,
+                                                               evaluate_image_by_image):
     checkpoint = os.path.join(cream14_dir, "14.pth.tar")
     model = build_childnet(14, num_classes=1000)
     load_checkpoint(model, checkpoint, use_ema=True)
@@ -46,8 +49,9 @@ def test_released_checkpoint_matches_image_by_image_evaluation(cream14_dir, tmp_
     val_dir = tmp_path / "data" / "val"
     images = _predicted_val_folder(model, os.path.join(pool, "val"), val_dir)
 
-    run_main("test", TEST_CFG, *SMALL, "DATA_DIR", tmp_path / "data", "SAVE_PATH", tmp_path / "runs",
-             "RESUME_PATH", checkpoint, "NET.SELECTION", 14, "DATASET.NUM_CLASSES", 1000, cwd=tmp_path)
+    run_main("test", TEST_CFG, *SMALL, "DATA_DIR", tmp_path / "data", "SAVE_PATH",
+             tmp_path / "runs", "RESUME_PATH", checkpoint, "NET.SELECTION", 14,
+             "DATASET.NUM_CLASSES", 1000, cwd=tmp_path)
     with open(tmp_path / "runs" / "Childnet_Testing" / "metrics.json") as f:
         metrics = json.load(f)
     expected = evaluate_image_by_image(model, str(val_dir), 64)
@@ -57,15 +61,16 @@ def test_released_checkpoint_matches_image_by_image_evaluation(cream14_dir, tmp_
     assert metrics["top5"] == pytest.approx(expected["top5"])
     assert metrics["loss"] == pytest.approx(expected["loss"], rel=1e-4)
     assert metrics["weights"] == "state_dict_ema" and metrics["image_size"] == 64
-    assert (metrics["selection"], metrics["published_top1"], metrics["published_top5"]) == (14, 53.8, 77.2)
+    published = (metrics["selection"], metrics["published_top1"], metrics["published_top5"])
+    assert published == (14, 53.8, 77.2)
 
 
 def test_two_processes_retrain_on_demo_data(tmp_path, demo_data_factory, run_main,
                                             evaluate_image_by_image):
     data = demo_data_factory(num_classes=3, train_per_class=4, val_per_class=3, image_size=32)
     run_main("retrain", RETRAIN_14, *SMALL, "DATA_DIR", data, "SAVE_PATH", tmp_path, "MODEL", "two",
-             "DATASET.NUM_CLASSES", 3, "DATASET.SELECTION_IMAGE_SIZE", "False", "DATASET.IMAGE_SIZE",
-             32, "EPOCHS", 1, "WARMUP_EPOCHS", 0, "--nproc", 2, cwd=tmp_path)
+             "DATASET.NUM_CLASSES", 3, "DATASET.SELECTION_IMAGE_SIZE", "False",
+             "DATASET.IMAGE_SIZE", 32, "EPOCHS", 1, "WARMUP_EPOCHS", 0, "--nproc", 2, cwd=tmp_path)
     run_dir = tmp_path / "two"
     with open(run_dir / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -38,7 +38,8 @@ def _gradients(model, images, labels):
     """Mean cross-entropy of ``images`` in eval mode (running BN statistics, no dropout), so a
     rank's half-batch loss averaged over ranks is exactly the global batch's loss."""
     model.eval()
-    loss = paddle.nn.functional.cross_entropy(model(paddle.to_tensor(images)), paddle.to_tensor(labels))
+    logits = model(paddle.to_tensor(images))
+    loss = paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(labels))
     loss.backward()
     from lib.engine.common import unwrap_model
 
@@ -85,12 +86,13 @@ def test_two_gloo_ranks_match_one_process(tmp_path, demo_data_factory):
 
     data_dir = demo_data_factory(num_classes=3, train_per_class=2, val_per_class=3, image_size=32)
     env = dict(os.environ, GLOG_minloglevel="2")
-    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    repo = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
     env["PYTHONPATH"] = os.pathsep.join([repo, env.get("PYTHONPATH", "")])
     proc = subprocess.run(
         [sys.executable, "-m", "paddle.distributed.launch", "--log_level", "WARNING",
          "--nproc_per_node", "2", "--log_dir", str(tmp_path / "log"), os.path.abspath(__file__),
-         str(tmp_path), data_dir], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+         str(tmp_path), data_dir],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     logs = "".join(open(tmp_path / "log" / f"workerlog.{r}").read()[-2000:] for r in (0, 1)
                    if os.path.exists(tmp_path / "log" / f"workerlog.{r}"))
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:] + logs

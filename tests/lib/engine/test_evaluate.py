@@ -31,7 +31,8 @@ def test_resolve_child_selection_size_and_searched_paths(tmp_path):
         resolve_child(load_config(None, ["NET.SELECTION", "-1", "NET.INPUT_ARCH", str(ARCH_43),
                                          "NET.BOARD_JSON", "board.json"]))
     with pytest.raises(RunError, match="no file at"):
-        resolve_child(load_config(None, ["NET.SELECTION", "-1", "NET.BOARD_JSON", str(tmp_path / "x")]))
+        resolve_child(load_config(None, ["NET.SELECTION", "-1",
+                                         "NET.BOARD_JSON", str(tmp_path / "x")]))
 
 
 def _board(tmp_path, **content):
@@ -44,7 +45,8 @@ def test_board_path_is_the_best_one_within_the_flops_range(tmp_path):
     paths = [{"arch": ARCH_114, "flops": 114.5, "prec1": 70.0},  # best, but above the range
              {"arch": ARCH_43, "flops": 42.4, "prec1": 60.0},
              {"arch": CREAM_ARCHS[14].arch_list(), "flops": 13.8, "prec1": 50.0}]
-    assert arch_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100)) == ARCH_43
+    board = _board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100)
+    assert arch_from_board(board) == ARCH_43
     assert arch_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100,
                                   best_in_range={"arch": ARCH_114})) == ARCH_114
     with pytest.raises(RunError, match=r"FLOPs range \[0.0, 10.0\]"):
@@ -90,7 +92,8 @@ class _Pixels(paddle.nn.Layer):
 
     def __init__(self):
         super().__init__()
-        self.mix = paddle.to_tensor(np.random.RandomState(0).standard_normal((3, 4)).astype("float32"))
+        mix = np.random.RandomState(0).standard_normal((3, 4)).astype("float32")
+        self.mix = paddle.to_tensor(mix)
 
     def forward(self, x):
         return x.mean(axis=[2, 3]) @ self.mix
@@ -98,7 +101,8 @@ class _Pixels(paddle.nn.Layer):
 
 def test_evaluate_equals_a_direct_computation_and_skips_padding(tmp_path, demo_data_dir):
     cfg = load_config(None, ["DATA_DIR", demo_data_dir, "DATASET.NUM_CLASSES", "4", "WORKERS", "0",
-                             "DATASET.BATCH_SIZE", "3", "DATASET.VAL_BATCH_MUL", "1", "LOG_INTERVAL", "2"])
+                             "DATASET.BATCH_SIZE", "3", "DATASET.VAL_BATCH_MUL", "1",
+                             "LOG_INTERVAL", "2"])
     ctx = _ctx(cfg, tmp_path)
     _, loader = build_loaders(cfg, ctx, 32, train=False)
     model = _Pixels()
@@ -121,4 +125,31 @@ def test_evaluate_equals_a_direct_computation_and_skips_padding(tmp_path, demo_d
     part = evaluate(model, shard, ctx)
     mine = np.arange(1, 16, 3)
     assert part["images"] == 5
-    assert part["loss"] == pytest.approx(float(F.cross_entropy(logits[mine], labels[mine])), rel=1e-6)
+    expected_loss = float(F.cross_entropy(logits[mine], labels[mine]))
+    assert part["loss"] == pytest.approx(expected_loss, rel=1e-6)
+
+
+def test_test_weights_are_ema_when_present_and_plain_otherwise(tmp_path):
+    from lib.engine.evaluate import ChildSpec, load_weights_for_test
+    from lib.models import build_childnet
+
+    arch = CREAM_ARCHS[14].arch_list()
+    spec = ChildSpec(arch, 64, 14, "selection 14")
+    plain, ema = build_childnet(14, num_classes=4), build_childnet(14, num_classes=4)
+    with paddle.no_grad():
+        for p in ema.parameters():
+            p.set_value(p + 1.0)
+    both = str(tmp_path / "both.pdparams")
+    paddle.save({"state_dict": plain.state_dict(), "state_dict_ema": ema.state_dict()}, both)
+    only = str(tmp_path / "plain.pdparams")
+    paddle.save({"state_dict": plain.state_dict()}, only)  # a run without EMA
+
+    for path, use_ema, expected in ((both, True, "state_dict_ema"), (both, False, "state_dict"),
+                                    (only, True, "state_dict")):
+        model = build_childnet(14, num_classes=4)
+        assert load_weights_for_test(model, path, spec, use_ema=use_ema) == expected
+        source = ema if expected == "state_dict_ema" else plain
+        np.testing.assert_array_equal(model.conv_stem.weight.numpy(),
+                                      source.conv_stem.weight.numpy())
+    with pytest.raises(RunError, match="does not fit selection 14"):
+        load_weights_for_test(build_childnet(14, num_classes=5), only, spec, use_ema=True)
