@@ -86,6 +86,8 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
     data_time, steps = 0.0, 0
     for batch_idx, (images, labels) in enumerate(loader):
         if batch_idx < skip_batches:
+            # already trained before the recovery point; still drawn from the loader so that the
+            # later batches get the order and augmentation of the uninterrupted epoch
             continue
         data_time += time.time() - data_tick
         output = model(images)
