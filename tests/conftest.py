@@ -5,7 +5,29 @@ import os
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("FLAGS_call_stack_level", "1")
 
+import logging  # noqa: E402
+
 import pytest  # noqa: E402
+
+_RUN_LOGGERS = ("cream", "pimm", "lib")  # the loggers lib.engine.common.prepare_run configures
+
+
+@pytest.fixture(autouse=True)
+def _restore_run_loggers():
+    """Engines called in-process reconfigure these loggers (handlers, level, propagate=False);
+    put them back so later tests (caplog) see records as a fresh process would."""
+    saved = {}
+    for name in _RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(scope="session")
