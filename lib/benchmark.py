@@ -241,7 +241,8 @@ def _train_step(opts: BenchmarkOptions, target: _Target, batches: Iterator) -> C
 def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
     """Time ``opts`` and return the figures (see the module doc for their meaning)."""
     opts.check()
-    retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
+    if _device() == "cpu":
+        retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
     threads = set_num_threads(opts.threads)
     seed_everything(opts.seed)
     target = _build_target(opts)
