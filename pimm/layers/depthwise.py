@@ -18,7 +18,7 @@ from .native import kernel_threads, native_library
 
 __all__ = ["depthwise_conv2d", "native_depthwise_applies"]
 
-_MAX_TAPS = 256  # the C kernel's per-thread filter-gradient buffer
+_MAX_TAPS, _MAX_WIDTH = 256, 16  # the C kernel's per-channel buffers
 
 
 def _output_size(size: int, kernel: int, stride: int, pad: int) -> int:
@@ -76,7 +76,8 @@ def native_depthwise_applies(x: paddle.Tensor, weight: paddle.Tensor, bias: Opti
             and padding_algorithm == "EXPLICIT" and len(padding) == 2 and tuple(dilation) == (1, 1)
             and x.ndim == 4 and x.dtype == paddle.float32 and weight.dtype == paddle.float32
             and groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1
-            and weight.shape[2] * weight.shape[3] <= _MAX_TAPS and x.place.is_cpu_place()
+            and weight.shape[2] * weight.shape[3] <= _MAX_TAPS and weight.shape[3] <= _MAX_WIDTH
+            and x.place.is_cpu_place()
             and native_library() is not None)
 
 
