@@ -25,7 +25,7 @@ __all__ = ["native_library", "native_kernels_enabled", "kernel_threads"]
 _SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
 _SOURCES = ("depthwise_conv2d.c",)
 _LIBRARY_NAME = "libpimm_native.so"
-_BASE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-shared", "-fopenmp"]
+_COMPILE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fopenmp"]
 
 _lock = threading.Lock()
 _loaded: Optional[ctypes.CDLL] = None
@@ -85,30 +85,55 @@ def _compiler_version(cc: List[str]) -> str:
         return ""
 
 
+def _paddle_openmp_runtime() -> Optional[str]:
+    """The OpenMP runtime Paddle's CPU kernels and MKL run on (libiomp5), when the wheel ships
+    it. The kernels link to it rather than to the compiler's libgomp, so their parallel regions
+    reuse Paddle's worker threads instead of starting a second pool that spin-waits beside them
+    (training steps of nets 14 and 604 were 5-8% slower on 2 cores with libgomp)."""
+    import paddle
+
+    path = os.path.join(os.path.dirname(paddle.__file__), "libs", "libiomp5.so")
+    return path if os.path.isfile(path) else None
+
+
+def _run(command: List[str]) -> Optional[str]:
+    """Run a compiler command; returns its last error line, or None on success."""
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    if result.returncode == 0:
+        return None
+    lines = result.stderr.strip().splitlines()
+    return lines[-1] if lines else f"{command[0]} exited with {result.returncode}"
+
+
 def _build(cc: List[str], target: str) -> Optional[str]:
     """Compile into ``target`` (atomically); returns an error message or None."""
     folder = os.path.dirname(target)
     os.makedirs(folder, exist_ok=True)
-    fd, scratch = tempfile.mkstemp(prefix=".build-", suffix=".so", dir=folder)
-    os.close(fd)
-    sources = [os.path.join(_SOURCE_DIR, name) for name in _SOURCES]
-    error = ""
+    scratch = tempfile.mkdtemp(prefix=".build-", dir=folder)
+    runtime = _paddle_openmp_runtime()
+    link = [runtime, "-Wl,-rpath," + os.path.dirname(runtime)] if runtime else ["-fopenmp"]
+    library = os.path.join(scratch, _LIBRARY_NAME)
+    error = None
     try:
         # -march=native first (AVX2/AVX-512 loops); plain -O3 where the compiler refuses it
-        for extra in (["-march=native"], []):
-            result = subprocess.run(cc + _BASE_FLAGS + extra + sources + ["-o", scratch],
-                                    capture_output=True, text=True, timeout=300)
-            if result.returncode == 0:
-                os.replace(scratch, target)
+        for arch in (["-march=native"], []):
+            objects = []
+            for name in _SOURCES:
+                objects.append(os.path.join(scratch, name + ".o"))
+                error = _run(cc + _COMPILE_FLAGS + arch + ["-c", os.path.join(_SOURCE_DIR, name),
+                                                          "-o", objects[-1]])
+                if error:
+                    break
+            if not error:
+                error = _run(cc + ["-shared"] + objects + ["-o", library] + link)
+            if not error:
+                os.replace(library, target)
                 return None
-            error = result.stderr.strip().splitlines()[-1:] or [f"exit code {result.returncode}"]
-            error = error[0]
         return error
     except (OSError, subprocess.SubprocessError) as err:
         return str(err)
     finally:
-        if os.path.exists(scratch):
-            os.remove(scratch)
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _load(path: str) -> ctypes.CDLL:
@@ -134,14 +159,15 @@ def native_library() -> Optional[ctypes.CDLL]:
             return None
         cc = _compiler()
         if cc is None:
-            warnings.warn("pimm: no C compiler found (set CC): using Paddle's CPU kernels for depthwise "
-                          "convolutions, which are several times slower")
+            warnings.warn("pimm: no C compiler found (set CC): using Paddle's CPU kernels for "
+                          "depthwise convolutions, which are several times slower")
             return None
         digest = hashlib.sha256()
         for name in _SOURCES:
             with open(os.path.join(_SOURCE_DIR, name), "rb") as source:
                 digest.update(source.read())
-        for part in (" ".join(cc + _BASE_FLAGS), _compiler_version(cc), _cpu_signature()):
+        for part in (" ".join(cc + _COMPILE_FLAGS), _compiler_version(cc), _cpu_signature(),
+                     _paddle_openmp_runtime() or "libgomp"):
             digest.update(part.encode())
         target = os.path.join(_cache_root(), "native", digest.hexdigest()[:20], _LIBRARY_NAME)
         error = None
@@ -151,8 +177,8 @@ def native_library() -> Optional[ctypes.CDLL]:
             except OSError as err:  # cache folder not writable
                 error = str(err)
         if error is not None:
-            warnings.warn(f"pimm: could not build the native CPU kernels ({error}); using Paddle's CPU "
-                          "kernels for depthwise convolutions, which are several times slower")
+            warnings.warn(f"pimm: could not build the native CPU kernels ({error}); using Paddle's "
+                          "CPU kernels for depthwise convolutions, which are several times slower")
             return None
         try:
             _loaded = _load(target)

@@ -1,5 +1,9 @@
 """pimm's native depthwise convolution: same values and gradients as Paddle's kernel, used by
 Conv2d where it applies, and a clean fallback where it cannot be built."""
+import os
+import shutil
+import subprocess
+
 import numpy as np
 import paddle
 import paddle.nn.functional as F
@@ -127,6 +131,22 @@ def test_training_a_block_matches_paddles_kernel():
         return model[3].weight.numpy()
 
     assert _relative(train(True), train(False)) < 1e-5
+
+
+@needs_native
+def test_kernels_link_paddles_openmp_runtime():
+    # Paddle's CPU kernels and MKL run on libiomp5; kernels on the compiler's libgomp would add a
+    # second pool of worker threads spin-waiting beside Paddle's
+    runtime = native._paddle_openmp_runtime()
+    if runtime is None or shutil.which("readelf") is None:
+        pytest.skip("this Paddle wheel ships no libiomp5, or readelf is missing")
+    dynamic = subprocess.run(["readelf", "-d", native.native_library()._name], check=True,
+                             capture_output=True, text=True).stdout
+    needed = [line.split("[", 1)[1].rstrip("]") for line in dynamic.splitlines()
+              if "(NEEDED)" in line]
+    assert "libiomp5.so" in needed
+    assert not any(name.startswith("libgomp") for name in needed)
+    assert f"[{os.path.dirname(runtime)}]" in dynamic  # rpath: found without LD_LIBRARY_PATH
 
 
 def test_without_a_compiler_conv2d_falls_back_with_a_warning(monkeypatch, tmp_path):
