@@ -47,6 +47,7 @@ RETRAIN_SETTINGS = dict(OPT="rmsproptf", LR=0.064, OPT_EPS=1e-3, MOMENTUM=0.9, W
 # Work of a step in forward-pass units (see the module doc).
 _WORK = {"infer": 1.0, "train": 3.0}
 _DEFAULT_SUPERNET_PATH_SEED = 0
+Batch = Tuple[paddle.Tensor, paddle.Tensor]
 
 
 @dataclass
@@ -87,18 +88,20 @@ class BenchmarkOptions:
         if self.path is not None and not self.supernet:
             problems.append("a path runs through the supernet: select the supernet")
         if self.selection is not None and self.selection not in CREAM_ARCHS:
-            problems.append(f"selection {self.selection} is not a released net ({sorted(CREAM_ARCHS)})")
+            problems.append(f"selection {self.selection} is not a released net "
+                            f"({sorted(CREAM_ARCHS)})")
         for name, low in (("batch_size", 1), ("steps", 1), ("warmup", 0), ("workers", 0),
                           ("num_classes", 1)):
             if getattr(self, name) < low:
                 problems.append(f"{name} must be >= {low}, got {getattr(self, name)}")
         if self.image_size is not None and self.image_size < 32:
-            problems.append(f"image_size must be >= 32 (five stride-2 stages), got {self.image_size}")
+            problems.append(f"image_size must be >= 32 (five stride-2 stages), got "
+                            f"{self.image_size}")
         if self.data_dir is not None:
             split = os.path.join(self.data_dir, "train" if self.mode != "infer" else "val")
             if not os.path.isdir(split):
-                problems.append(f"data folder {split} does not exist (give a folder with train/ and "
-                                "val/ class folders, e.g. from tools/make_demo_data.py)")
+                problems.append(f"data folder {split} does not exist (give a folder with train/ "
+                                "and val/ class folders, e.g. from tools/make_demo_data.py)")
         if problems:
             raise ValueError("benchmark: " + "; ".join(problems) + ".")
 
@@ -155,7 +158,7 @@ def _mflops(target: _Target) -> float:
     return macs / 1e6
 
 
-def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
+def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Batch]:
     rng = np.random.default_rng(opts.seed)
     images = paddle.to_tensor(rng.standard_normal((opts.batch_size, 3, image_size, image_size),
                                                   dtype=np.float32))
@@ -163,12 +166,12 @@ def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Tupl
     return itertools.repeat((images, labels))
 
 
-def _loader_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
+def _loader_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Batch]:
     training = opts.mode != "infer"
     dataset = ImageDataset(os.path.join(opts.data_dir, "train" if training else "val"))
     if len(dataset) < opts.batch_size:
-        raise ValueError(f"benchmark: {dataset.root} has {len(dataset)} images, fewer than one batch "
-                         f"of {opts.batch_size}; lower the batch size or use a bigger folder")
+        raise ValueError(f"benchmark: {dataset.root} has {len(dataset)} images, fewer than one "
+                         f"batch of {opts.batch_size}; lower the batch size or use a bigger folder")
     if training:  # the retrain pipeline (lib.engine.common.build_loaders)
         loader = create_loader(dataset, image_size, opts.batch_size, is_training=True,
                                auto_augment="rand-m9-mstd0.5", interpolation="random", re_prob=0.2,
@@ -178,7 +181,7 @@ def _loader_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Tuple[p
         loader = create_loader(dataset, image_size, opts.batch_size, is_training=False,
                                interpolation="bicubic", num_workers=opts.workers, seed=opts.seed)
 
-    def forever() -> Iterator[Tuple[paddle.Tensor, paddle.Tensor]]:
+    def forever() -> Iterator[Batch]:
         for epoch in itertools.count():
             loader.set_epoch(epoch)
             for images, labels in loader:
@@ -192,7 +195,8 @@ def _device() -> str:
     return "gpu" if paddle.device.get_device().startswith("gpu") else "cpu"
 
 
-def _infer_step(opts: BenchmarkOptions, target: _Target, batches: Iterator, workdir: str) -> Callable[[], Any]:
+def _infer_step(opts: BenchmarkOptions, target: _Target, batches: Iterator[Batch],
+                workdir: str) -> Callable[[], Any]:
     target.model.eval()
     if opts.backend == "paddle_inference":
         from pimm.utils.inference import InferenceModel, export_model

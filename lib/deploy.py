@@ -15,13 +15,15 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
-from pimm.data import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, transforms_imagenet_eval
+from pimm.data import (DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD,
+                       transforms_imagenet_eval)
 from pimm.data.dataset import load_rgb
 from pimm.data.transforms import Compose
 from pimm.utils.inference import (InferenceLayer, InferenceModel, export_model, relative_difference)
 
-__all__ = ["TEST_BACKENDS", "AUTO_MIN_IMAGES", "LOGITS_TOLERANCE", "export_child_network", "exported_logits_difference",
-           "eval_transform_from_info", "predict_files", "Prediction", "select_test_model"]
+__all__ = ["TEST_BACKENDS", "AUTO_MIN_IMAGES", "LOGITS_TOLERANCE", "export_child_network",
+           "exported_logits_difference", "eval_transform_from_info", "predict_files", "Prediction",
+           "select_test_model"]
 
 #: tools/main.py test: TEST.INFERENCE (see select_test_model)
 TEST_BACKENDS = ("auto", "dygraph", "paddle_inference")
@@ -81,10 +83,11 @@ def eval_transform_from_info(info: Dict[str, Any]) -> Compose:
     """The per-image transform (PIL image -> normalised ``[3, H, W]`` array) recorded at export."""
     pre = info.get("preprocess")
     if not pre:
-        raise ValueError("the exported model has no 'preprocess' entry in its .info.json; export it with "
-                         "tools/export_model.py")
+        raise ValueError("the exported model has no 'preprocess' entry in its .info.json; export "
+                         "it with tools/export_model.py")
     return transforms_imagenet_eval(int(pre["image_size"]), crop_pct=float(pre["crop_pct"]),
-                                    interpolation=str(pre["interpolation"]), mean=pre["mean"], std=pre["std"])
+                                    interpolation=str(pre["interpolation"]), mean=pre["mean"],
+                                    std=pre["std"])
 
 
 Prediction = List[Tuple[int, Optional[str], float]]  # (class index, name, probability), best first
@@ -138,15 +141,16 @@ def select_test_model(model: paddle.nn.Layer, image_size: int, backend: str, wor
         raise ValueError(f"TEST.INFERENCE {backend!r} is not one of {TEST_BACKENDS}")
     log = logger or logging.getLogger(__name__)
     device = _device()
-    if backend == "dygraph" or (backend == "auto" and (device != "cpu" or num_images < AUTO_MIN_IMAGES)):
+    worth_exporting = device == "cpu" and num_images >= AUTO_MIN_IMAGES
+    if backend == "dygraph" or (backend == "auto" and not worth_exporting):
         return model, "dygraph"
     prefix = os.path.join(workdir, "test_model")
     export_child_network(model, prefix, image_size)
     predictor = InferenceModel(prefix, device=device, threads=threads)
     difference = exported_logits_difference(model, predictor, image_size)
     if difference > LOGITS_TOLERANCE:
-        message = (f"the exported model's logits differ from dygraph's by {difference:.2e} (relative), "
-                   f"more than {LOGITS_TOLERANCE:g}")
+        message = (f"the exported model's logits differ from dygraph's by {difference:.2e} "
+                   f"(relative), more than {LOGITS_TOLERANCE:g}")
         if backend == "paddle_inference":
             raise RuntimeError(message + "; set TEST.INFERENCE dygraph")
         log.warning("%s: evaluating in dygraph instead", message)

@@ -1,8 +1,10 @@
 """Export a Cream child network for Paddle Inference (and tools/infer.py).
 
-    python tools/export_model.py --selection 14 --checkpoint 14.pth.tar --ema --output exported/cream_14
+    python tools/export_model.py --selection 14 --checkpoint 14.pth.tar --ema \\
+        --output exported/cream_14
     python tools/export_model.py --arch "[[0], [3], [3, 1], [3, 1], [3, 3, 3], [3, 3], [0]]" \\
-        --checkpoint run/model_best.pdparams --image-size 224 --class-names-from data/val --output exported/mine
+        --checkpoint run/model_best.pdparams --image-size 224 --class-names-from data/val \\
+        --output exported/mine
 
 Writes <output>.json (program), <output>.pdiparams (weights) and <output>.info.json (arch, classes,
 evaluation transform), then runs the exported model and dygraph on the same random batch and fails
@@ -30,18 +32,23 @@ def _arch_list(text: str) -> list:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     net = parser.add_mutually_exclusive_group(required=True)
     net.add_argument("--selection", type=int, help="released network: 14, 43, 114, 287, 481 or 604")
     net.add_argument("--arch", type=_arch_list, help="arch list of a searched network")
-    parser.add_argument("--checkpoint", help="weights (.pdparams or PyTorch .pth.tar); random weights without")
-    parser.add_argument("--ema", action="store_true", help="use the checkpoint's EMA weights (state_dict_ema)")
-    parser.add_argument("--output", required=True, help="path prefix of the exported files, e.g. exported/cream_14")
-    parser.add_argument("--image-size", type=int, help="input size (default: the selection's, 224 for --arch)")
+    parser.add_argument("--checkpoint",
+                        help="weights (.pdparams or PyTorch .pth.tar); random weights without")
+    parser.add_argument("--ema", action="store_true",
+                        help="use the checkpoint's EMA weights (state_dict_ema)")
+    parser.add_argument("--output", required=True,
+                        help="path prefix of the exported files, e.g. exported/cream_14")
+    parser.add_argument("--image-size", type=int,
+                        help="input size (default: the selection's, 224 for --arch)")
     parser.add_argument("--num-classes", type=int, default=1000)
     parser.add_argument("--class-names-from", metavar="DIR",
-                        help="a folder with one sub-folder per class (e.g. DATA_DIR/val): their sorted names "
-                             "become the class names tools/infer.py prints")
+                        help="a folder with one sub-folder per class (e.g. DATA_DIR/val): their "
+                             "sorted names become the class names tools/infer.py prints")
     return parser.parse_args(argv)
 
 
@@ -72,15 +79,17 @@ def main(argv=None) -> int:
         elif args.ema:
             raise ValueError("--ema needs --checkpoint")
         model.eval()
+        source = os.path.abspath(args.checkpoint) if args.checkpoint else None
         files = export_child_network(model, args.output, size, arch=arch, class_names=class_names,
-                                     source=os.path.abspath(args.checkpoint) if args.checkpoint else None)
+                                     source=source)
         difference = exported_logits_difference(model, InferenceModel(args.output), size)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     for kind, path in files.items():
         print(f"{kind:8s} {path}")
-    print(f"exported logits vs dygraph: {difference:.2e} relative difference (tolerance {LOGITS_TOLERANCE:g})")
+    print(f"exported logits vs dygraph: {difference:.2e} relative difference "
+          f"(tolerance {LOGITS_TOLERANCE:g})")
     if difference > LOGITS_TOLERANCE:
         print("error: the exported model does not reproduce dygraph's logits", file=sys.stderr)
         return 1

@@ -43,12 +43,14 @@ class Conv2d(nn.Conv2D):
 
     Normal mode uses Paddle's own kernels, except for depthwise convolutions on CPU in dygraph,
     which run on pimm's native kernel (``pimm.layers.depthwise``, several times faster, same
-    values up to float32 rounding) when it could be built. Second-order mode runs every convolution on the generic ``conv2d`` op, which has a double-grad
-    kernel (``depthwise_conv2d`` has none), and ties the input to the weight with ``+ 0 * sum(w)``:
+    values up to float32 rounding) when it could be built. Second-order mode runs every
+    convolution on the generic ``conv2d`` op, which has a double-grad kernel
+    (``depthwise_conv2d`` has none), and ties the input to the weight with ``+ 0 * sum(w)``:
     Paddle 3.3's conv double grad silently drops the weight-gradient term when the first
     ``paddle.grad`` did not also compute the gradient of the convolution's input. The tie makes
     that input gradient always needed when the weight's is, so the second derivative is right
-    whatever tensors the first ``paddle.grad`` was asked for. It adds exact zeros to values and grads.
+    whatever tensors the first ``paddle.grad`` was asked for. It adds exact zeros to values and
+    grads.
     """
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -57,8 +59,9 @@ class Conv2d(nn.Conv2D):
             op_type = "conv2d"
             if not self.weight.stop_gradient:
                 x = x + 0.0 * self.weight.sum()
-        elif native_depthwise_applies(x, self.weight, self.bias, self._groups, self._updated_padding,
-                                      self._dilation, self._padding_algorithm, self._data_format):
+        elif native_depthwise_applies(x, self.weight, self.bias, self._groups,
+                                      self._updated_padding, self._dilation,
+                                      self._padding_algorithm, self._data_format):
             return depthwise_conv2d(x, self.weight, self._stride, self._updated_padding)
         return F.conv._conv_nd(
             x, self.weight, bias=self.bias, stride=self._stride, padding=self._updated_padding,

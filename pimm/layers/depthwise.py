@@ -35,7 +35,8 @@ def _geometry(x: paddle.Tensor, weight: paddle.Tensor, stride: Sequence[int], pa
     kh, kw = weight.shape[2:]
     sh, sw = stride
     ph, pw = padding
-    return (n, c, h, w, kh, kw, sh, sw, ph, pw, _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw))
+    out_h, out_w = _output_size(h, kh, sh, ph), _output_size(w, kw, sw, pw)
+    return (n, c, h, w, kh, kw, sh, sw, ph, pw, out_h, out_w)
 
 
 def _forward(x: paddle.Tensor, weight: paddle.Tensor, geometry: Tuple[int, ...]) -> paddle.Tensor:
@@ -87,7 +88,8 @@ def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride: Sequence[i
     tensors with ``weight`` of shape ``[C, 1, kh, kw]`` (see :func:`native_depthwise_applies`).
     ``padding`` is ``[pad_h, pad_w]`` zeros on both sides."""
     if len(stride) != 2 or len(padding) != 2:
-        raise ValueError(f"depthwise_conv2d: stride and padding need two values, got {stride}, {padding}")
+        raise ValueError(f"depthwise_conv2d: stride and padding need two values, got {stride}, "
+                         f"{padding}")
     x, weight = _contiguous(x), _contiguous(weight)
     geometry = _geometry(x, weight, stride, padding)
     if geometry[10] < 1 or geometry[11] < 1:

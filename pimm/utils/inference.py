@@ -73,8 +73,9 @@ def read_export_info(prefix: str) -> Dict[str, Any]:
     files = exported_files(prefix)
     missing = [path for path in (files["program"], files["params"]) if not os.path.isfile(path)]
     if missing:
-        raise FileNotFoundError(f"no exported model at prefix {prefix!r}: {', '.join(missing)} missing; "
-                                "write one with tools/export_model.py (or pimm.utils.inference.export_model)")
+        raise FileNotFoundError(f"no exported model at prefix {prefix!r}: {', '.join(missing)} "
+                                "missing; write one with tools/export_model.py (or "
+                                "pimm.utils.inference.export_model)")
     if not os.path.isfile(files["info"]):
         return {}
     with open(files["info"], encoding="utf-8") as f:
@@ -95,11 +96,13 @@ class InferenceModel:
                  max_batch_size: int = 256, gpu_memory_mb: int = 512) -> None:
         if device not in DEVICES:
             raise ValueError(f"InferenceModel: device {device!r} is not one of {DEVICES}")
-        if device == "gpu" and not (paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count()):
-            raise ValueError("InferenceModel: device 'gpu' needs a CUDA build of Paddle and a visible GPU; "
-                             "use device 'cpu'")
+        has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+        if device == "gpu" and not has_gpu:
+            raise ValueError("InferenceModel: device 'gpu' needs a CUDA build of Paddle and a "
+                             "visible GPU; use device 'cpu'")
         if tensorrt and device != "gpu":
-            raise ValueError("InferenceModel: TensorRT runs on GPU only; use device 'gpu' or tensorrt=False")
+            raise ValueError("InferenceModel: TensorRT runs on GPU only; use device 'gpu' or "
+                             "tensorrt=False")
         self.info = read_export_info(prefix)
         self.prefix = prefix
         self.device = device
