@@ -17,6 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import paddle
 
+from pimm.layers import layer_config
+
 from .file_io import atomic_write_text
 from .runtime import available_cpus
 
@@ -53,7 +55,8 @@ def export_model(model: paddle.nn.Layer, prefix: str, image_size: Union[int, Seq
     model.eval()
     spec = [paddle.static.InputSpec([None, in_chans, height, width], "float32", "images")]
     try:
-        paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
+        with layer_config(exporting=True):  # ops Paddle Inference fuses (pimm.layers.config)
+            paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
     finally:
         for sub, training in flags:
             sub.training = training

@@ -6,7 +6,7 @@ import numpy as np
 import paddle
 import pytest
 
-from pimm.layers import BatchNorm2d, Swish, create_conv2d
+from pimm.layers import BatchNorm2d, Swish, create_conv2d, is_exporting
 from pimm.utils.inference import (InferenceLayer, InferenceModel, exported_files, export_model,
                                   read_export_info, relative_difference)
 
@@ -85,6 +85,19 @@ def test_export_leaves_the_dygraph_model_as_it_was(exported):
     out = model(paddle.randn([2, 3, 24, 24]))  # another size and batch: no static shape baked in
     assert out.shape == [2, 3] and not out.stop_gradient
     assert not np.allclose(model.bn._mean.numpy(), before)  # batch statistics still update
+
+
+def test_swish_is_exported_as_the_op_onednn_fuses(exported):
+    # 'silu' is not fused into the convolution by Paddle Inference's oneDNN passes; 'swish' is
+    model, prefix, files = exported
+    with open(files["program"], encoding="utf-8") as f:
+        program = f.read()
+    assert '"1.swish"' in program and "silu" not in program
+    assert not is_exporting()  # dygraph is back on its own kernel
+    with paddle.no_grad():
+        model.eval()
+        x = paddle.randn([2, 3, 16, 16])
+        assert relative_difference(InferenceModel(prefix, threads=1)(x.numpy()), model(x)) < 1e-5
 
 
 def test_inference_layer_serves_evaluation_loops(exported):
