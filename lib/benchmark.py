@@ -30,6 +30,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tupl
 import numpy as np
 import paddle
 
+from lib.engine.retrain import train_step
 from lib.models import CREAM_ARCHS, build_childnet, build_supernet, resolve_arch, validate_arch
 from pimm.data import ImageDataset, create_loader
 from pimm.loss import LabelSmoothingCrossEntropy
@@ -231,13 +232,7 @@ def _train_step(opts: BenchmarkOptions, target: _Target, batches: Iterator) -> C
 
     def step() -> Any:
         images, labels = next(batches)
-        loss = loss_fn(model(images), labels)
-        optimizer.clear_grad(set_to_zero=False)
-        loss.backward()
-        optimizer.step()
-        if ema is not None:
-            ema.update(model)
-        return loss
+        return train_step(model, images, labels, optimizer, loss_fn, ema)
 
     return step
 
