@@ -46,11 +46,17 @@ def get_default_config() -> CN:
     c.DATASET.NO_PREFECHTER = False  # (sic) the reference's spelling, kept so its YAMLs load
     c.DATASET.PIN_MEM = True
     c.DATASET.VAL_BATCH_MUL = 4
+    # (added) retrain/test of a released NET.SELECTION use its published image size (the
+    # reference always did, ignoring IMAGE_SIZE); False makes them use DATASET.IMAGE_SIZE
+    c.DATASET.SELECTION_IMAGE_SIZE = True
 
     c.NET = CN()
     c.NET.SELECTION = 14
     # (added) the arch list used when SELECTION is -1, e.g. [[0],[3],[3,3],[3,3],[3],[3],[0]]
     c.NET.INPUT_ARCH = []
+    # (added) retrain the best path of a search's board.json (with SELECTION -1), e.g.
+    # ./experiments/workspace/train/Supernet_Training/board.json
+    c.NET.BOARD_JSON = ""
     c.NET.GP = "avg"
     c.NET.DROPOUT_RATE = 0.0
     c.NET.EMA = CN()

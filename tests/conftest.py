@@ -45,3 +45,17 @@ def demo_data_dir(demo_data_factory):
     ``<demo_data_dir>/train`` has 48 images, ``<demo_data_dir>/val`` 16; returns the root as a str.
     """
     return demo_data_factory()
+
+
+@pytest.fixture(scope="session")
+def cream14_dir():
+    """The folder ``$CREAM_FIXTURES/cream14`` (14.pth.tar in the released format, input.npy,
+    logits.npy, logits_ema.npy; read-only). Skips when CREAM_FIXTURES is unset."""
+    root = os.environ.get("CREAM_FIXTURES")
+    if not root:
+        pytest.skip("CREAM_FIXTURES is unset: set it to the folder holding cream14/14.pth.tar "
+                    "(.ci/run sets ../shared/fixtures)")
+    folder = os.path.join(root, "cream14")
+    if not os.path.isfile(os.path.join(folder, "14.pth.tar")):
+        pytest.fail(f"CREAM_FIXTURES={root!r} has no cream14/14.pth.tar; point it at the shared fixtures folder")
+    return folder

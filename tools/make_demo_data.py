@@ -2,13 +2,13 @@
 
     python tools/make_demo_data.py data/demo --classes 10 --train-per-class 100 --val-per-class 20
 """
+import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+
 import argparse
 import json
 import os
 import sys
 import warnings
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence, Tuple, Union
 
 from lib.search.space import CHOICES
 
-__all__ = ["CreamArch", "CREAM_ARCHS", "resolve_arch", "validate_arch"]
+__all__ = ["CreamArch", "CREAM_ARCHS", "released_models_table", "resolve_arch", "validate_arch"]
 
 ArchList = List[List[int]]
 
@@ -49,6 +49,16 @@ CREAM_ARCHS: Dict[int, CreamArch] = {
                      [3, 3, 2, 3, 3, 3], [0]], 224, 604.340, 9.696, 80.0, 94.7),
     )
 }
+
+
+def released_models_table() -> str:
+    """The released networks as a Markdown table (README.md shows exactly this text)."""
+    rows = ["| selection | model name | image size | MFLOPs | Mparams | top-1 % | top-5 % | arch |",
+            "|---:|---|---:|---:|---:|---:|---:|---|"]
+    rows += [f"| {a.selection} | `cream_{a.selection}` | {a.image_size} | {a.mflops:.3f} | {a.mparams:.3f} | "
+             f"{a.top1:.1f} | {a.top5:.1f} | `{a.arch_list()}` |" for a in CREAM_ARCHS.values()]
+    return "\n".join(rows)
+
 
 def validate_arch(arch: Sequence[Sequence[int]]) -> ArchList:
     """Check an arch list's shape and choice indices; return it as a list of lists."""

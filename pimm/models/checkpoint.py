@@ -2,8 +2,9 @@
 
 Paddle checkpoints are ``paddle.save``d dicts (``.pdparams``) with the keys of docs/DEVELOPING.md:
 ``state_dict``, ``state_dict_ema``, ``optimizer``, ``scheduler``, ``epoch``, ``version``, ...
-A bare state dict (name -> tensor) is accepted too. Every file is read by ``read_checkpoint_file``,
-the single place that tells file formats apart.
+A bare state dict (name -> tensor) is accepted too, and so are PyTorch files (legacy and zip
+``torch.save`` formats, read without torch by ``pimm.models.torch_checkpoint``). Every file is read
+by ``read_checkpoint_file``, the single place that tells file formats apart.
 """
 import logging
 import os
@@ -16,33 +17,62 @@ import numpy as np
 import paddle
 from paddle import nn
 
+from .torch_checkpoint import is_torch_checkpoint, read_torch_checkpoint, torch_to_paddle_state_dict
+
 _logger = logging.getLogger(__name__)
 
 # Prefixes that wrappers add to parameter names: torch DataParallel/DDP and paddle.DataParallel.
 _WRAPPER_PREFIXES = ("module.", "_layers.")
-# torch.save's legacy (pre-zip) format starts with this magic number pickled at protocol 2.
-_TORCH_LEGACY_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
-_ZIP_MAGIC = b"PK\x03\x04"
+_ZIP_MAGIC = b"PK"
+# Files named like PyTorch checkpoints are only ever opened by the allow-listing torch reader, so
+# a pickle downloaded as "model.pth.tar" cannot run code even when it is no torch file at all.
+_TORCH_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
+# Checkpoint entries that hold model weights.
+_WEIGHT_KEYS = ("state_dict", "state_dict_ema")
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's weights do not fit the model (missing / unexpected names, wrong shapes)."""
 
 
+class TorchStateDict(OrderedDict):
+    """Weights read from a PyTorch file, still in torch's names and layouts (``running_mean``,
+    ``num_batches_tracked``, Linear weights ``[out, in]``). ``load_model_weights`` converts them
+    for the model it loads them into (only the model tells which tensors are Linear weights)."""
+
+
+def _is_torch_file(path: str) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(len(_ZIP_MAGIC))
+    return head == _ZIP_MAGIC or path.lower().endswith(_TORCH_SUFFIXES) or is_torch_checkpoint(path)
+
+
+def _mark_torch_weights(checkpoint: Any) -> Any:
+    if _is_state_dict(checkpoint):
+        return TorchStateDict(checkpoint)
+    if isinstance(checkpoint, dict):
+        return {key: TorchStateDict(value) if key in _WEIGHT_KEYS and _is_state_dict(value) else value
+                for key, value in checkpoint.items()}
+    return checkpoint
+
+
 def read_checkpoint_file(path: str) -> Any:
     """Read a checkpoint file into Python objects, whatever its format.
 
-    Raises FileNotFoundError for a missing file, and a ValueError for PyTorch files (zip archives
-    and the legacy torch.save format), which ``paddle.load`` would misread.
+    PyTorch files (zip or legacy ``torch.save`` format, or any file named ``*.pth``, ``*.pt``,
+    ``*.tar``, ``*.ckpt``) are read by ``pimm.models.torch_checkpoint``, which runs nothing the file
+    asks for: tensors come back as numpy arrays, yacs configs as dicts, and the weights under
+    ``state_dict`` / ``state_dict_ema`` (or a bare state dict) as ``TorchStateDict``. Anything else
+    goes to ``paddle.load`` (a pickle: load only Paddle checkpoints you trust).
+
+    Raises FileNotFoundError for a missing file, ``UnsafeCheckpointError`` for a PyTorch-style
+    file whose pickle calls anything but tensor rebuilding, and ValueError for a corrupt file.
     """
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}: check the path (and the run "
                                 f"directory it should be in).")
-    with open(path, "rb") as f:
-        head = f.read(len(_TORCH_LEGACY_MAGIC))
-    if head.startswith(_ZIP_MAGIC) or head == _TORCH_LEGACY_MAGIC:
-        raise ValueError(f"{path!r} is a PyTorch checkpoint; loading PyTorch files needs "
-                         f"pimm.models.torch_checkpoint. Convert it to .pdparams first.")
+    if _is_torch_file(path):
+        return _mark_torch_weights(read_torch_checkpoint(path))
     try:
         return paddle.load(path)
     except Exception as err:  # paddle.load raises many types for a corrupt file
@@ -81,12 +111,14 @@ def _select_state_dict(checkpoint: Any, path: str, use_ema: bool) -> Dict[str, A
     if not _is_state_dict(state_dict):
         raise ValueError(f"{path!r} holds no model weights: expected a dict with 'state_dict' or a "
                          f"dict of name -> tensor, got {type(state_dict).__name__}.")
-    return OrderedDict((_strip_wrapper_prefixes(k), v) for k, v in state_dict.items())
+    stripped = OrderedDict((_strip_wrapper_prefixes(k), v) for k, v in state_dict.items())
+    return TorchStateDict(stripped) if isinstance(state_dict, TorchStateDict) else stripped
 
 
 def load_state_dict(path: str, use_ema: bool = False) -> Dict[str, Any]:
     """The model weights in a checkpoint file (EMA weights with ``use_ema`` when present), with
-    ``module.`` / ``_layers.`` wrapper prefixes removed."""
+    ``module.`` / ``_layers.`` wrapper prefixes removed. Weights from a PyTorch file come as a
+    ``TorchStateDict`` (torch names and layouts, converted when loaded into a model)."""
     return _select_state_dict(read_checkpoint_file(path), path, use_ema)
 
 
@@ -101,8 +133,11 @@ def load_model_weights(model: nn.Layer, state_dict: Dict[str, Any], strict: bool
     ``Layer.set_state_dict`` only warns about shape mismatches and skips them; here, with ``strict``,
     any missing name, unexpected name or shape mismatch raises one ``CheckpointMismatchError`` that
     lists them all. Without ``strict`` the fitting entries are loaded and the rest logged.
+    A ``TorchStateDict`` is first converted to Paddle's names and layouts for ``model``.
     Returns (missing keys, unexpected keys).
     """
+    if isinstance(state_dict, TorchStateDict):
+        state_dict = torch_to_paddle_state_dict(state_dict, model)
     model_state = model.state_dict()
     missing = [k for k in model_state if k not in state_dict]
     unexpected = [k for k in state_dict if k not in model_state]
@@ -216,6 +251,11 @@ def resume_checkpoint(model: nn.Layer, path: str, optimizer: Optional[paddle.opt
         if checkpoint.get(key) is None:
             raise ValueError(f"Checkpoint {path!r} has no {key!r} entry to resume from.")
         return checkpoint[key]
+
+    if isinstance(checkpoint["state_dict"], TorchStateDict) and (optimizer is not None or scheduler is not None):
+        raise ValueError(f"{path!r} is a PyTorch checkpoint: its optimizer and scheduler state cannot "
+                         f"drive a Paddle optimizer. Load its weights (load_checkpoint, or resume with "
+                         f"the model and EMA model only) and start a new schedule.")
 
     if optimizer is not None:
         optimizer_state = required("optimizer")

@@ -1,0 +1,47 @@
+"""Training utilities: checkpoints, EMA, metrics, logging, distributed and runtime helpers."""
+from .checkpoint_saver import CHECKPOINT_VERSION, CheckpointSaver
+from .distributed import (barrier, get_rank, get_world_size, init_distributed, is_primary,
+                          reduce_tensor)
+from .file_io import atomic_link, atomic_save, atomic_write_text, remove_stale_temp_files
+from .log import get_outdir, setup_logger
+from .metrics import AverageMeter, accuracy
+from .model_ema import ModelEma, check_state_fits, unwrap_model
+from .options import REQUIRED, read_options, to_plain_dict
+from .profile import count_parameters, format_count, profile
+from .runtime import (available_cpus, get_rng_state, seed_everything, set_num_threads,
+                      set_rng_state)
+from .summary import update_summary
+
+__all__ = [
+    "CHECKPOINT_VERSION",
+    "CheckpointSaver",
+    "ModelEma",
+    "unwrap_model",
+    "check_state_fits",
+    "AverageMeter",
+    "accuracy",
+    "reduce_tensor",
+    "update_summary",
+    "setup_logger",
+    "get_outdir",
+    "init_distributed",
+    "get_rank",
+    "get_world_size",
+    "is_primary",
+    "barrier",
+    "available_cpus",
+    "set_num_threads",
+    "seed_everything",
+    "get_rng_state",
+    "set_rng_state",
+    "atomic_save",
+    "atomic_link",
+    "atomic_write_text",
+    "remove_stale_temp_files",
+    "REQUIRED",
+    "read_options",
+    "to_plain_dict",
+    "profile",
+    "count_parameters",
+    "format_count",
+]

@@ -1,6 +1,8 @@
+import os
+
 import pytest
 
-from lib.models.archs import CREAM_ARCHS, resolve_arch
+from lib.models.archs import CREAM_ARCHS, released_models_table, resolve_arch
 
 
 def test_released_selections_resolve_with_their_image_size():
@@ -29,3 +31,12 @@ def test_bad_selection_or_arch_names_the_problem(bad, fragment):
     with pytest.raises(ValueError) as err:
         resolve_arch(bad)
     assert fragment in str(err.value)
+
+
+def test_readme_shows_the_generated_table():
+    table = released_models_table()
+    assert table.splitlines()[2] == ("| 14 | `cream_14` | 64 | 13.849 | 2.673 | 53.8 | 77.2 | "
+                                     "`[[0], [3], [3, 3], [3, 3], [3], [3], [0]]` |")
+    readme = os.path.join(os.path.dirname(__file__), "..", "..", "..", "README.md")
+    with open(readme, encoding="utf-8") as f:
+        assert table in f.read(), "README.md's table of released models is stale: paste released_models_table()"

@@ -94,11 +94,12 @@ def test_file_errors(tmp_path):
         load_checkpoint(model, str(tmp_path / "missing.pdparams"))
     legacy = tmp_path / "legacy.pth.tar"
     legacy.write_bytes(b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little") + b".rest")
-    with pytest.raises(ValueError, match="is a PyTorch checkpoint"):
+    # PyTorch files go to the torch reader (tests/pimm/models/test_checkpoint_torch_files.py)
+    with pytest.raises(ValueError, match="Cannot read PyTorch checkpoint .*truncated or corrupt"):
         load_checkpoint(model, str(legacy))
     with zipfile.ZipFile(tmp_path / "new.pth", "w") as archive:
         archive.writestr("archive/data.pkl", b"")
-    with pytest.raises(ValueError, match="is a PyTorch checkpoint"):
+    with pytest.raises(ValueError, match="Cannot read PyTorch checkpoint .*truncated or corrupt"):
         load_checkpoint(model, str(tmp_path / "new.pth"))
     corrupt = tmp_path / "corrupt.pdparams"
     corrupt.write_bytes(b"not a checkpoint at all")

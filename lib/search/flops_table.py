@@ -1,0 +1,136 @@
+"""FLOPs and parameters of supernet paths, from a per-choice lookup table.
+
+The reference measures its supernet with ptflops 0.6 at 224 px, and its search (the FLOPs limits,
+the sizing of the supernet) is defined by those figures, so they are reproduced here exactly:
+ptflops counts convolutions (``out_HW * k^2 * Cin * Cout / groups``, plus ``Cout * out_HW`` for a
+bias), batch norm (2 per element), Linear (``in * out``) like thop, but ReLU-family activations
+cost one per output element and every pooling one per *input* element; Swish, gates, products
+and sums cost nothing.
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Any, Dict, Iterator, Sequence, Tuple
+
+import paddle
+from paddle import nn
+
+from pimm.utils.profile import MacRule, profile
+from lib.search.space import CHOICES, SEARCH_RESOLUTION, SEARCHED_STAGES
+
+__all__ = ["FlopsEst", "PTFLOPS_RULES", "layer_flops_table"]
+
+
+def _input_elements(layer: nn.Layer, inputs: tuple, output: Any) -> int:
+    return int(inputs[0].numel())
+
+
+def _output_elements(layer: nn.Layer, inputs: tuple, output: Any) -> int:
+    return int(output.numel())
+
+
+# ptflops 0.6's rules where they differ from thop's (pimm.utils.profile's defaults).
+PTFLOPS_RULES: Dict[type, MacRule] = {
+    **{pool: _input_elements for pool in (
+        nn.AdaptiveAvgPool1D, nn.AdaptiveAvgPool2D, nn.AdaptiveAvgPool3D,
+        nn.AdaptiveMaxPool1D, nn.AdaptiveMaxPool2D, nn.AdaptiveMaxPool3D,
+        nn.AvgPool1D, nn.AvgPool2D, nn.AvgPool3D, nn.MaxPool1D, nn.MaxPool2D, nn.MaxPool3D)},
+    **{act: _output_elements for act in (nn.ReLU, nn.ReLU6, nn.PReLU, nn.ELU, nn.LeakyReLU)},
+}
+
+
+def _count(layer: nn.Layer, x: paddle.Tensor) -> Tuple[float, float]:
+    """(MFLOPs, Mparams) of ``layer`` on ``x``, by ptflops' rules."""
+    flops, params = profile(layer, inputs=x, custom_ops=PTFLOPS_RULES)
+    return flops / 1e6, params / 1e6
+
+
+@contextlib.contextmanager
+def _inference(model: nn.Layer) -> Iterator[None]:
+    """Eval mode without gradients, restoring every sublayer's training flag afterwards."""
+    flags = [(layer, layer.training) for layer in model.sublayers(include_self=True)]
+    model.eval()
+    try:
+        with paddle.no_grad():
+            yield
+    finally:
+        for layer, training in flags:
+            layer.training = training
+
+
+class FlopsEst:
+    """Per-choice FLOPs (M) and parameters (M) of a supernet, measured once at 224 px.
+
+    ``flops_dict[stage][layer][choice]`` / ``params_dict[...]`` hold each candidate block;
+    ``flops_fixed`` / ``params_fixed`` the parts every path shares: conv_stem, the global pool and
+    conv_head (the stem's batch norm and the classifier are left out, as in the reference).
+    Each layer's candidates are measured on the output of the previous layer's last candidate
+    (all candidates of a layer have the same output shape).
+    """
+
+    def __init__(self, model: nn.Layer, resolution: int = SEARCH_RESOLUTION) -> None:
+        self.flops_dict: Dict[int, Dict[int, Dict[int, float]]] = {}
+        self.params_dict: Dict[int, Dict[int, Dict[int, float]]] = {}
+        with _inference(model):
+            x = paddle.zeros([1, 3, resolution, resolution])
+            self.flops_fixed, self.params_fixed = _count(model.conv_stem, x)
+            x = model.conv_stem(x)
+            for stage, layers in enumerate(model.blocks):
+                self.flops_dict[stage], self.params_dict[stage] = {}, {}
+                for index, candidates in enumerate(layers):
+                    counts = [_count(block, x) for block in candidates]
+                    self.flops_dict[stage][index] = {c: flops for c, (flops, _) in enumerate(counts)}
+                    self.params_dict[stage][index] = {c: params for c, (_, params) in enumerate(counts)}
+                    x = candidates[len(candidates) - 1](x)
+            for layer in (model.global_pool, model.conv_head):
+                flops, params = _count(layer, x)
+                self.flops_fixed += flops
+                self.params_fixed += params
+                x = layer(x)
+
+    @staticmethod
+    def _path_sum(table: Dict[int, Dict[int, Dict[int, float]]], arch: Sequence[Sequence[int]]) -> float:
+        total = 0.0
+        for stage, choices in enumerate(arch):
+            for layer, choice in enumerate(choices):
+                if choice != -1:
+                    total += table[stage][layer][choice]
+        return total
+
+    def get_flops(self, arch: Sequence[Sequence[int]]) -> float:
+        """MFLOPs of a path (``-1`` skips a layer), at the table's resolution."""
+        return self._path_sum(self.flops_dict, arch) + self.flops_fixed
+
+    def get_params(self, arch: Sequence[Sequence[int]]) -> float:
+        """Millions of parameters of a path, classifier and stem batch norm excluded."""
+        return self._path_sum(self.params_dict, arch) + self.params_fixed
+
+
+@contextlib.contextmanager
+def _preserved_random_state() -> Iterator[None]:
+    state = paddle.get_rng_state()
+    try:
+        yield
+    finally:
+        paddle.set_rng_state(state)
+
+
+@functools.lru_cache(maxsize=1)
+def layer_flops_table() -> Tuple[Tuple[Tuple[float, float], ...], ...]:
+    """``table[i][choice] = (MFLOPs as stage i+1's first layer, MFLOPs as a later layer)`` at 224 px.
+
+    This is the table ``search_for_layer`` sizes the supernet with (the reference ships it as
+    hard-coded numbers). It is measured with ``FlopsEst`` on a supernet with two layers per
+    stage, built without touching the global random state or parameter-name counters, so building
+    it first does not change the weights a seeded run initialises.
+    """
+    # Imported here: lib.models imports lib.search, so a module-level import would make the two
+    # packages' import order matter.
+    from lib.models.supernet import SuperNet
+
+    with _preserved_random_state(), paddle.utils.unique_name.guard():
+        model = SuperNet([2] * len(SEARCHED_STAGES), num_classes=1)
+    layers = FlopsEst(model).flops_dict
+    return tuple(tuple((layers[stage][0][choice], layers[stage][1][choice]) for choice in range(len(CHOICES)))
+                 for stage in SEARCHED_STAGES)

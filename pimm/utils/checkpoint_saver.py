@@ -1,0 +1,300 @@
+"""Checkpoints and recovery files for a training run, written crash-safely and ranked by metric.
+
+Files in ``checkpoint_dir`` (``.pdparams`` by default, the format of docs/DEVELOPING.md):
+
+* ``last.pdparams``: the latest epoch;
+* ``checkpoint-<epoch>.pdparams``: the ``max_history`` best epochs by eval metric;
+* ``model_best.pdparams``: the best epoch so far;
+* ``checkpoint_index.json``: the ranking (file, epoch, metric), so that a resumed process keeps
+  the same top-k instead of starting an empty list (timm's saver forgot it and then never deleted
+  the earlier run's files, and let a worse epoch overwrite ``model_best``).
+
+``recovery_dir`` holds ``recovery-<epoch>-<batch>.pdparams``, only the newest one.
+
+Every file is written to a temporary name and renamed into place (:mod:`pimm.utils.file_io`);
+``checkpoint-<epoch>`` and ``model_best`` are hard links to the ``last`` they were taken from
+(copies where the file system has no hard links). Create the saver on the primary rank only.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from dataclasses import asdict, dataclass
+from typing import Any, List, Mapping, Optional, Tuple
+
+import paddle
+
+from .file_io import atomic_link, atomic_save, atomic_write_text, remove_stale_temp_files
+from .model_ema import unwrap_model
+from .options import to_plain_dict
+
+__all__ = ["CheckpointSaver", "CHECKPOINT_VERSION"]
+
+_logger = logging.getLogger(__name__)
+
+#: ``version`` 2: ``epoch`` is the last completed epoch, resume at ``epoch + 1`` (timm)
+CHECKPOINT_VERSION = 2
+_RESERVED_KEYS = ("state_dict", "state_dict_ema", "optimizer", "scheduler", "epoch", "version",
+                  "arch", "args", "metric", "batch_idx")
+_INDEX_FORMAT = 1
+
+
+@dataclass
+class _Entry:
+    file: str  # basename inside checkpoint_dir
+    epoch: int
+    metric: Optional[float]
+
+
+def _as_metric(metric: Any) -> Optional[float]:
+    if metric is None:
+        return None
+    value = float(metric)
+    if math.isnan(value):
+        _logger.warning("checkpoint metric is NaN; the checkpoint is kept unranked")
+        return None
+    return value
+
+
+class CheckpointSaver:
+    """Save ``model`` (+ ``optimizer``, ``model_ema``, ``scheduler``) each epoch, keeping the
+    ``max_history`` best by metric (lower is better when ``decreasing``).
+
+    ``args`` (a yacs config, argparse namespace or dict) is stored as a plain dict. ``arch`` is the
+    model name stored in the file (default: ``args.model``/``MODEL`` if present, else the model's
+    class name). ``scheduler`` is optional; when given, its ``state_dict()`` goes under
+    ``scheduler``. Anything else (RNG state, the prioritized board, ...) goes in through
+    ``extra_state`` and is stored at the top level of the checkpoint dict.
+    """
+
+    def __init__(
+        self,
+        model: paddle.nn.Layer,
+        optimizer: paddle.optimizer.Optimizer,
+        args: Any = None,
+        model_ema: Any = None,
+        checkpoint_dir: str = "",
+        recovery_dir: str = "",
+        decreasing: bool = False,
+        max_history: int = 10,
+        checkpoint_prefix: str = "checkpoint",
+        recovery_prefix: str = "recovery",
+        extension: str = ".pdparams",
+        scheduler: Any = None,
+        arch: Optional[str] = None,
+    ) -> None:
+        if max_history < 1:
+            raise ValueError(f"CheckpointSaver: max_history must be >= 1, got {max_history}")
+        self.model = model
+        self.optimizer = optimizer
+        self.args = args
+        self.model_ema = model_ema
+        self.scheduler = scheduler
+        self.arch = arch or self._default_arch(model, args)
+        self.decreasing = decreasing
+        self.max_history = max_history
+        self.checkpoint_dir = checkpoint_dir or "."
+        self.recovery_dir = recovery_dir or "."
+        self.checkpoint_prefix = checkpoint_prefix
+        self.recovery_prefix = recovery_prefix
+        self.extension = extension if extension.startswith(".") else "." + extension
+        os.makedirs(self.checkpoint_dir, exist_ok=True)
+        os.makedirs(self.recovery_dir, exist_ok=True)
+
+        ext = re.escape(self.extension)
+        self._checkpoint_re = re.compile(rf"{re.escape(checkpoint_prefix)}-(\d+){ext}")
+        self._recovery_re = re.compile(rf"{re.escape(recovery_prefix)}-(\d+)-(\d+){ext}")
+        self.last_path = os.path.join(self.checkpoint_dir, "last" + self.extension)
+        self.best_path = os.path.join(self.checkpoint_dir, "model_best" + self.extension)
+        self.index_path = os.path.join(self.checkpoint_dir, f"{checkpoint_prefix}_index.json")
+        remove_stale_temp_files(self.checkpoint_dir, [
+            self._checkpoint_re.pattern, re.escape(os.path.basename(self.last_path)),
+            re.escape(os.path.basename(self.best_path)),
+            re.escape(os.path.basename(self.index_path))])
+        remove_stale_temp_files(self.recovery_dir, [self._recovery_re.pattern])
+
+        self._entries: List[_Entry] = []
+        self.best_metric: Optional[float] = None
+        self.best_epoch: Optional[int] = None
+        self._restore_ranking()
+
+    # ---- ranking --------------------------------------------------------------------------
+    @staticmethod
+    def _default_arch(model: Any, args: Any) -> str:
+        for key in ("model", "MODEL"):
+            value = args.get(key) if isinstance(args, Mapping) else getattr(args, key, None)
+            if isinstance(value, str) and value:
+                return value
+        return type(unwrap_model(model)).__name__
+
+    def _rank_key(self, entry: _Entry):
+        # ranked entries first, best first, older first on ties (a new equal metric does not
+        # displace an old one, as in timm); unranked (no metric) entries after, newest first
+        if entry.metric is None:
+            return (1, -entry.epoch)
+        return (0, entry.metric if self.decreasing else -entry.metric, entry.epoch)
+
+    def _is_better(self, metric: float, than: Optional[float]) -> bool:
+        if than is None:
+            return True
+        return metric < than if self.decreasing else metric > than
+
+    def _path(self, entry: _Entry) -> str:
+        return os.path.join(self.checkpoint_dir, entry.file)
+
+    @property
+    def checkpoint_files(self) -> List[Tuple[str, Optional[float]]]:
+        """``(path, metric)`` of the kept checkpoints, best first."""
+        return [(self._path(e), e.metric) for e in self._entries]
+
+    def _read_index(self) -> Optional[dict]:
+        if not os.path.exists(self.index_path):
+            return None
+        try:
+            with open(self.index_path, encoding="utf-8") as f:
+                index = json.load(f)
+            if index.get("format") != _INDEX_FORMAT:
+                raise ValueError(f"unknown format {index.get('format')!r}")
+        except (OSError, ValueError) as err:
+            _logger.warning("ignoring unreadable checkpoint index %s (%s); ranking rebuilt from "
+                            "the checkpoint files", self.index_path, err)
+            return None
+        if bool(index["decreasing"]) != self.decreasing:
+            raise ValueError(
+                f"{self.checkpoint_dir} holds checkpoints ranked with decreasing="
+                f"{index['decreasing']}, but this saver has decreasing={self.decreasing}; use the "
+                "same eval metric direction as that run, or another output folder"
+            )
+        return index
+
+    def _read_file_metric(self, path: str) -> Optional[Tuple[int, Optional[float]]]:
+        try:
+            checkpoint = paddle.load(path)
+            return int(checkpoint["epoch"]), _as_metric(checkpoint.get("metric"))
+        except Exception as err:  # a foreign or damaged file must not stop a resume
+            _logger.warning("skipping %s while rebuilding the checkpoint ranking: %s", path, err)
+            return None
+
+    def _restore_ranking(self) -> None:
+        index = self._read_index()
+        entries = {}
+        if index is not None:
+            for item in index["checkpoints"]:
+                entry = _Entry(item["file"], int(item["epoch"]), item["metric"])
+                if os.path.exists(self._path(entry)):
+                    entries[entry.file] = entry
+        # files the index does not know (written just before a crash, or by an older saver)
+        for name in sorted(os.listdir(self.checkpoint_dir)):
+            if name in entries or not self._checkpoint_re.fullmatch(name):
+                continue
+            read = self._read_file_metric(os.path.join(self.checkpoint_dir, name))
+            if read is not None:
+                entries[name] = _Entry(name, *read)
+        self._entries = sorted(entries.values(), key=self._rank_key)
+
+        best = index.get("best") if index is not None else None
+        if best is None and os.path.exists(self.best_path):
+            read = self._read_file_metric(self.best_path)
+            best = None if read is None else {"epoch": read[0], "metric": read[1]}
+        if best is None:
+            ranked = [e for e in self._entries if e.metric is not None]
+            best = {"epoch": ranked[0].epoch, "metric": ranked[0].metric} if ranked else None
+        if best is not None and best["metric"] is not None:
+            self.best_epoch, self.best_metric = int(best["epoch"]), float(best["metric"])
+        if self._entries:
+            _logger.info("resumed checkpoint ranking from %s: %s", self.checkpoint_dir,
+                         [(e.epoch, e.metric) for e in self._entries])
+
+    def _write_index(self) -> None:
+        best = None if self.best_epoch is None else {"epoch": self.best_epoch,
+                                                      "metric": self.best_metric}
+        index = {"format": _INDEX_FORMAT, "decreasing": self.decreasing,
+                 "checkpoints": [asdict(e) for e in self._entries], "best": best}
+        atomic_write_text(json.dumps(index, indent=1), self.index_path)
+
+    # ---- saving ---------------------------------------------------------------------------
+    def _state(self, epoch: int, metric: Optional[float], extra_state: Optional[Mapping]) -> dict:
+        state = {
+            "state_dict": unwrap_model(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "epoch": int(epoch),
+            "version": CHECKPOINT_VERSION,
+            "arch": self.arch,
+            "args": to_plain_dict(self.args),
+            "metric": metric,
+        }
+        if self.model_ema is not None:
+            state["state_dict_ema"] = unwrap_model(self.model_ema).state_dict()
+        if self.scheduler is not None:
+            state["scheduler"] = self.scheduler.state_dict()
+        if extra_state:
+            clash = sorted(set(extra_state) & set(_RESERVED_KEYS))
+            if clash:
+                raise ValueError(f"extra_state may not use the checkpoint's own keys {clash}; "
+                                 "rename them")
+            state.update(extra_state)
+        return state
+
+    def save_checkpoint(self, epoch: int, metric: Any = None,
+                        extra_state: Optional[Mapping] = None
+                        ) -> Tuple[Optional[float], Optional[int]]:
+        """Save epoch ``epoch`` (just completed) with its eval ``metric``; returns
+        ``(best_metric, best_epoch)`` so far, ``(None, None)`` before any metric."""
+        if epoch < 0:
+            raise ValueError(f"save_checkpoint: epoch must be >= 0, got {epoch}")
+        metric = _as_metric(metric)
+        atomic_save(self._state(epoch, metric, extra_state), self.last_path)
+
+        entry = _Entry(f"{self.checkpoint_prefix}-{epoch}{self.extension}", int(epoch), metric)
+        ranked = sorted([e for e in self._entries if e.file != entry.file] + [entry],
+                        key=self._rank_key)
+        kept, evicted = ranked[:self.max_history], ranked[self.max_history:]
+        if entry in kept:
+            atomic_link(self.last_path, self._path(entry))
+        else:
+            evicted.append(entry)  # a file of that name from an earlier attempt is stale now
+        if metric is not None and self._is_better(metric, self.best_metric):
+            atomic_link(self.last_path, self.best_path)
+            self.best_metric, self.best_epoch = metric, int(epoch)
+        self._entries = kept
+        # the index is written before files are deleted: a crash in between leaves extra files,
+        # which the next saver finds and ranks, never an index entry without its file
+        self._write_index()
+        for old in evicted:
+            if os.path.exists(self._path(old)):
+                os.remove(self._path(old))
+        _logger.info("checkpoints kept (epoch, metric): %s",
+                     [(e.epoch, e.metric) for e in self._entries])
+        return (self.best_metric, self.best_epoch)
+
+    def save_recovery(self, epoch: int, batch_idx: int = 0,
+                      extra_state: Optional[Mapping] = None) -> str:
+        """Save a mid-epoch recovery point (``batch_idx`` is stored too); older recovery files in
+        ``recovery_dir`` are removed once it is in place. Returns its path."""
+        if epoch < 0 or batch_idx < 0:
+            raise ValueError(f"save_recovery: epoch and batch_idx must be >= 0, got {epoch}, "
+                             f"{batch_idx}")
+        state = self._state(epoch, None, extra_state)
+        state["batch_idx"] = int(batch_idx)
+        name = f"{self.recovery_prefix}-{epoch}-{batch_idx}{self.extension}"
+        path = os.path.join(self.recovery_dir, name)
+        atomic_save(state, path)
+        for other in os.listdir(self.recovery_dir):
+            if other != name and self._recovery_re.fullmatch(other):
+                os.remove(os.path.join(self.recovery_dir, other))
+        return path
+
+    def find_recovery(self) -> str:
+        """Path of the newest recovery file (by epoch, then batch), or '' if there is none."""
+        found = []
+        for name in os.listdir(self.recovery_dir):
+            m = self._recovery_re.fullmatch(name)
+            if m:
+                found.append((int(m.group(1)), int(m.group(2)), name))
+        if not found:
+            return ""
+        # timm sorted names as strings and returned the first: recovery-10 before recovery-9
+        return os.path.join(self.recovery_dir, max(found)[2])

@@ -1,0 +1,108 @@
+"""Crash-safe file writes: a reader never sees a half-written file under a real name.
+
+Everything is first written to a hidden temporary file in the destination folder (same file
+system, so the final ``os.replace`` is an atomic rename), flushed to disk, then renamed into place.
+A crash before the rename leaves the previous file untouched and at most a stale
+``.<name>.<random>.tmp`` behind, which :func:`remove_stale_temp_files` clears.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Callable, Iterable
+
+import paddle
+
+__all__ = ["atomic_save", "atomic_write_text", "atomic_link", "remove_stale_temp_files"]
+
+_TEMP_SUFFIX = ".tmp"
+
+
+def _fsync_path(path: str) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(folder: str) -> None:
+    # Makes the rename itself durable on POSIX; not every platform can open a directory.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _temp_path_for(path: str) -> str:
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=_TEMP_SUFFIX,
+                               dir=folder)
+    os.close(fd)
+    return tmp
+
+
+def _write_then_rename(path: str, write: Callable[[str], None]) -> None:
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = _temp_path_for(path)
+    try:
+        write(tmp)
+        _fsync_path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(folder)
+
+
+def atomic_save(obj: Any, path: str) -> None:
+    """``paddle.save(obj, path)`` through a temporary file and an atomic rename."""
+    _write_then_rename(path, lambda tmp: paddle.save(obj, tmp))
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    """Write a small text file (an index, a summary) atomically."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    _write_then_rename(path, write)
+
+
+def atomic_link(src: str, dst: str) -> None:
+    """Make ``dst`` hold the content of ``src`` (a hard link when the file system allows it,
+    else a copy), replacing an existing ``dst`` atomically."""
+
+    def write(tmp: str) -> None:
+        os.remove(tmp)  # os.link refuses an existing target
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+    _write_then_rename(dst, write)
+
+
+def remove_stale_temp_files(folder: str, target_patterns: Iterable[str]) -> list:
+    """Delete temporaries left by a crash for targets whose basename matches one of the regular
+    expressions in ``target_patterns``; returns the removed paths."""
+    if not os.path.isdir(folder):
+        return []
+    targets = [re.compile(p) for p in target_patterns]
+    temp_name = re.compile(r"^\.(?P<target>.+)\.[^.]+" + re.escape(_TEMP_SUFFIX) + "$")
+    removed = []
+    for name in os.listdir(folder):
+        m = temp_name.match(name)
+        if m and any(t.fullmatch(m.group("target")) for t in targets):
+            path = os.path.join(folder, name)
+            os.remove(path)
+            removed.append(path)
+    return removed

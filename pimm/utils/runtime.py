@@ -1,0 +1,81 @@
+"""Threads, seeds and random-generator state for reproducible, resumable runs."""
+from __future__ import annotations
+
+import logging
+import os
+import random
+from typing import Any, Dict, Optional
+
+import numpy as np
+import paddle
+
+__all__ = ["available_cpus", "set_num_threads", "seed_everything", "get_rng_state",
+           "set_rng_state"]
+
+_logger = logging.getLogger(__name__)
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (respects affinity masks and container cpusets)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def set_num_threads(n: Optional[int] = None) -> int:
+    """Set Paddle's intra-op CPU threads (all available cores by default); returns the count.
+
+    Paddle sets ``OMP_NUM_THREADS=1`` at import when it is unset, so without this call CPU
+    training and inference use one core.
+    """
+    n = available_cpus() if n is None else int(n)
+    if n < 1:
+        raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
+    paddle.base.core.set_num_threads(n)
+    return n
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's ``random``, NumPy's global generator and Paddle's generators (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    paddle.seed(seed)
+
+
+def _gpu_count() -> int:
+    return paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0
+
+
+def get_rng_state() -> Dict[str, Any]:
+    """The state of every generator a training step may draw from: Python ``random``, NumPy's
+    global generator, Paddle's CPU generator and, on GPU builds, each GPU's generator. The result
+    pickles (``paddle.save``), e.g. as extra state in a checkpoint."""
+    state = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "paddle_cpu": paddle.get_rng_state("cpu"),
+    }
+    if _gpu_count():
+        state["paddle_gpu"] = paddle.get_rng_state("gpu")
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    """Restore :func:`get_rng_state`'s result, so a resumed run draws the same numbers."""
+    missing = [k for k in ("python", "numpy", "paddle_cpu") if k not in state]
+    if missing:
+        raise ValueError(f"set_rng_state: the state lacks {missing}; pass get_rng_state()'s result")
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    paddle.set_rng_state(state["paddle_cpu"], "cpu")
+    gpu_state = state.get("paddle_gpu")
+    if gpu_state is None:
+        return
+    if len(gpu_state) == _gpu_count():
+        paddle.set_rng_state(gpu_state, "gpu")
+    else:
+        # resuming on another GPU count is legitimate; only bit-exact replay is lost
+        _logger.warning(
+            "set_rng_state: saved %d GPU generator states but %d GPUs are visible; the GPU "
+            "random streams start fresh", len(gpu_state), _gpu_count(),
+        )

@@ -1,0 +1,136 @@
+"""lib.engine.common: run folders, config snapshot, loaders and their errors, resume discovery, seeds."""
+import logging
+import os
+import shutil
+import warnings
+
+import numpy as np
+import paddle
+import pytest
+
+from lib.config import ConfigError, load_config
+from lib.engine.common import (RunContext, RunError, build_loaders, find_resume_checkpoint, prepare_run,
+                               resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
+
+
+def _cfg(tmp_path, *overrides, data_dir="unused"):
+    return load_config(None, ["SAVE_PATH", str(tmp_path / "runs"), "MODEL", "demo",
+                              "DATA_DIR", str(data_dir), "WORKERS", "0",
+                              "DATASET.NUM_CLASSES", "4", *overrides])
+
+
+def test_run_dir_is_stable_with_auto_resume_and_numbered_without(tmp_path):
+    resumed = _cfg(tmp_path, "AUTO_RESUME", "True")
+    fresh = _cfg(tmp_path, "AUTO_RESUME", "False")
+    base = str(tmp_path / "runs" / "demo")
+    assert resolve_run_dir(fresh) == base  # new folder
+    assert resolve_run_dir(fresh) == base  # still empty: reused
+    open(os.path.join(base, "train.log"), "w").close()
+    assert resolve_run_dir(resumed) == base
+    assert resolve_run_dir(fresh) == base + "-1"
+    open(os.path.join(base + "-1", "x"), "w").close()
+    assert resolve_run_dir(fresh) == base + "-2"
+    with pytest.raises(ConfigError, match="MODEL"):
+        resolve_run_dir(_cfg(tmp_path, "MODEL", "a/b"))
+
+
+def test_prepare_run_writes_reloadable_config_log_and_events(tmp_path):
+    cfg = _cfg(tmp_path, "AUTO_RESUME", "False", "NET.SELECTION", "43", "LR", "0.5")
+    ctx = prepare_run(cfg, "retrain")
+    ctx.logger.info("hello from the test")
+    ctx.writer.add_scalar("x", 1.0, 0)
+    ctx.writer.flush()
+    assert (ctx.rank, ctx.world_size, ctx.distributed, ctx.is_primary) == (0, 1, False, True)
+    assert ctx.run_dir == str(tmp_path / "runs" / "demo")
+    again = load_config(os.path.join(ctx.run_dir, "config.yaml"))
+    assert again == cfg and again.NET.SELECTION == 43 and again.LR == 0.5
+    with open(os.path.join(ctx.run_dir, "retrain.log")) as f:
+        assert "hello from the test" in f.read()
+    assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(ctx.run_dir, "runs")))
+    with pytest.raises(ConfigError, match="mode"):
+        prepare_run(cfg, "search")
+
+
+def _ctx(tmp_path, cfg, mode="retrain"):
+    return RunContext(cfg=cfg, mode=mode, run_dir=str(tmp_path), logger=logging.getLogger("t"),
+                      writer=None, rank=0, world_size=1, distributed=False)
+
+
+def test_build_loaders_shapes_batch_sizes_and_labels(tmp_path, demo_data_dir):
+    cfg = _cfg(tmp_path, "DATASET.BATCH_SIZE", "8", "DATASET.VAL_BATCH_MUL", "3",
+               data_dir=demo_data_dir)
+    train, val = build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32)
+    assert len(train) == 48 // 8 and len(val) == 1  # eval keeps all 16 images in one 24-batch
+    images, labels = next(iter(train))
+    assert images.shape == [8, 3, 32, 32] and images.dtype == paddle.float32
+    assert labels.dtype == paddle.int64
+    images, labels = next(iter(val))
+    assert images.shape == [16, 3, 32, 32]
+    assert sorted(labels.numpy().tolist()) == sorted([0, 1, 2, 3] * 4)
+    # eval is deterministic: two passes give the same tensors
+    again, _ = next(iter(val))
+    np.testing.assert_array_equal(images.numpy(), again.numpy())
+    only_val = build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32, train=False)
+    assert only_val[0] is None and len(only_val[1]) == 1
+
+
+def test_build_loaders_errors_name_data_dir_and_fix(tmp_path, demo_data_dir):
+    data = tmp_path / "data"
+    shutil.copytree(os.path.join(demo_data_dir, "val"), data / "val")
+    cfg = _cfg(tmp_path, data_dir=data)
+    with pytest.raises(RunError, match=r"DATA_DIR/train not found.*data/README.md"):
+        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32)
+    shutil.copytree(os.path.join(demo_data_dir, "train"), data / "train")
+    os.makedirs(data / "val" / "04_extra")
+    with pytest.raises(RunError, match=r"DATA_DIR/val.*04_extra.*holds no images"):
+        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32)
+    os.makedirs(data / "train" / "04_extra")
+    shutil.copy(next(iter((data / "train" / "00_circle").iterdir())), data / "train" / "04_extra")
+    with pytest.raises(RunError, match="5 class folders but DATASET.NUM_CLASSES is 4"):
+        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32, eval=False)
+
+
+def test_find_resume_checkpoint_prefers_newest_state(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    external = tmp_path / "external.pdparams"
+    cfg_off = _cfg(tmp_path, "AUTO_RESUME", "False", "RESUME_PATH", str(external))
+    cfg_on = _cfg(tmp_path, "AUTO_RESUME", "True", "RESUME_PATH", str(external))
+    ctx_on, ctx_off = _ctx(run_dir, cfg_on), _ctx(run_dir, cfg_off)
+    assert find_resume_checkpoint(ctx_on) is None  # nothing anywhere
+    paddle.save({"epoch": 0}, str(external))
+    assert find_resume_checkpoint(ctx_on) == str(external)
+    assert find_resume_checkpoint(ctx_off) is None
+    paddle.save({"epoch": 3}, str(run_dir / "last.pdparams"))
+    assert find_resume_checkpoint(ctx_on) == str(run_dir / "last.pdparams")
+    paddle.save({"epoch": 3}, str(run_dir / "recovery-3-10.pdparams"))  # before epoch 3 ended
+    assert find_resume_checkpoint(ctx_on) == str(run_dir / "last.pdparams")
+    paddle.save({"epoch": 4}, str(run_dir / "recovery-4-2.pdparams"))  # mid epoch 4
+    assert find_resume_checkpoint(ctx_on) == str(run_dir / "recovery-4-2.pdparams")
+
+
+def test_seed_epoch_shares_host_draws_and_splits_device_draws_by_rank(tmp_path):
+    cfg = _cfg(tmp_path)
+    draws = {}
+    for rank in (0, 1):
+        ctx = _ctx(tmp_path, cfg)
+        ctx.rank = rank
+        seed_epoch(ctx, 5)
+        draws[rank] = (np.random.rand(3), paddle.rand([3]).numpy())
+    np.testing.assert_array_equal(draws[0][0], draws[1][0])
+    assert not np.allclose(draws[0][1], draws[1][1])
+    ctx = _ctx(tmp_path, cfg)
+    seed_epoch(ctx, 5)
+    np.testing.assert_array_equal(paddle.rand([3]).numpy(), draws[0][1])
+    seed_epoch(ctx, 6)
+    assert not np.allclose(np.random.rand(3), draws[0][0])
+
+
+def test_wrap_model_is_identity_in_one_process(tmp_path):
+    cfg = _cfg(tmp_path, "BATCHNORM.SYNC_BN", "True")
+    model = paddle.nn.Linear(2, 2)
+    assert wrap_model(model, _ctx(tmp_path, cfg)) is model
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # DataParallel warns when it runs in one process
+        wrapped = paddle.DataParallel(model)
+    assert unwrap_model(wrapped) is model
