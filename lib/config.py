@@ -94,6 +94,8 @@ def get_default_config() -> CN:
     c.AUGMENTATION.COLOR_JITTER = 0.4
     c.AUGMENTATION.RE_PROB = 0.2
     c.AUGMENTATION.RE_MODE = "pixel"
+    # (added) area range of the training random-resized crop (timm's --scale; its default)
+    c.AUGMENTATION.SCALE = (0.08, 1.0)
     c.AUGMENTATION.MIXUP = 0.0
     c.AUGMENTATION.MIXUP_OFF_EPOCH = 0
     c.AUGMENTATION.SMOOTHING = 0.1
