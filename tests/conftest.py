@@ -1,10 +1,33 @@
 """Test-wide setup. Environment variables must be set before Paddle's C++ core loads."""
+import importlib.util
 import os
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 os.environ.setdefault("FLAGS_call_stack_level", "1")
 
+import logging  # noqa: E402
+
 import pytest  # noqa: E402
+
+_RUN_LOGGERS = ("cream", "pimm", "lib")  # the loggers lib.engine.common.prepare_run configures
+
+
+@pytest.fixture(autouse=True)
+def _restore_run_loggers():
+    """Engines called in-process reconfigure these loggers (handlers, level, propagate=False);
+    put them back so later tests (caplog) see records as a fresh process would."""
+    saved = {}
+    for name in _RUN_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = (list(logger.handlers), logger.level, logger.propagate)
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        logger = logging.getLogger(name)
+        for handler in [h for h in logger.handlers if h not in handlers]:
+            logger.removeHandler(handler)
+            handler.close()
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +82,20 @@ def cream14_dir():
     if not os.path.isfile(os.path.join(folder, "14.pth.tar")):
         pytest.fail(f"CREAM_FIXTURES={root!r} has no cream14/14.pth.tar; point it at the shared fixtures folder")
     return folder
+
+
+@pytest.fixture
+def load_tool(monkeypatch):
+    """``load_tool("convert_checkpoint")`` imports ``tools/convert_checkpoint.py`` as a module the
+    way ``python tools/convert_checkpoint.py`` runs it: with ``tools/`` first on ``sys.path`` (the
+    scripts import ``tools/_paths.py`` from there), for calling its ``main(argv)`` in-process."""
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+
+    def load(name):
+        monkeypatch.syspath_prepend(tools)
+        spec = importlib.util.spec_from_file_location(f"tools_{name}", os.path.join(tools, f"{name}.py"))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
+    return load

@@ -39,9 +39,11 @@ __all__ = [
     "prepare_run",
     "resolve_run_dir",
     "seed_epoch",
+    "data_split_dir",
     "build_loaders",
     "wrap_model",
     "unwrap_model",
+    "broadcast_buffers",
     "find_resume_checkpoint",
     "finish_run",
 ]
@@ -125,7 +127,8 @@ def resolve_run_dir(cfg: CfgNode) -> str:
                           "name such as '14m_retrain'")
     base = os.path.join(str(cfg.SAVE_PATH), name)
     if os.path.exists(base) and not os.path.isdir(base):
-        raise ConfigError(f"run folder {base} exists and is not a folder: change MODEL or SAVE_PATH")
+        raise ConfigError(f"run folder {base} exists and is not a folder: change MODEL or "
+                          "SAVE_PATH")
     candidate, count = base, 0
     if not cfg.AUTO_RESUME:
         while os.path.exists(candidate) and not _is_empty_dir(candidate):
@@ -174,7 +177,10 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
 
     run_dir = resolve_run_dir(cfg) if rank == 0 else None
     run_dir = _broadcast_from_primary(run_dir, distributed)
-    logger = setup_logger("cream", os.path.join(run_dir, f"{mode}.log"), rank=rank)
+    log_file = os.path.join(run_dir, f"{mode}.log")
+    for library in ("pimm", "lib"):  # their module loggers (checkpoint saver, EMA, ...) too
+        setup_logger(library, log_file, rank=rank)
+    logger = setup_logger("cream", log_file, rank=rank)
     writer = None
     if rank == 0:
         atomic_write_text(cfg.dump(), os.path.join(run_dir, "config.yaml"))
@@ -195,10 +201,16 @@ def finish_run(ctx: RunContext) -> None:
 
 
 # ---- data --------------------------------------------------------------------------------------
-def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
+def data_split_dir(cfg: CfgNode, split: str) -> str:
+    """``DATA_DIR/<split>``; raises RunError with the fix when the folder is missing."""
     root = os.path.join(str(cfg.DATA_DIR), split)
     if not os.path.isdir(root):
         raise RunError(f"DATA_DIR/{split} not found: {root} does not exist. {_DATA_HINT}")
+    return root
+
+
+def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
+    root = data_split_dir(cfg, split)
     try:
         dataset = ImageDataset(root)
     except (FileNotFoundError, ValueError) as err:
@@ -275,6 +287,18 @@ def unwrap_model(model: Any) -> paddle.nn.Layer:
     return _unwrap_model(model)
 
 
+def broadcast_buffers(model: Any, ctx: RunContext) -> None:
+    """Give every rank rank 0's buffers (batch-norm running statistics): DataParallel keeps the
+    parameters in step, but each rank updates its statistics from its own shard. Call it before
+    evaluating or saving, so all ranks hold the model rank 0 writes."""
+    if not ctx.distributed:
+        return
+    # Paddle keeps BN statistics as parameters that stop gradients, not as buffers
+    for tensor in unwrap_model(model).state_dict().values():
+        if tensor.stop_gradient:
+            dist.broadcast(tensor, src=0)
+
+
 # ---- resume ------------------------------------------------------------------------------------
 def _checkpoint_epoch(path: str) -> int:
     state = paddle.load(path)
@@ -287,11 +311,18 @@ def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Opt
 
     Looks in the run folder first: ``last<ext>`` (written at the end of every epoch) or the
     newest ``recovery-<epoch>-<batch><ext>`` when it belongs to a later epoch. Without either,
-    ``RESUME_PATH`` when that file exists (the reference's meaning of AUTO_RESUME).
+    ``RESUME_PATH`` when that file exists (the reference's meaning of AUTO_RESUME). The primary
+    rank decides and tells the others, so all ranks resume from the same file (which they must be
+    able to read: keep SAVE_PATH on storage every machine sees).
     """
-    cfg = ctx.cfg
-    if not cfg.AUTO_RESUME:
+    if not ctx.cfg.AUTO_RESUME:
         return None
+    path = _resume_candidate(ctx, extension) if ctx.is_primary else None
+    return _broadcast_from_primary(path, ctx.distributed)
+
+
+def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
+    cfg = ctx.cfg
     last = os.path.join(ctx.run_dir, "last" + extension)
     recovery = _newest_recovery(ctx.run_dir, extension)
     if os.path.isfile(last):

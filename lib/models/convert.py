@@ -6,14 +6,11 @@ docs/DEVELOPING.md that ``pimm.models.load_checkpoint`` reads.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-import paddle
-
 from pimm.models import load_checkpoint, read_checkpoint_file
-from pimm.utils.profile import count_parameters
+from pimm.utils import atomic_save, count_parameters
 from lib.models.archs import CREAM_ARCHS, ArchList, resolve_arch
 from lib.models.childnet import build_childnet
 
@@ -65,12 +62,6 @@ def _num_classes_from_args(args: Any) -> int:
     return int(dataset.get("NUM_CLASSES", 1000)) if isinstance(dataset, dict) else 1000
 
 
-def _save_atomically(obj: Dict[str, Any], path: str) -> None:
-    temporary = f"{path}.tmp"
-    paddle.save(obj, temporary)
-    os.replace(temporary, path)
-
-
 def convert_torch_checkpoint(source: str, destination: str,
                              selection_or_arch: Optional[SelectionOrArch] = None, use_ema: bool = False,
                              num_classes: Optional[int] = None) -> ConversionSummary:
@@ -113,7 +104,7 @@ def convert_torch_checkpoint(source: str, destination: str,
         load_checkpoint(model, source, use_ema=from_ema)
         converted[entry] = {name: value.clone() for name, value in model.state_dict().items()}
     kept = {key: metadata[key] for key in ("epoch", "version", "args") if metadata.get(key) is not None}
-    _save_atomically({**converted, **kept, "arch": model_name, "cream_arch": arch}, destination)
+    atomic_save({**converted, **kept, "arch": model_name, "cream_arch": arch}, destination)
 
     return ConversionSummary(
         source=source, destination=destination, model_name=model_name, arch=arch,

@@ -38,7 +38,7 @@ MAX_LAYERS = 4  # searched layers per stage in the largest supernet
 SEARCH_RESOLUTION = 224  # the supernet's FLOPs table is always measured at this size
 # The reference writes stage 3's fourth supernet layer as 'ir_r2_...': a supernet with four layers
 # there builds a fifth that no path uses. Reference supernet checkpoints contain its weights, so it
-# is kept (and reported by name in tests).
+# is kept.
 _REPEATED_LAST_LAYER_STAGE = 3
 
 # (MFLOPs of the stage's first layer, MFLOPs of any later layer) per searched stage (0 = stage 1)

@@ -1,5 +1,4 @@
 """tools/convert_checkpoint.py: PyTorch Cream checkpoints -> .pdparams that load_checkpoint reads."""
-import importlib.util
 import os
 import subprocess
 import sys
@@ -14,18 +13,12 @@ from tests.pimm.models.paddle_to_torch import torch_state_dict
 from tests.pimm.models.torchfile_writer import CfgNode, save_legacy, save_zip
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TOOL = os.path.join(REPO_ROOT, "tools", "convert_checkpoint.py")
 ARCH = [[0], [2, 1], [3], [4, 0], [5, 1], [0, 3], [0]]
 
 
 @pytest.fixture
-def tool(monkeypatch):
-    """The script as a module, imported the way `python tools/convert_checkpoint.py` imports it."""
-    monkeypatch.syspath_prepend(os.path.dirname(TOOL))
-    spec = importlib.util.spec_from_file_location("convert_checkpoint_tool", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def tool(load_tool):
+    return load_tool("convert_checkpoint")
 
 
 def _logits(model, x):

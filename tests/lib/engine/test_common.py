@@ -1,4 +1,5 @@
-"""lib.engine.common: run folders, config snapshot, loaders and their errors, resume discovery, seeds."""
+"""lib.engine.common: run folders, config snapshot, loaders and their errors, resume discovery,
+seeds."""
 import logging
 import os
 import shutil
@@ -9,8 +10,8 @@ import paddle
 import pytest
 
 from lib.config import ConfigError, load_config
-from lib.engine.common import (RunContext, RunError, build_loaders, find_resume_checkpoint, prepare_run,
-                               resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
+from lib.engine.common import (RunContext, RunError, build_loaders, find_resume_checkpoint,
+                               prepare_run, resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
 
 
 def _cfg(tmp_path, *overrides, data_dir="unused"):
@@ -46,7 +47,8 @@ def test_prepare_run_writes_reloadable_config_log_and_events(tmp_path):
     assert again == cfg and again.NET.SELECTION == 43 and again.LR == 0.5
     with open(os.path.join(ctx.run_dir, "retrain.log")) as f:
         assert "hello from the test" in f.read()
-    assert any(n.startswith("events.out.tfevents") for n in os.listdir(os.path.join(ctx.run_dir, "runs")))
+    events = os.listdir(os.path.join(ctx.run_dir, "runs"))
+    assert any(n.startswith("events.out.tfevents") for n in events)
     with pytest.raises(ConfigError, match="mode"):
         prepare_run(cfg, "search")
 

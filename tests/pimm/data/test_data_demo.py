@@ -1,5 +1,4 @@
 import hashlib
-import importlib.util
 import json
 import os
 
@@ -11,7 +10,6 @@ from pimm.data import ImageDataset, make_demo_dataset
 from pimm.data.demo import MANIFEST_NAME, demo_class_names
 
 SMALL = dict(num_classes=3, train_per_class=4, val_per_class=2, image_size=32)
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _file_hashes(root):
@@ -89,10 +87,8 @@ def test_bad_arguments():
         make_demo_dataset("unused", image_size=8)
 
 
-def test_cli_writes_and_reports(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("make_demo_data", os.path.join(REPO, "tools", "make_demo_data.py"))
-    cli = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cli)
+def test_cli_writes_and_reports(tmp_path, capsys, load_tool):
+    cli = load_tool("make_demo_data")
     out = str(tmp_path / "cli")
     args = [out, "--classes", "2", "--train-per-class", "3", "--val-per-class", "1", "--size", "24"]
     assert cli.main(args) == 0

@@ -1,0 +1,210 @@
+"""``retrain`` mode: train a Cream child network from scratch with the published recipe (timm 0.1.20
+semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout, EMA, RandAugment and
+random erasing), validating every epoch and checkpointing through ``CheckpointSaver``.
+
+Differences from the reference, on purpose: checkpoints are actually written (the reference never
+created its saver); resume restores model, EMA, optimizer, scheduler and epoch, and per-epoch
+seeding (``seed_epoch``) replays the random draws, so a run continued at an epoch boundary matches
+the uninterrupted run; batch-norm running statistics are broadcast from rank 0 before every
+evaluation so all ranks evaluate (and rank 0 saves) the same model; logged train loss/accuracy are
+reduced over ranks with sample weights.
+"""
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+import paddle
+import paddle.distributed as dist
+
+from lib.config import ConfigError
+from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
+                               find_resume_checkpoint, seed_epoch, unwrap_model, wrap_model)
+from lib.engine.evaluate import (EVAL_METRIC_NAMES, ChildSpec, create_child_model, evaluate,
+                                 metrics_from_sums, resolve_child, topk_correct)
+from pimm.loss import LabelSmoothingCrossEntropy
+from pimm.models import CheckpointMismatchError, resume_checkpoint
+from pimm.optim import create_optimizer
+from pimm.scheduler import create_scheduler
+from pimm.utils import CheckpointSaver, ModelEma, update_summary
+from pimm.utils.profile import format_count, profile
+
+__all__ = ["run", "train_one_epoch"]
+
+
+@dataclass
+class _Resume:
+    start_epoch: int = 0
+    skip_batches: int = 0  # batches of start_epoch already trained (from a recovery point)
+    path: Optional[str] = None
+
+
+def _resume(ctx: RunContext, model, optimizer, scheduler, model_ema) -> _Resume:
+    path = find_resume_checkpoint(ctx)
+    if path is None:
+        return _Resume()
+    try:
+        state = resume_checkpoint(unwrap_model(model), path, optimizer=optimizer,
+                                  scheduler=scheduler,
+                                  ema_model=model_ema.ema if model_ema is not None else None)
+    except CheckpointMismatchError as err:
+        raise RunError(f"cannot resume from {path}: it holds another network "
+                       f"({str(err).splitlines()[0]}). Use the config of the run that wrote it, "
+                       "or AUTO_RESUME False") from err
+    except (ValueError, TypeError) as err:
+        raise RunError(f"cannot resume from {path}: {err}") from err
+    start_epoch = state.start_epoch or 0
+    skip = 0
+    if "batch_idx" in state.extra:
+        # a mid-epoch recovery point: finish that epoch, skipping the batches it had trained on
+        start_epoch -= 1
+        skip = int(state.extra["batch_idx"]) + 1
+    ctx.logger.info("resumed from %s: epoch %d%s", path, start_epoch,
+                    f", batch {skip}" if skip else "")
+    return _Resume(start_epoch, skip, path)
+
+
+def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
+                    ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
+                    saver: Optional[CheckpointSaver] = None,
+                    skip_batches: int = 0) -> Dict[str, float]:
+    """One pass over ``loader``; returns the epoch's loss and accuracies (averaged over all
+    samples of all ranks). Host syncs happen only at log intervals and the last batch."""
+    cfg = ctx.cfg
+    model.train()
+    log_interval = max(1, int(cfg.LOG_INTERVAL))
+    recovery_interval = int(cfg.RECOVERY_INTERVAL)
+    num_batches, last_idx = len(loader), len(loader) - 1
+    num_updates = epoch * num_batches + skip_batches
+    # [loss sum, top-1 hits, top-5 hits, images] of the epoch, then of the latest batch
+    totals = paddle.zeros([4], dtype="float64")
+    metrics = metrics_from_sums(0.0, 0.0, 0.0, 0.0)  # NaNs until the first log step
+    tick = data_tick = time.time()
+    data_time, steps = 0.0, 0
+    for batch_idx, (images, labels) in enumerate(loader):
+        if batch_idx < skip_batches:
+            # already trained before the recovery point; still drawn from the loader so that the
+            # later batches get the order and augmentation of the uninterrupted epoch
+            continue
+        data_time += time.time() - data_tick
+        output = model(images)
+        loss = loss_fn(output, labels)
+        optimizer.clear_grad()
+        loss.backward()
+        optimizer.step()
+        if model_ema is not None:
+            model_ema.update(model)
+        num_updates += 1
+        steps += 1
+        if scheduler is not None:
+            scheduler.step_update(num_updates)
+
+        batch = float(images.shape[0])
+        with paddle.no_grad():
+            top1, top5 = topk_correct(output.detach(), labels)
+            latest = paddle.stack([loss.detach().astype("float64").reshape([]) * batch, top1, top5,
+                                   paddle.to_tensor(batch, dtype="float64")])
+            totals += latest
+        if batch_idx % log_interval == 0 or batch_idx == last_idx:
+            both = paddle.concat([totals, latest])
+            if ctx.distributed:
+                dist.all_reduce(both)
+            values = both.numpy().tolist()
+            epoch_avg, batch_avg = metrics_from_sums(*values[:4]), metrics_from_sums(*values[4:])
+            metrics = epoch_avg
+            elapsed = time.time() - tick
+            lr = optimizer.get_lr()
+            ctx.logger.info(
+                "Train: %d [%4d/%d]  Loss: %.6f (%.4f)  Prec@1: %.4f (%.4f)  Prec@5: %.4f (%.4f)  "
+                "%.1f img/s  LR: %.3e  Data: %.3fs", epoch, batch_idx, num_batches,
+                batch_avg["loss"], epoch_avg["loss"], batch_avg["prec1"], epoch_avg["prec1"],
+                batch_avg["prec5"], epoch_avg["prec5"],
+                steps * batch * ctx.world_size / max(elapsed, 1e-9), lr, data_time / steps)
+            if ctx.writer is not None:
+                step = epoch * num_batches + batch_idx
+                ctx.writer.add_scalar("train/loss", epoch_avg["loss"], step)
+                ctx.writer.add_scalar("train/prec1", epoch_avg["prec1"], step)
+                ctx.writer.add_scalar("train/lr", lr, step)
+            tick, data_time, steps = time.time(), 0.0, 0
+        if saver is not None and recovery_interval and (batch_idx + 1) % recovery_interval == 0 \
+                and batch_idx != last_idx:
+            saver.save_recovery(epoch, batch_idx)
+        data_tick = time.time()
+    return metrics
+
+
+def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
+    macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
+    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s", spec.selection, spec.arch,
+                    spec.image_size, format_count(macs), format_count(params))
+
+
+def run(ctx: RunContext) -> Dict[str, Any]:
+    """Retrain the configured child network; returns the best eval metric and the last
+    epoch's metrics."""
+    cfg = ctx.cfg
+    spec = resolve_child(cfg)
+    eval_metric = str(cfg.EVAL_METRICS)
+    if eval_metric not in EVAL_METRIC_NAMES:
+        raise ConfigError(f"EVAL_METRICS {eval_metric!r} is not measured; choose one of "
+                          f"{', '.join(EVAL_METRIC_NAMES)}")
+    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size)
+
+    model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
+    if ctx.is_primary:
+        _log_model(ctx, model, spec)
+    model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
+    model = wrap_model(model, ctx)
+    optimizer = create_optimizer(cfg, model)
+    scheduler, num_epochs = create_scheduler(cfg, optimizer)
+    smoothing = float(cfg.AUGMENTATION.SMOOTHING)
+    train_loss = (LabelSmoothingCrossEntropy(smoothing) if smoothing > 0
+                  else paddle.nn.CrossEntropyLoss())
+
+    resume = _resume(ctx, model, optimizer, scheduler, model_ema)
+    saver = None
+    if ctx.is_primary:
+        saver = CheckpointSaver(model, optimizer, args=cfg, model_ema=model_ema,
+                                checkpoint_dir=ctx.run_dir, recovery_dir=ctx.run_dir,
+                                decreasing=eval_metric == "loss", scheduler=scheduler)
+    ctx.logger.info("scheduled epochs: %d (starting at %d); %d train batches of %d per process, "
+                    "%d process(es)", num_epochs, resume.start_epoch, len(train_loader),
+                    int(cfg.DATASET.BATCH_SIZE), ctx.world_size)
+
+    eval_metrics: Dict[str, float] = {}
+    best_metric, best_epoch = (saver.best_metric, saver.best_epoch) if saver else (None, None)
+    for epoch in range(resume.start_epoch, num_epochs):
+        seed_epoch(ctx, epoch)
+        train_loader.set_epoch(epoch)
+        train_metrics = train_one_epoch(
+            epoch, model, train_loader, optimizer, train_loss, ctx, scheduler=scheduler,
+            model_ema=model_ema, saver=saver,
+            skip_batches=resume.skip_batches if epoch == resume.start_epoch else 0)
+        train_metrics["lr"] = optimizer.get_lr()
+
+        broadcast_buffers(model, ctx)
+        eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
+        ranked = eval_metrics
+        if model_ema is not None:
+            broadcast_buffers(model_ema.ema, ctx)
+            # the reference ranks checkpoints (and steps the scheduler) by the EMA weights
+            ranked = evaluate(model_ema.ema, eval_loader, ctx, log_name="Test_EMA")
+            eval_metrics.update((f"ema_{k}", v) for k, v in ranked.items())
+        eval_metrics = OrderedDict((k, v) for k, v in eval_metrics.items()
+                                   if not k.endswith(("seconds", "images")))
+        scheduler.step(epoch + 1, ranked[eval_metric])
+        if ctx.is_primary:
+            update_summary(epoch, train_metrics, eval_metrics,
+                           os.path.join(ctx.run_dir, "summary.csv"))
+            for name in EVAL_METRIC_NAMES:
+                ctx.writer.add_scalar(f"eval/{name}", eval_metrics[name], epoch)
+                if model_ema is not None:
+                    ctx.writer.add_scalar(f"eval_ema/{name}", eval_metrics[f"ema_{name}"], epoch)
+            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=ranked[eval_metric])
+            ctx.logger.info("*** epoch %d: %s %.4f; best %s (epoch %s)", epoch, eval_metric,
+                            ranked[eval_metric], best_metric, best_epoch)
+    return {"best_metric": best_metric, "best_epoch": best_epoch, "eval": dict(eval_metrics),
+            "epochs": num_epochs}

@@ -1,0 +1,150 @@
+"""Cream of the Crop: search (train), retrain a child network, or test a checkpoint.
+
+    python tools/main.py train   experiments/configs/train/train.yaml
+    python tools/main.py retrain experiments/configs/retrain/14.yaml DATA_DIR ./data/imagenet
+    python tools/main.py test    experiments/configs/test/test.yaml NET.SELECTION 14 \\
+        RESUME_PATH ./experiments/workspace/ckps/14.pth.tar
+
+KEY VALUE pairs after the config override its entries (yacs syntax, e.g. DATASET.BATCH_SIZE 64).
+Several processes (--nproc N, or NUM_GPU N on a machine with at least N GPUs) run through
+``python -m paddle.distributed.launch``; --nnodes/--master/--ips/--rank pass through for
+multi-node jobs. Without GPUs one process runs unless --nproc asks for more (CPU ranks over gloo).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+import warnings
+from typing import List, Optional
+
+import _paths  # noqa: F401  (puts the repository root on sys.path)
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # before Paddle's C++ core loads: no glog chatter
+warnings.filterwarnings("ignore", message=".*ccache.*")
+
+# the module that implements each mode; each exposes run(ctx: RunContext) -> dict
+ENGINES = {"train": "lib.engine.search", "retrain": "lib.engine.retrain",
+           "test": "lib.engine.evaluate"}
+_LAUNCHER_ENV = "PADDLE_TRAINERS_NUM"  # set by paddle.distributed.launch in every process it starts
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python tools/main.py", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("mode", choices=sorted(ENGINES), help="train (search), retrain or test")
+    parser.add_argument("cfg", help="YAML config, e.g. experiments/configs/retrain/14.yaml")
+    parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
+                        help="config overrides, e.g. NET.SELECTION 43 DATASET.BATCH_SIZE 64")
+    launch = parser.add_argument_group("processes (passed to paddle.distributed.launch)")
+    launch.add_argument("--nproc", type=int, default=None,
+                        help="processes on this machine (default: NUM_GPU when that many GPUs are "
+                             "visible, else 1)")
+    launch.add_argument("--nnodes", default=None, help="number of machines, e.g. 2")
+    launch.add_argument("--master", default=None, help="rendezvous ip:port of the first machine")
+    launch.add_argument("--ips", default=None,
+                        help="comma-separated machine ips (instead of --master)")
+    launch.add_argument("--rank", default=None, help="this machine's rank among the nodes")
+    launch.add_argument("--devices", default=None,
+                        help="GPU ids to use on this machine, e.g. 0,1,2,3")
+    launch.add_argument("--log-dir", default=None,
+                        help="per-process logs of the launcher "
+                             "(default SAVE_PATH/launch_logs/MODEL)")
+    return parser.parse_intermixed_args(argv)
+
+
+def _visible_gpus() -> int:
+    import paddle
+
+    return paddle.device.cuda.device_count() if paddle.is_compiled_with_cuda() else 0
+
+
+def processes_per_node(args: argparse.Namespace, cfg) -> int:
+    """--nproc when given; else NUM_GPU on a machine with GPUs, 1 without."""
+    from lib.config import ConfigError
+
+    if args.nproc is not None:
+        if args.nproc < 1:
+            raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
+        return args.nproc
+    wanted, gpus = int(cfg.NUM_GPU), _visible_gpus()
+    if gpus == 0:
+        return 1
+    if wanted > gpus:
+        raise ConfigError(f"NUM_GPU is {wanted} but {gpus} GPU(s) are visible: set NUM_GPU {gpus} "
+                          "(the global batch is NUM_GPU x DATASET.BATCH_SIZE) or use --nproc")
+    return max(1, wanted)
+
+
+def preflight(cfg, mode: str) -> None:
+    """Checks that would otherwise fail in every launched process, a few seconds later."""
+    from lib.engine.common import data_split_dir
+
+    for split in ("val",) if mode == "test" else ("train", "val"):
+        data_split_dir(cfg, split)
+    if mode in ("retrain", "test"):
+        from lib.engine.evaluate import resolve_child, test_checkpoint_path
+
+        resolve_child(cfg)
+        if mode == "test":
+            test_checkpoint_path(cfg)
+
+
+def launch_command(args: argparse.Namespace, cfg, nproc: int) -> List[str]:
+    log_dir = args.log_dir or os.path.join(str(cfg.SAVE_PATH), "launch_logs", str(cfg.MODEL))
+    command = [sys.executable, "-m", "paddle.distributed.launch", "--log_level", "WARNING",
+               "--nproc_per_node", str(nproc), "--log_dir", log_dir]
+    for flag in ("nnodes", "master", "ips", "rank", "devices"):
+        value = getattr(args, flag)
+        if value is not None:
+            command += [f"--{flag}", str(value)]
+    return command + [os.path.abspath(__file__), args.mode, args.cfg, *args.overrides]
+
+
+def run_engine(cfg, mode: str) -> dict:
+    from lib.engine.common import RunError, finish_run, prepare_run
+
+    try:
+        engine = importlib.import_module(ENGINES[mode])
+    except ModuleNotFoundError as err:
+        if err.name != ENGINES[mode]:
+            raise
+        raise RunError(f"mode {mode!r} is not available in this checkout: {ENGINES[mode]} is "
+                       "missing") from None
+    ctx = prepare_run(cfg, mode)
+    try:
+        return engine.run(ctx)
+    finally:
+        finish_run(ctx)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = parse_args(argv)
+    from lib.config import ConfigError, load_config
+    from lib.engine.common import RunError
+
+    try:
+        cfg = load_config(args.cfg, args.overrides)
+        launched = _LAUNCHER_ENV in os.environ
+        if not launched:
+            nproc = processes_per_node(args, cfg)
+            multi_node = args.nnodes is not None and str(args.nnodes) not in ("1", "")
+            if nproc > 1 or multi_node:
+                preflight(cfg, args.mode)
+                return subprocess.call(launch_command(args, cfg, nproc))
+        run_engine(cfg, args.mode)
+    except (ConfigError, RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; with AUTO_RESUME True the same command continues the run",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
