@@ -129,6 +129,10 @@ def get_default_config() -> CN:
     # (added) random paths validated after every epoch (the same ones all run long), besides the
     # board's best path; the reference validated one new random path per epoch
     c.SUPERNET.VAL_PATHS = 3
+    # (added) before a path is validated, its batch norms get statistics of that path alone, from
+    # this many of the epoch's last training batches (SPOS's recalibration; the reference used the
+    # running statistics, which mix all paths); 0 keeps the running statistics
+    c.SUPERNET.VAL_BN_BATCHES = 4
     return c
 
 
