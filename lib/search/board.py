@@ -14,6 +14,8 @@ Deliberate differences from the reference (microsoft/Cream ``PrioritizedBoard``)
 * a path already on the board keeps a single entry, its best measurement (the reference could list
   the same path several times, wasting slots and skewing 'teacher' sampling);
 * ties in accuracy rank the cheaper path first;
+* a path never teaches itself: its own entry's KD gradient (and hence the meta gradient) is exactly
+  zero, so the reference, which let the student pick its own entry, wasted those steps;
 * path sampling draws with the configured probabilities (the reference passed them to
   ``np.random.choice`` as its ``replace`` argument, so every mode sampled uniformly), and
   'teacher' probabilities count only the searched stages 1-5 (the reference also counted the fixed
@@ -110,6 +112,11 @@ class PrioritizedBoard:
                 return i
         return None
 
+    def teachers_for(self, arch: Sequence[Sequence[int]]) -> List[int]:
+        """The board indices that may teach ``arch``: every entry but its own, best first."""
+        own = self._index_of(arch)
+        return [i for i in range(len(self._entries)) if i != own]
+
     def would_admit(self, prec1: float, flops: float,
                     arch: Optional[Sequence[Sequence[int]]] = None) -> bool:
         """Whether a path measured at ``prec1`` with ``flops`` would enter the board now."""
@@ -187,24 +194,28 @@ class PrioritizedBoard:
 
 
 def select_teacher(board: PrioritizedBoard, pick_method: str,
-                   scores: Optional[Sequence[float]] = None) -> Tuple[int, float]:
+                   scores: Optional[Sequence[float]] = None,
+                   student: Optional[Sequence[Sequence[int]]] = None) -> Tuple[int, float]:
     """The board index of the student's teacher and its matching score ``rho`` in [0, 1].
 
-    'top1': the best entry, with the reference's fixed score 0.5. 'meta': ``scores`` are the meta
-    layer's raw outputs for each entry; the teacher is the entry with the highest matching score
+    Candidates are the board's entries except ``student``'s own (``board.teachers_for``).
+    'top1': the best candidate, with the reference's fixed score 0.5. 'meta': ``scores`` are the
+    meta layer's raw outputs for each board entry; the teacher is the candidate with the highest
+    matching score
     ``rho = sigmoid(score)`` and the KD weight is that same ``rho``. The paper defines the matching
     score as the meta network's sigmoid output and picks the prioritized path with the highest one;
     the reference instead weighted KD by ``sigmoid(-score)`` of the board's *last* entry, i.e. the
     selected teacher got the lowest weight it could have and the weight came from another path.
     """
-    if not len(board):
-        raise ValueError("select_teacher: the board is empty")
+    candidates = board.teachers_for(student) if student is not None else list(range(len(board)))
+    if not candidates:
+        raise ValueError("select_teacher: the board holds no path other than the student")
     if pick_method == "top1":
-        return 0, TOP1_MATCHING_SCORE
+        return candidates[0], TOP1_MATCHING_SCORE
     if pick_method == "meta":
         if scores is None or len(scores) != len(board):
             raise ValueError(f"select_teacher('meta') needs one score per board entry ({len(board)})")
-        index = int(np.argmax(np.asarray(scores, dtype=np.float64)))
+        index = max(candidates, key=lambda i: float(scores[i]))
         return index, 1.0 / (1.0 + math.exp(-float(scores[index])))
     raise ValueError(f"SUPERNET.PICK_METHOD must be one of {PICK_METHODS} to pick a teacher, "
                      f"got {pick_method!r}")

@@ -138,10 +138,10 @@ class MetaMatchingNetwork:
                        pick_method: str) -> Tuple[int, float]:
         """``(board index, rho)`` of the teacher for ``arch``; no gradients are recorded."""
         if pick_method != "meta":
-            return select_teacher(board, pick_method)
+            return select_teacher(board, pick_method, student=arch)
         with paddle.no_grad():
             scores = self._reduced(matching_scores(supernet, arch, board))
-        return select_teacher(board, "meta", scores.numpy().tolist())
+        return select_teacher(board, "meta", scores.numpy().tolist(), student=arch)
 
     def meta_gradients(self, supernet: paddle.nn.Layer, images: paddle.Tensor, targets: paddle.Tensor,
                        arch: ArchList, board: PrioritizedBoard, loss_fn: Callable, lr: float
@@ -157,7 +157,8 @@ class MetaMatchingNetwork:
         meta_params = list(supernet.meta_parameters())
         with layer_config(second_order=True):
             scores = matching_scores(supernet, arch, board)
-            index, rho = select_teacher(board, "meta", self._reduced(scores.detach()).numpy().tolist())
+            index, rho = select_teacher(board, "meta", self._reduced(scores.detach()).numpy().tolist(),
+                                        student=arch)
             with paddle.no_grad():
                 teacher = softmax(supernet(x_train, board.entries[index].arch), axis=-1)
             kd = F.sigmoid(scores[index]) * soft_target_cross_entropy(supernet(x_train, arch), teacher)

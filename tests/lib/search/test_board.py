@@ -116,8 +116,17 @@ def test_select_teacher():
         select_teacher(board, "meta", [0.1])
     with pytest.raises(ValueError, match="PICK_METHOD"):
         select_teacher(board, "none")
-    with pytest.raises(ValueError, match="empty"):
+    # a path on the board never teaches itself: the best other entry / the best other score
+    assert board.teachers_for(_arch([2])) == [1, 2]
+    assert board.teachers_for(_arch([4])) == [0, 1, 2]
+    assert select_teacher(board, "top1", student=_arch([2])) == (1, 0.5)
+    assert select_teacher(board, "meta", [0.3, -2.0, 1.2], student=_arch([3]))[0] == 0
+    with pytest.raises(ValueError, match="no path other than the student"):
         select_teacher(PrioritizedBoard(2, 0, 1), "top1")
+    alone = PrioritizedBoard(pool_size=3, flops_minimum=0, flops_maximum=100)
+    _add(alone, _arch([1]), 50.0, 10)
+    with pytest.raises(ValueError, match="no path other than the student"):
+        select_teacher(alone, "top1", student=_arch([1]))
 
 
 def _frequencies(sampler, board=None, draws=3000):
