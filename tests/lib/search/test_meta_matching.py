@@ -107,6 +107,44 @@ def test_meta_gradient_matches_finite_differences(float64):
         assert analytic == pytest.approx(numeric, rel=1e-6, abs=1e-10)
 
 
+def test_meta_gradient_of_the_real_supernet_matches_finite_differences(float64):
+    """The same check on Cream's supernet (stem, depthwise-separable and inverted-residual blocks
+    with squeeze-excite and swish, head), in float64 at 16 px."""
+    from lib.models import build_supernet
+
+    paddle.seed(0)
+    rng = np.random.RandomState(0)
+    supernet, sta_num, _ = build_supernet(0, 100, num_classes=CLASSES, slice=SLICE)
+    supernet.train()
+    for p in supernet.meta_parameters():
+        p.set_value(rng.randn(*p.shape))
+    board = PrioritizedBoard(pool_size=2, flops_minimum=0, flops_maximum=1000)
+    for choice, prec1 in ((2, 60.0), (5, 50.0)):
+        logits = rng.randn(SLICE, CLASSES)
+        board.consider([[0]] + [[choice]] * 5 + [[0]], prec1, 10.0, 1.0, paddle.to_tensor(rng.randn(SLICE, 3, 16, 16)),
+                       paddle.to_tensor(np.exp(logits) / np.exp(logits).sum(1, keepdims=True)))
+    images = paddle.to_tensor(rng.randn(2 * SLICE, 3, 16, 16))
+    targets = paddle.to_tensor(rng.randint(0, CLASSES, 2 * SLICE))
+    student = [[0], [1], [0], [3], [4], [1], [0]]
+    meta = MetaMatchingNetwork(SLICE)
+    loss_fn = LabelSmoothingCrossEntropy(0.1)
+    grads, info = meta.meta_gradients(supernet, images, targets, student, board, loss_fn, 0.5)
+    theta = supernet.meta_parameters()
+    start = [p.numpy().copy() for p in theta]
+    direction = [rng.randn(*p.shape) for p in theta]
+
+    def val_loss_at(eps):
+        for p, p0, d in zip(theta, start, direction):
+            p.set_value(p0 + eps * d)
+        return meta.meta_gradients(supernet, images, targets, student, board, loss_fn, 0.5)[1].val_loss
+
+    eps = 1e-6
+    numeric = (val_loss_at(eps) - val_loss_at(-eps)) / (2 * eps)
+    analytic = sum(float((g.numpy() * d).sum()) for g, d in zip(grads, direction))
+    assert abs(numeric) > 1e-5
+    assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-10)
+
+
 def test_meta_gradient_comes_through_the_simulated_step(float64):
     """With lr = 0 the simulated weights equal the real ones: the validation loss no longer
     depends on the meta layer and its gradient is exactly zero."""
