@@ -233,7 +233,7 @@ def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = 
     search loader has none), random erasing ``RE_PROB``/``RE_MODE``. Evaluation: resize to
     ``image_size / 0.875`` and centre crop, bicubic for retrain/test and ``DATASET.INTERPOLATION``
     for the search, batches of ``VAL_BATCH_MUL x BATCH_SIZE``. Validation labels follow the
-    training classes when both are loaded.
+    training classes when both are loaded. The training crop keeps an ``AUGMENTATION.SCALE`` area.
     """
     batch_size = int(cfg.DATASET.BATCH_SIZE)
     if batch_size < 1:
@@ -252,6 +252,7 @@ def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = 
             color_jitter=float(aug.COLOR_JITTER),
             auto_augment=(str(aug.AA) or None) if ctx.mode != "train" else None,
             interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
+            scale=tuple(float(v) for v in aug.SCALE),
             **common)
     if eval:
         eval_set = _open_split(cfg, "val")
