@@ -44,13 +44,12 @@ from paddle import nn
 
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
-                               find_resume_checkpoint, seed_epoch)
+                               resume_training, seed_epoch)
 from lib.engine.evaluate import evaluate
 from lib.models import build_supernet
 from lib.search import (PICK_METHODS, SAMPLING_MODES, FlopsEst, MetaMatchingNetwork, PathSampler,
                         PrioritizedBoard)
 from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
-from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
 from pimm.utils import (AverageMeter, CheckpointSaver, ModelEma, accuracy, atomic_write_text,
@@ -313,36 +312,21 @@ class _Search:
     def resume(self) -> Tuple[int, int]:
         """Continue from the run folder's checkpoint when AUTO_RESUME finds one; returns
         ``(start epoch, batches of it already trained)``."""
-        path = find_resume_checkpoint(self.ctx)
-        if path is None:
+        point = resume_training(self.ctx, self.supernet, self.optimizer, self.scheduler, self.ema,
+                                what="supernet", same_run_hint=" (same FLOPs range, classes and SLICE)")
+        if point.path is None:
             return 0, 0
-        try:
-            state = resume_checkpoint(self.supernet, path, optimizer=self.optimizer, scheduler=self.scheduler,
-                                      ema_model=self.ema.ema if self.ema is not None else None)
-        except CheckpointMismatchError as err:
-            raise RunError(f"cannot resume from {path}: it holds another supernet "
-                           f"({str(err).splitlines()[0]}). Use the config of the run that wrote it "
-                           "(same FLOPs range, classes and SLICE), or AUTO_RESUME False") from err
-        except (ValueError, TypeError) as err:
-            raise RunError(f"cannot resume from {path}: {err}") from err
-        extra = state.extra
-        if "board" in extra:
+        if "board" in point.extra:
             try:
-                self.board.load_state_dict(extra["board"])
+                self.board.load_state_dict(point.extra["board"])
             except ValueError as err:
-                raise RunError(f"cannot resume from {path}: {err}") from err
-            self.sampler.load_state_dict(extra["path_sampler"])
+                raise RunError(f"cannot resume from {point.path}: {err}") from err
+            self.sampler.load_state_dict(point.extra["path_sampler"])
         else:
             self.ctx.logger.warning("%s has no prioritized board (not written by this search): the "
-                                    "board starts empty", path)
-        start_epoch = state.start_epoch or 0
-        skip = 0
-        if "batch_idx" in extra:  # a mid-epoch recovery point: finish that epoch
-            start_epoch -= 1
-            skip = int(extra["batch_idx"]) + 1
-        self.ctx.logger.info("resumed from %s: epoch %d%s, board of %d paths", path, start_epoch,
-                             f", batch {skip}" if skip else "", len(self.board))
-        return start_epoch, skip
+                                    "board starts empty", point.path)
+        self.ctx.logger.info("resumed board: %d paths", len(self.board))
+        return point.start_epoch, point.skip_batches
 
     # ---- training --------------------------------------------------------------------------
     def _distilling(self, epoch: int) -> bool:
