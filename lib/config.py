@@ -100,6 +100,8 @@ def get_default_config() -> CN:
     c.AUGMENTATION.COLOR_JITTER = 0.4
     c.AUGMENTATION.RE_PROB = 0.2
     c.AUGMENTATION.RE_MODE = "pixel"
+    # (added) area range of the training random-resized crop (timm's --scale; its default)
+    c.AUGMENTATION.SCALE = (0.08, 1.0)
     c.AUGMENTATION.MIXUP = 0.0
     c.AUGMENTATION.MIXUP_OFF_EPOCH = 0
     c.AUGMENTATION.SMOOTHING = 0.1
@@ -116,13 +118,27 @@ def get_default_config() -> CN:
     c.SUPERNET.POOL_SIZE = 10
     c.SUPERNET.RESUNIT = False
     c.SUPERNET.DIL_CONV = False
+    # the meta-matching network's second-order update (with PICK_METHOD 'meta'); the reference
+    # declared this key but never read it: False keeps the meta layer fixed (an ablation)
     c.SUPERNET.UPDATE_2ND = True
     c.SUPERNET.FLOPS_MAXIMUM = 600
     c.SUPERNET.FLOPS_MINIMUM = 0
+    # teacher of each step: 'meta' (meta-matching score), 'top1' (the board's best), or 'none'
+    # (added value: no distillation and no meta updates, plain CE; the board still records paths)
     c.SUPERNET.PICK_METHOD = "meta"
+    # the board, distillation and meta updates start after this epoch (-1: from the first epoch)
     c.SUPERNET.META_STA_EPOCH = 20
+    # path sampling: 'even' (uniform), 'pre_prob' (PRE_PROB per choice) or 'teacher' (choice
+    # frequencies on the board)
     c.SUPERNET.HOW_TO_PROB = "pre_prob"
     c.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)
+    # (added) random paths validated after every epoch (the same ones all run long), besides the
+    # board's best path; the reference validated one new random path per epoch
+    c.SUPERNET.VAL_PATHS = 3
+    # (added) before a path is validated, its batch norms get statistics of that path alone, from
+    # this many of the epoch's last training batches (SPOS's recalibration; the reference used the
+    # running statistics, which mix all paths); 0 keeps the running statistics
+    c.SUPERNET.VAL_BN_BATCHES = 4
     return c
 
 

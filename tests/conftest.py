@@ -12,16 +12,22 @@ import pytest  # noqa: E402
 _RUN_LOGGERS = ("cream", "pimm", "lib")  # the loggers lib.engine.common.prepare_run configures
 
 
+def _logger_state(name):
+    logger = logging.getLogger(name)
+    return list(logger.handlers), logger.level, logger.propagate
+
+
+# as a fresh process has them: module-scoped fixtures that run an engine configure the loggers
+# before any function-scoped fixture could save them
+_PRISTINE_LOGGERS = {name: _logger_state(name) for name in _RUN_LOGGERS}
+
+
 @pytest.fixture(autouse=True)
 def _restore_run_loggers():
     """Engines called in-process reconfigure these loggers (handlers, level, propagate=False);
     put them back so later tests (caplog) see records as a fresh process would."""
-    saved = {}
-    for name in _RUN_LOGGERS:
-        logger = logging.getLogger(name)
-        saved[name] = (list(logger.handlers), logger.level, logger.propagate)
     yield
-    for name, (handlers, level, propagate) in saved.items():
+    for name, (handlers, level, propagate) in _PRISTINE_LOGGERS.items():
         logger = logging.getLogger(name)
         for handler in [h for h in logger.handlers if h not in handlers]:
             logger.removeHandler(handler)

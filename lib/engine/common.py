@@ -28,6 +28,7 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
+from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (atomic_write_text, available_cpus, init_distributed, retain_freed_memory,
                         seed_everything, set_num_threads, setup_logger)
 from pimm.utils import unwrap_model as _unwrap_model
@@ -45,6 +46,8 @@ __all__ = [
     "unwrap_model",
     "broadcast_buffers",
     "find_resume_checkpoint",
+    "ResumePoint",
+    "resume_training",
     "finish_run",
 ]
 
@@ -235,7 +238,7 @@ def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = 
     search loader has none), random erasing ``RE_PROB``/``RE_MODE``. Evaluation: resize to
     ``image_size / 0.875`` and centre crop, bicubic for retrain/test and ``DATASET.INTERPOLATION``
     for the search, batches of ``VAL_BATCH_MUL x BATCH_SIZE``. Validation labels follow the
-    training classes when both are loaded.
+    training classes when both are loaded. The training crop keeps an ``AUGMENTATION.SCALE`` area.
     """
     batch_size = int(cfg.DATASET.BATCH_SIZE)
     if batch_size < 1:
@@ -254,6 +257,7 @@ def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = 
             color_jitter=float(aug.COLOR_JITTER),
             auto_augment=(str(aug.AA) or None) if ctx.mode != "train" else None,
             interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
+            scale=tuple(float(v) for v in aug.SCALE),
             **common)
     if eval:
         eval_set = _open_split(cfg, "val")
@@ -339,6 +343,47 @@ def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
         ctx.logger.info("AUTO_RESUME: nothing to resume in %s and no file at RESUME_PATH=%s; "
                         "starting from scratch", ctx.run_dir, resume_path)
     return None
+
+
+@dataclass
+class ResumePoint:
+    """Where a resumed run continues: ``start_epoch``, ``skip_batches`` of it already trained (from
+    a mid-epoch recovery point), the checkpoint ``path`` and its ``extra`` state; a fresh start
+    has ``path`` None."""
+
+    start_epoch: int = 0
+    skip_batches: int = 0
+    path: Optional[str] = None
+    extra: Optional[dict] = None
+
+
+def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, scheduler: Any,
+                    model_ema: Any, what: str, same_run_hint: str = "") -> ResumePoint:
+    """Load the checkpoint ``find_resume_checkpoint`` picks into the model, optimizer, scheduler
+    and EMA. A checkpoint of another ``what`` (e.g. "network") raises a RunError that says to use
+    the config of the run that wrote it (``same_run_hint`` names what must match)."""
+    path = find_resume_checkpoint(ctx)
+    if path is None:
+        return ResumePoint()
+    try:
+        state = resume_checkpoint(unwrap_model(model), path, optimizer=optimizer,
+                                  scheduler=scheduler,
+                                  ema_model=model_ema.ema if model_ema is not None else None)
+    except CheckpointMismatchError as err:
+        raise RunError(f"cannot resume from {path}: it holds another {what} "
+                       f"({str(err).splitlines()[0]}). Use the config of the run that wrote it"
+                       f"{same_run_hint}, or AUTO_RESUME False") from err
+    except (ValueError, TypeError) as err:
+        raise RunError(f"cannot resume from {path}: {err}") from err
+    start_epoch = state.start_epoch or 0
+    skip = 0
+    if "batch_idx" in state.extra:
+        # a mid-epoch recovery point: finish that epoch, skipping the batches it had trained on
+        start_epoch -= 1
+        skip = int(state.extra["batch_idx"]) + 1
+    ctx.logger.info("resumed from %s: epoch %d%s", path, start_epoch,
+                    f", batch {skip}" if skip else "")
+    return ResumePoint(start_epoch, skip, path, dict(state.extra))
 
 
 def _newest_recovery(folder: str, extension: str) -> Optional[Tuple[int, str]]:

@@ -14,57 +14,23 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Dict, Optional, Tuple
 
 import paddle
 import paddle.distributed as dist
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
-                               find_resume_checkpoint, seed_epoch, unwrap_model, wrap_model)
+from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, resume_training,
+                               seed_epoch, unwrap_model, wrap_model)
 from lib.engine.evaluate import (EVAL_METRIC_NAMES, ChildSpec, create_child_model, evaluate,
                                  metrics_from_sums, resolve_child, topk_correct)
 from pimm.loss import LabelSmoothingCrossEntropy
-from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.profile import format_count, profile
 
 __all__ = ["run", "train_one_epoch", "train_step"]
-
-
-@dataclass
-class _Resume:
-    start_epoch: int = 0
-    skip_batches: int = 0  # batches of start_epoch already trained (from a recovery point)
-    path: Optional[str] = None
-
-
-def _resume(ctx: RunContext, model, optimizer, scheduler, model_ema) -> _Resume:
-    path = find_resume_checkpoint(ctx)
-    if path is None:
-        return _Resume()
-    try:
-        state = resume_checkpoint(unwrap_model(model), path, optimizer=optimizer,
-                                  scheduler=scheduler,
-                                  ema_model=model_ema.ema if model_ema is not None else None)
-    except CheckpointMismatchError as err:
-        raise RunError(f"cannot resume from {path}: it holds another network "
-                       f"({str(err).splitlines()[0]}). Use the config of the run that wrote it, "
-                       "or AUTO_RESUME False") from err
-    except (ValueError, TypeError) as err:
-        raise RunError(f"cannot resume from {path}: {err}") from err
-    start_epoch = state.start_epoch or 0
-    skip = 0
-    if "batch_idx" in state.extra:
-        # a mid-epoch recovery point: finish that epoch, skipping the batches it had trained on
-        start_epoch -= 1
-        skip = int(state.extra["batch_idx"]) + 1
-    ctx.logger.info("resumed from %s: epoch %d%s", path, start_epoch,
-                    f", batch {skip}" if skip else "")
-    return _Resume(start_epoch, skip, path)
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
@@ -173,7 +139,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     train_loss = (LabelSmoothingCrossEntropy(smoothing) if smoothing > 0
                   else paddle.nn.CrossEntropyLoss())
 
-    resume = _resume(ctx, model, optimizer, scheduler, model_ema)
+    resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")
     saver = None
     if ctx.is_primary:
         saver = CheckpointSaver(model, optimizer, args=cfg, model_ema=model_ema,

@@ -188,6 +188,7 @@ def create_loader(
     num_replicas: Optional[int] = None,
     rank: Optional[int] = None,
     use_shared_memory: bool = True,
+    scale: Tuple[float, float] = (0.08, 1.0),
 ) -> ImageLoader:
     """Loader over ``dataset`` (an :class:`~pimm.data.ImageDataset`) with timm 0.1.20's pipeline.
 
@@ -204,6 +205,7 @@ def create_loader(
     uint8 and normalises and erases whole batches after collation, in the workers; a custom
     ``collate_fn`` then receives uint8 ``[3, H, W]`` arrays and should return ``(images, labels,
     ...)`` with images stacked as uint8 (normalised afterwards) or already float32 (left alone).
+    ``scale``: the range of image area the training random-resized crop keeps (timm's ``--scale``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -227,6 +229,7 @@ def create_loader(
         re_mode=re_mode,
         re_count=re_count,
         crop_pct=crop_pct,
+        scale=tuple(scale),
     )
     batch_sampler = ShardedBatchSampler(
         dataset,

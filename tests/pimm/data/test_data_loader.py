@@ -141,3 +141,16 @@ def test_loader_yields_paddle_tensors(demo_data_dir):
     x, y = next(iter(create_loader(ds, 32, 4, num_workers=0)))
     assert isinstance(x, paddle.Tensor) and isinstance(y, paddle.Tensor)
     assert x.dtype == paddle.float32 and y.dtype == paddle.int64 and list(y.shape) == [4]
+
+
+def test_train_loader_crop_scale(demo_data_dir):
+    from pimm.data import RandomResizedCropAndInterpolation
+
+    def crop_scale(**kwargs):
+        loader = create_loader(ImageDataset(os.path.join(demo_data_dir, "train")), 32, 8, is_training=True,
+                               num_workers=0, seed=0, **kwargs)
+        return next(t for t in loader.dataset.transform.transforms
+                    if isinstance(t, RandomResizedCropAndInterpolation)).scale
+
+    assert crop_scale() == (0.08, 1.0)  # timm's default
+    assert crop_scale(scale=(0.5, 1.0)) == (0.5, 1.0)

@@ -1,0 +1,533 @@
+"""``train`` mode: Cream's architecture search, i.e. supernet training with prioritized paths.
+
+Each step samples a path (``SUPERNET.HOW_TO_PROB``), trains it on the batch with cross-entropy or,
+once distillation is on (epochs after ``SUPERNET.META_STA_EPOCH``, board not empty,
+``PICK_METHOD`` not 'none'), with ``(rho * KD + (2 - rho) * CE) / 2`` against a teacher from the
+prioritized board, and offers the path to the board. Every ``UPDATE_ITER`` steps the
+meta-matching network takes its second-order step first (``lib.search.meta_matching``). Each
+epoch ends with validation of several paths, ``board.json`` and a checkpoint.
+
+Deliberate differences from the reference (microsoft/Cream ``tools/train.py``, ``lib/core/train.py``):
+
+* only the sampled path trains: gradients are cleared to *None* (``clear_grad(set_to_zero=False)``)
+  and Paddle's optimizers skip parameters without a gradient, so blocks off the path keep their
+  weights and momentum, and get no weight decay, as the paper (and SPOS) describe. The reference
+  zeroed the gradients, so momentum and weight decay kept moving every block once it had been
+  sampled;
+* the learning rate decays linearly from LR to 0 over ``EPOCHS x len(loader)`` steps; the
+  reference's ``LR - step / ITERS`` multiplier went negative for LR < 1, and its ITERS assumed
+  1.28M images whatever the data;
+* the logged LR is the student's (the reference averaged in the meta layer's groups);
+* checkpoints hold the board, the path sampler and the scheduler, so AUTO_RESUME continues the
+  same search (the reference saved neither board nor scheduler);
+* validation scores ``SUPERNET.VAL_PATHS`` random paths, the same ones every epoch, and the
+  board's best path, instead of one new random path per epoch;
+* multi-process runs average the path's gradients with one all-reduce per step instead of wrapping
+  the supernet in ``paddle.DataParallel``: DataParallel's hooks assume every step uses the same
+  parameters and would hand unsampled blocks zero gradients, and the meta step's double
+  ``paddle.grad`` must not trigger them. All ranks draw the same path (same sampler seed).
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import OrderedDict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import paddle
+import paddle.distributed as dist
+from paddle import nn
+
+from lib.config import ConfigError
+from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
+                               resume_training, seed_epoch)
+from lib.engine.evaluate import evaluate
+from lib.models import build_supernet
+from lib.search import (PICK_METHODS, SAMPLING_MODES, FlopsEst, MetaMatchingNetwork, PathSampler,
+                        PrioritizedBoard)
+from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
+from pimm.optim import add_weight_decay, create_optimizer
+from pimm.scheduler import Scheduler
+from pimm.utils import (AverageMeter, CheckpointSaver, ModelEma, accuracy, atomic_write_text,
+                        reduce_tensor, update_summary)
+
+__all__ = ["run", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
+           "average_gradients", "recalibrated_batch_norm"]
+
+ArchList = List[List[int]]
+BOARD_FILE = "board.json"
+# validation metrics: means over the SUPERNET.VAL_PATHS random paths
+EVAL_METRICS = ("prec1", "prec5", "loss")
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """``cfg.SUPERNET`` (and the few global keys the search needs), checked once."""
+
+    pick_method: str
+    how_to_prob: str
+    pre_prob: Tuple[float, ...]
+    meta_start_epoch: int
+    update_iter: int
+    meta_updates: bool
+    slice: int
+    pool_size: int
+    val_paths: int
+    val_bn_batches: int
+    flops_minimum: float
+    flops_maximum: float
+
+    @classmethod
+    def from_config(cls, cfg) -> "SearchOptions":
+        s = cfg.SUPERNET
+        opts = cls(pick_method=str(s.PICK_METHOD), how_to_prob=str(s.HOW_TO_PROB),
+                   pre_prob=tuple(float(p) for p in s.PRE_PROB),
+                   meta_start_epoch=int(s.META_STA_EPOCH), update_iter=int(s.UPDATE_ITER),
+                   meta_updates=str(s.PICK_METHOD) == "meta" and bool(s.UPDATE_2ND),
+                   slice=int(s.SLICE), pool_size=int(s.POOL_SIZE), val_paths=int(s.VAL_PATHS),
+                   val_bn_batches=int(s.VAL_BN_BATCHES),
+                   flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM))
+        problems = []
+        if opts.pick_method not in PICK_METHODS:
+            problems.append(f"SUPERNET.PICK_METHOD must be one of {PICK_METHODS}, got {opts.pick_method!r}")
+        if opts.how_to_prob not in SAMPLING_MODES:
+            problems.append(f"SUPERNET.HOW_TO_PROB must be one of {SAMPLING_MODES}, got {opts.how_to_prob!r}")
+        for key, value, low in (("UPDATE_ITER", opts.update_iter, 1), ("SLICE", opts.slice, 1),
+                                ("POOL_SIZE", opts.pool_size, 1), ("VAL_PATHS", opts.val_paths, 1),
+                                ("VAL_BN_BATCHES", opts.val_bn_batches, 0)):
+            if value < low:
+                problems.append(f"SUPERNET.{key} must be >= {low}, got {value}")
+        batch = int(cfg.DATASET.BATCH_SIZE)
+        if opts.meta_updates and batch < 2 * opts.slice:
+            problems.append(f"the meta-matching update uses 2 x SUPERNET.SLICE = {2 * opts.slice} images of "
+                            f"each batch: DATASET.BATCH_SIZE ({batch}) must be at least that")
+        if float(cfg.LR) <= 0:
+            problems.append(f"LR must be > 0, got {cfg.LR}")
+        if int(cfg.EPOCHS) < 1:
+            problems.append(f"EPOCHS must be >= 1, got {cfg.EPOCHS}")
+        metrics = [prefix + key for prefix in ("", "ema_")[:1 + bool(cfg.NET.EMA.USE)]
+                   for key in EVAL_METRICS]
+        if str(cfg.EVAL_METRICS) not in metrics:
+            problems.append(f"EVAL_METRICS must be one of {metrics} for the search (the mean over the "
+                            f"validated paths), got {cfg.EVAL_METRICS!r}")
+        if cfg.BATCHNORM.SYNC_BN:
+            problems.append("BATCHNORM.SYNC_BN is not supported by the search: the meta-matching step "
+                            "needs pimm's BatchNorm2d (second-order mode). Set it to False")
+        if problems:
+            raise ConfigError("; ".join(problems))
+        return opts
+
+    @property
+    def distills(self) -> bool:
+        return self.pick_method != "none"
+
+
+class LinearDecayLRScheduler(Scheduler):
+    """``lr(t) = LR * max(0, 1 - t / total_updates)``, stepped after every update."""
+
+    def __init__(self, optimizer: paddle.optimizer.Optimizer, total_updates: int) -> None:
+        if total_updates < 1:
+            raise ValueError(f"total_updates must be >= 1, got {total_updates}")
+        self.total_updates = int(total_updates)
+        super().__init__(optimizer, t_in_epochs=False)
+
+    def _schedule(self, t: float) -> float:
+        return self.base_lr * max(0.0, 1.0 - t / self.total_updates)
+
+
+def create_search_optimizer(cfg, supernet: nn.Layer) -> paddle.optimizer.Optimizer:
+    """The reference's four parameter groups: weights with WEIGHT_DECAY, biases and 1-D parameters
+    without, and the meta layer's two groups at META_LR. Paddle's group rates multiply the global
+    rate, so the meta groups carry META_LR / LR and follow the schedule like the reference's did.
+    The reference gives the meta layer no weight decay in either of its groups; so does this."""
+    meta_ids = {id(p) for p in supernet.meta_parameters()}
+    named = [(n, p) for n, p in supernet.named_parameters() if not p.stop_gradient]
+    student = [(n, p) for n, p in named if id(p) not in meta_ids]
+    meta = [(n, p) for n, p in named if id(p) in meta_ids]
+    groups = (add_weight_decay(student, float(cfg.WEIGHT_DECAY))
+              + add_weight_decay(meta, 0.0, learning_rate=float(cfg.META_LR) / float(cfg.LR)))
+    return create_optimizer(cfg, groups)
+
+
+def average_gradients(params: List[paddle.Tensor], world_size: int) -> None:
+    """Average the gradients of ``params`` over the ranks with one all-reduce. Every rank must
+    pass the same parameters in the same order with the same ones holding a gradient (all ranks
+    train the same path)."""
+    if world_size <= 1:
+        return
+    holders = [p for p in params if p.grad is not None]
+    if not holders:
+        return
+    flat = paddle.concat([p.grad.reshape([-1]) for p in holders])
+    dist.all_reduce(flat)
+    flat = flat / world_size
+    offset = 0
+    for p in holders:
+        size = int(np.prod(p.shape))
+        p.grad = flat[offset:offset + size].reshape(p.shape)
+        offset += size
+
+
+class _OnePath(nn.Layer):
+    """The supernet restricted to one path, as a model ``evaluate`` can call with images only."""
+
+    def __init__(self, supernet: nn.Layer, arch: ArchList) -> None:
+        super().__init__()
+        self.supernet = supernet
+        self.arch = arch
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.supernet(x, self.arch)
+
+
+def _path_batch_norms(supernet: nn.Layer, arch: ArchList) -> List[nn.BatchNorm2D]:
+    shared = [layer for name, layer in supernet.named_children() if name != "blocks"]
+    return [m for top in shared + supernet.chosen_blocks(arch) for m in top.sublayers(include_self=True)
+            if isinstance(m, nn.BatchNorm2D)]
+
+
+@contextmanager
+def recalibrated_batch_norm(supernet: nn.Layer, arch: ArchList, batches: List[np.ndarray],
+                            reduce: Optional[Callable[[paddle.Tensor], paddle.Tensor]] = None
+                            ) -> Iterator[None]:
+    """Inside the block, the batch norms on ``arch``'s path hold statistics of that path alone: the
+    mean of its batch statistics over ``batches`` (training images; averaged over the ranks with
+    ``reduce`` when distributed). Everything is restored on exit.
+
+    The running statistics a supernet accumulates while training mix every path that went through
+    a layer (the stem's and the last stage's batch norms serve them all), so a path evaluated with
+    them is judged with the wrong normalisation; SPOS recalibrates them per path, the reference did
+    not. No ``batches`` (``SUPERNET.VAL_BN_BATCHES 0``) keeps the running statistics.
+    """
+    if not batches:
+        yield
+        return
+    norms = _path_batch_norms(supernet, arch)
+    saved = [(bn._mean.numpy(), bn._variance.numpy(), bn._momentum) for bn in norms]
+    was_training = supernet.training
+    try:
+        with paddle.no_grad():
+            for bn in norms:
+                bn._mean.set_value(paddle.zeros_like(bn._mean))
+                bn._variance.set_value(paddle.zeros_like(bn._variance))
+            supernet.train()
+            for i, images in enumerate(batches):
+                for bn in norms:  # running = i/(i+1) running + 1/(i+1) batch: the plain mean
+                    bn._momentum = i / (i + 1.0)
+                supernet(paddle.to_tensor(images), arch)
+            if reduce is not None:
+                for bn in norms:
+                    bn._mean.set_value(reduce(bn._mean))
+                    bn._variance.set_value(reduce(bn._variance))
+        supernet.train(was_training)
+        yield
+    finally:
+        for bn, (mean, variance, momentum) in zip(norms, saved):
+            bn._mean.set_value(mean)
+            bn._variance.set_value(variance)
+            bn._momentum = momentum
+        supernet.train(was_training)
+
+
+def _validation_paths(sampler_seed: int, sta_num: List[int], num_choices: int, count: int) -> List[ArchList]:
+    # drawn once from their own generator: the same paths every epoch (and after a resume), so the
+    # validation curve follows the same networks
+    sampler = PathSampler(sta_num, num_choices, "even", seed=sampler_seed)
+    return [sampler.sample() for _ in range(count)]
+
+
+class _Search:
+    """The state of one search run and its epoch loop."""
+
+    def __init__(self, ctx: RunContext, opts: SearchOptions) -> None:
+        cfg = ctx.cfg
+        self.ctx, self.cfg, self.opts = ctx, cfg, opts
+        log = ctx.logger
+        try:
+            self.supernet, self.sta_num, resolution = build_supernet(
+                flops_minimum=opts.flops_minimum, flops_maximum=opts.flops_maximum,
+                num_classes=int(cfg.DATASET.NUM_CLASSES), drop_rate=float(cfg.NET.DROPOUT_RATE),
+                global_pool=str(cfg.NET.GP), slice=opts.slice, resunit=bool(cfg.SUPERNET.RESUNIT),
+                dil_conv=bool(cfg.SUPERNET.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
+                bn_eps=float(cfg.BATCHNORM.BN_EPS))
+        except ValueError as err:
+            raise ConfigError(str(err)) from err
+        self.num_choices = len(self.supernet.blocks[1][0])
+        self.resolution = int(resolution)
+        # FLOPs at the resolution the space was sized for, the one FLOPS_MINIMUM/MAXIMUM refer to
+        # (the reference always counted at 224 px, which overstates low-budget spaces' paths)
+        self.flops_est = FlopsEst(self.supernet, resolution=self.resolution)
+        self._path_cost: Dict[Any, Tuple[float, float]] = {}
+        log.info("supernet: %d parameters, layers per searched stage %s, %d choices, space resolution "
+                 "%d px (training at DATASET.IMAGE_SIZE %d px, as the reference)",
+                 sum(int(np.prod(p.shape)) for p in self.supernet.parameters()), self.sta_num,
+                 self.num_choices, resolution, int(cfg.DATASET.IMAGE_SIZE))
+        if ctx.distributed:
+            for value in self.supernet.state_dict().values():
+                dist.broadcast(value, src=0)
+
+        self.train_loader, self.eval_loader = build_loaders(cfg, ctx, int(cfg.DATASET.IMAGE_SIZE))
+        if len(self.train_loader) == 0:
+            raise RunError(f"DATA_DIR/train has fewer images per process than DATASET.BATCH_SIZE "
+                           f"({cfg.DATASET.BATCH_SIZE}): lower the batch size")
+        self.optimizer = create_search_optimizer(cfg, self.supernet)
+        self.scheduler = LinearDecayLRScheduler(self.optimizer, int(cfg.EPOCHS) * len(self.train_loader))
+        self.ema = ModelEma(self.supernet, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
+        smoothing = float(cfg.AUGMENTATION.SMOOTHING)
+        # pimm's cross-entropy: the meta step differentiates it twice (Paddle's has no double grad)
+        self.train_loss = LabelSmoothingCrossEntropy(smoothing)
+
+        self.board = PrioritizedBoard(opts.pool_size, opts.flops_minimum, opts.flops_maximum)
+        self.sampler = PathSampler(self.sta_num, self.num_choices, opts.how_to_prob, opts.pre_prob,
+                                   seed=int(cfg.SEED))
+        self.meta = MetaMatchingNetwork(opts.slice, reduce=self._mean_over_ranks)
+        self.bn_batches: List[np.ndarray] = []  # the epoch's last training batches, for validation
+        self.val_paths = _validation_paths(int(cfg.SEED) + 1, self.sta_num, self.num_choices, opts.val_paths)
+        self.saver = None
+        if ctx.is_primary:
+            self.saver = CheckpointSaver(self.supernet, self.optimizer, args=cfg, model_ema=self.ema,
+                                         checkpoint_dir=ctx.run_dir, recovery_dir=ctx.run_dir,
+                                         decreasing=str(cfg.EVAL_METRICS) == "loss",
+                                         scheduler=self.scheduler, arch="cream_supernet")
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _mean_over_ranks(self, tensor: paddle.Tensor) -> paddle.Tensor:
+        return reduce_tensor(tensor, self.ctx.world_size) if self.ctx.distributed else tensor
+
+    def path_cost(self, arch: ArchList) -> Tuple[float, float]:
+        """(MFLOPs, M params) of a path, from the supernet's FLOPs table."""
+        key = tuple(map(tuple, arch))
+        if key not in self._path_cost:
+            self._path_cost[key] = (self.flops_est.get_flops(arch), self.flops_est.get_params(arch))
+        return self._path_cost[key]
+
+    def extra_state(self) -> Dict[str, Any]:
+        return {"board": self.board.state_dict(), "path_sampler": self.sampler.state_dict()}
+
+    # ---- resume ----------------------------------------------------------------------------
+    def resume(self) -> Tuple[int, int]:
+        """Continue from the run folder's checkpoint when AUTO_RESUME finds one; returns
+        ``(start epoch, batches of it already trained)``."""
+        point = resume_training(self.ctx, self.supernet, self.optimizer, self.scheduler, self.ema,
+                                what="supernet", same_run_hint=" (same FLOPs range, classes and SLICE)")
+        if point.path is None:
+            return 0, 0
+        if "board" in point.extra:
+            try:
+                self.board.load_state_dict(point.extra["board"])
+            except ValueError as err:
+                raise RunError(f"cannot resume from {point.path}: {err}") from err
+            self.sampler.load_state_dict(point.extra["path_sampler"])
+        else:
+            self.ctx.logger.warning("%s has no prioritized board (not written by this search): the "
+                                    "board starts empty", point.path)
+        self.ctx.logger.info("resumed board: %d paths", len(self.board))
+        return point.start_epoch, point.skip_batches
+
+    # ---- training --------------------------------------------------------------------------
+    def _distilling(self, epoch: int) -> bool:
+        return self.opts.distills and epoch > self.opts.meta_start_epoch
+
+    def train_epoch(self, epoch: int, skip_batches: int = 0) -> Dict[str, float]:
+        ctx, cfg, opts = self.ctx, self.cfg, self.opts
+        model = self.supernet
+        model.train()
+        self.train_loader.set_epoch(epoch)
+        log_interval = max(1, int(cfg.LOG_INTERVAL))
+        recovery_interval = int(cfg.RECOVERY_INTERVAL)
+        num_batches = len(self.train_loader)
+        num_updates = epoch * num_batches + skip_batches
+        board_phase = epoch > opts.meta_start_epoch  # the board fills only after META_STA_EPOCH
+        meters = {k: AverageMeter() for k in ("loss", "kd_loss", "prec1", "prec5", "rho", "meta_val_loss",
+                                              "meta_grad_norm", "batch_time", "data_time")}
+        entered = kd_steps = 0
+        self.bn_batches = []
+        end = time.time()
+        for batch_idx, (images, targets) in enumerate(self.train_loader):
+            if batch_idx < skip_batches:
+                continue
+            meters["data_time"].update(time.time() - end)
+            arch = self.sampler.sample(self.board)
+            flops, params = self.path_cost(arch)
+            distill = self._distilling(epoch) and bool(self.board.teachers_for(arch))
+            if (distill and opts.meta_updates and batch_idx > 0 and batch_idx % opts.update_iter == 0):
+                info = self.meta.update(model, self.optimizer, images, targets, arch, self.board,
+                                        self.train_loss, lr=self.optimizer.get_lr())
+                meters["meta_val_loss"].update(info.val_loss)
+                meters["meta_grad_norm"].update(info.grad_norm)
+
+            output = model(images, arch)
+            loss = self.train_loss(output, targets)
+            kd_loss = None
+            if distill:
+                teacher_index, rho = self.meta.select_teacher(model, arch, self.board, opts.pick_method)
+                with paddle.no_grad():
+                    soft_target = softmax(model(images, self.board.entries[teacher_index].arch), axis=-1)
+                kd_loss = soft_target_cross_entropy(output, soft_target)
+                # rho is a number: the main loss never moves the meta layer (the reference's kept
+                # its graph, so this step also trained the meta layer)
+                loss = (rho * kd_loss + (2.0 - rho) * loss) / 2.0
+                meters["rho"].update(rho)
+                kd_steps += 1
+
+            self.optimizer.clear_grad(set_to_zero=False)
+            loss.backward()
+            average_gradients(model.path_parameters(arch), ctx.world_size)
+            self.optimizer.step()
+            self.optimizer.clear_grad(set_to_zero=False)
+            num_updates += 1
+            self.scheduler.step_update(num_updates)
+            if self.ema is not None:
+                self.ema.update(model)
+
+            output = output.detach()
+            prec1, prec5 = accuracy(output, targets, topk=(1, 5))
+            kd_value = kd_loss.detach() if kd_loss is not None else paddle.zeros([])
+            # one reduction per step: every rank needs the same accuracy to make the same board decision
+            stats = self._mean_over_ranks(paddle.stack([
+                loss.detach().reshape([]).astype("float32"), prec1, prec5,
+                kd_value.reshape([]).astype("float32")]))
+            loss_value, prec1_value, prec5_value, kd_mean = stats.numpy().tolist()
+            batch = images.shape[0]
+            meters["loss"].update(loss_value, batch)
+            meters["prec1"].update(prec1_value, batch)
+            meters["prec5"].update(prec5_value, batch)
+            if kd_loss is not None:
+                meters["kd_loss"].update(kd_mean, batch)
+            if board_phase and self.board.would_admit(prec1_value, flops, arch):
+                s = opts.slice
+                entered += self.board.consider(arch, prec1_value, flops, params, images[:s],
+                                               softmax(output[:s], axis=-1))
+            if batch_idx >= num_batches - opts.val_bn_batches:
+                self.bn_batches.append(images.numpy())
+            meters["batch_time"].update(time.time() - end)
+
+            last = batch_idx == num_batches - 1
+            if batch_idx % log_interval == 0 or last:
+                self._log_step(epoch, batch_idx, num_batches, meters, batch, arch, flops)
+            if (self.saver is not None and recovery_interval and not last
+                    and (batch_idx + 1) % recovery_interval == 0):
+                self.saver.save_recovery(epoch, batch_idx, extra_state=self.extra_state())
+            end = time.time()
+
+        # the same keys every epoch (summary.csv has one header); NaN where nothing was measured
+        return OrderedDict(
+            loss=meters["loss"].avg, prec1=meters["prec1"].avg, prec5=meters["prec5"].avg,
+            kd_loss=meters["kd_loss"].avg if kd_steps else float("nan"),
+            rho=meters["rho"].avg if kd_steps else float("nan"), kd_steps=kd_steps,
+            meta_updates=meters["meta_val_loss"].count,
+            meta_val_loss=meters["meta_val_loss"].avg if meters["meta_val_loss"].count else float("nan"),
+            board_entered=entered, board_size=len(self.board))
+
+    def _log_step(self, epoch: int, batch_idx: int, num_batches: int, meters: Dict[str, AverageMeter],
+                  batch: int, arch: ArchList, flops: float) -> None:
+        ctx = self.ctx
+        lr = self.optimizer.get_lr()  # the global rate is the student's; meta groups are multiples
+        kd = meters["kd_loss"]
+        rate = batch * ctx.world_size / max(meters["batch_time"].val, 1e-9)
+        ctx.logger.info(
+            "Train: %d [%4d/%d]  Loss: %.6f (%.4f)  KD-Loss: %s  Prec@1: %.4f (%.4f)  Prec@5: %.4f (%.4f)  "
+            "%.1f img/s  LR: %.3e  Data: %.3fs  Board: %d  rho: %s  Meta updates: %d  Path: %s (%.1f MFLOPs)",
+            epoch, batch_idx, num_batches, meters["loss"].val, meters["loss"].avg,
+            f"{kd.val:.6f} ({kd.avg:.4f})" if kd.count else "-", meters["prec1"].val, meters["prec1"].avg,
+            meters["prec5"].val, meters["prec5"].avg, rate, lr, meters["data_time"].avg, len(self.board),
+            f"{meters['rho'].avg:.4f}" if meters["rho"].count else "-", meters["meta_val_loss"].count,
+            arch[1:-1], flops)
+        if ctx.writer is not None:
+            step = epoch * num_batches + batch_idx
+            ctx.writer.add_scalar("train/loss", meters["loss"].avg, step)
+            ctx.writer.add_scalar("train/prec1", meters["prec1"].avg, step)
+            ctx.writer.add_scalar("train/lr", lr, step)
+            ctx.writer.add_scalar("train/board_size", len(self.board), step)
+            if kd.count:
+                ctx.writer.add_scalar("train/kd_loss", kd.avg, step)
+                ctx.writer.add_scalar("train/rho", meters["rho"].avg, step)
+            if meters["meta_val_loss"].count:
+                ctx.writer.add_scalar("meta/val_loss", meters["meta_val_loss"].avg, step)
+                ctx.writer.add_scalar("meta/grad_norm", meters["meta_grad_norm"].avg, step)
+
+    # ---- validation and export -------------------------------------------------------------
+    def validate(self, epoch: int) -> Dict[str, float]:
+        """Mean loss/Prec@1/Prec@5 of the fixed random paths, and the board's best path's."""
+        broadcast_buffers(self.supernet, self.ctx)
+        models = [("", self.supernet)] + ([("ema_", self.ema.ema)] if self.ema is not None else [])
+        metrics: Dict[str, float] = OrderedDict()
+        for prefix, model in models:
+            results = [self._evaluate_path(model, arch, f"Test {prefix}path {i}")
+                       for i, arch in enumerate(self.val_paths)]
+            for i, (arch, result) in enumerate(zip(self.val_paths, results)):
+                self.ctx.logger.info("Validation %spath %d %s (%.1f MFLOPs): Prec@1 %.3f", prefix, i,
+                                     arch[1:-1], self.path_cost(arch)[0], result["prec1"])
+            for key in EVAL_METRICS:
+                metrics[prefix + key] = float(np.mean([r[key] for r in results]))
+            best = self.board.best()
+            result = (self._evaluate_path(model, best.arch, f"Test {prefix}board best") if best is not None
+                      else {"prec1": float("nan"), "prec5": float("nan")})
+            metrics[prefix + "best_prec1"] = result["prec1"]
+            metrics[prefix + "best_prec5"] = result["prec5"]
+        if self.ctx.writer is not None:
+            for key, value in metrics.items():
+                if np.isfinite(value):  # best_prec1 is NaN while the board is empty
+                    self.ctx.writer.add_scalar(f"val/{key}", value, epoch)
+        return metrics
+
+    def _evaluate_path(self, model: nn.Layer, arch: ArchList, log_name: str) -> Dict[str, float]:
+        reduce = self._mean_over_ranks if self.ctx.distributed else None
+        with recalibrated_batch_norm(model, arch, self.bn_batches, reduce):
+            return evaluate(_OnePath(model, arch), self.eval_loader, self.ctx, log_name=log_name)
+
+    def board_json(self, epoch: int) -> Dict[str, Any]:
+        """``board.json``: the board's paths best first, the best one within the FLOPs range, the
+        range, the epoch, and the resolution the FLOPs are counted at."""
+        return dict(self.board.to_json(epoch), resolution=self.resolution)
+
+    def write_board(self, epoch: int) -> str:
+        path = os.path.join(self.ctx.run_dir, BOARD_FILE)
+        atomic_write_text(json.dumps(self.board_json(epoch), indent=1) + "\n", path)
+        for i, entry in enumerate(self.board.entries):
+            self.ctx.logger.info("Board No.%d  Prec@1 %.3f  %.2f MFLOPs  %.3f M params  %s", i, entry.prec1,
+                                 entry.flops, entry.params, entry.arch)
+        return path
+
+
+def run(ctx: RunContext) -> Dict[str, Any]:
+    """Search under the configured FLOPs budget; returns the best eval metric, the last epoch's
+    train and eval metrics, the final board (``board.json``'s content) and per-epoch timings."""
+    cfg = ctx.cfg
+    opts = SearchOptions.from_config(cfg)
+    search = _Search(ctx, opts)
+    log = ctx.logger
+    log.info("search: PICK_METHOD %s, HOW_TO_PROB %s, distillation and board from epoch %d, meta updates %s",
+             opts.pick_method, opts.how_to_prob, opts.meta_start_epoch + 1,
+             f"every {opts.update_iter} steps" if opts.meta_updates else "off")
+    start_epoch, skip = search.resume()
+    num_epochs = int(cfg.EPOCHS)
+    eval_metric = str(cfg.EVAL_METRICS)
+    best_metric = best_epoch = None
+    train_metrics: Dict[str, float] = {}
+    eval_metrics: Dict[str, float] = {}
+    epoch_times: List[Dict[str, float]] = []
+    for epoch in range(start_epoch, num_epochs):
+        seed_epoch(ctx, epoch)
+        epoch_start = time.time()
+        train_metrics = search.train_epoch(epoch, skip_batches=skip if epoch == start_epoch else 0)
+        train_seconds = time.time() - epoch_start
+        eval_metrics = search.validate(epoch)
+        val_seconds = time.time() - epoch_start - train_seconds
+        epoch_times.append({"epoch": epoch, "train_seconds": train_seconds, "val_seconds": val_seconds})
+        log.info("epoch %d: train %.1fs, validation %.1fs; train Prec@1 %.3f, validation Prec@1 %.3f "
+                 "(mean of %d paths)%s", epoch, train_seconds, val_seconds, train_metrics["prec1"],
+                 eval_metrics.get("prec1", float("nan")), len(search.val_paths),
+                 f", board best {eval_metrics['best_prec1']:.3f}" if len(search.board) else "")
+        if ctx.is_primary:
+            search.write_board(epoch)
+            update_summary(epoch, train_metrics, eval_metrics, os.path.join(ctx.run_dir, "summary.csv"))
+            best_metric, best_epoch = search.saver.save_checkpoint(
+                epoch, metric=eval_metrics[eval_metric], extra_state=search.extra_state())
+    return {"best_metric": best_metric, "best_epoch": best_epoch, "train": dict(train_metrics),
+            "eval": dict(eval_metrics), "board": search.board_json(num_epochs - 1),
+            "epoch_times": epoch_times, "epochs": num_epochs}
