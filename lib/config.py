@@ -64,6 +64,12 @@ def get_default_config() -> CN:
     c.NET.EMA.FORCE_CPU = False
     c.NET.EMA.DECAY = 0.9998
 
+    # (added) how the test mode evaluates: 'auto' (Paddle Inference with oneDNN on CPU for 1000+
+    # images, several times dygraph's speed; dygraph otherwise), 'dygraph' or 'paddle_inference'
+    # (see lib/deploy.py)
+    c.TEST = CN()
+    c.TEST.INFERENCE = "auto"
+
     c.OPT = "sgd"
     c.OPT_EPS = 1e-2
     c.MOMENTUM = 0.9

@@ -29,8 +29,8 @@ from yacs.config import CfgNode
 from lib.config import ConfigError
 from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
 from pimm.models import CheckpointMismatchError, resume_checkpoint
-from pimm.utils import (atomic_write_text, available_cpus, init_distributed, seed_everything,
-                        set_num_threads, setup_logger)
+from pimm.utils import (atomic_write_text, available_cpus, init_distributed, retain_freed_memory,
+                        seed_everything, set_num_threads, setup_logger)
 from pimm.utils import unwrap_model as _unwrap_model
 
 __all__ = [
@@ -176,6 +176,8 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
     distributed = world_size > 1
     _check_distributed_settings(cfg, distributed, device)
     threads = set_num_threads(_threads_per_process())
+    if device == "cpu":
+        retain_freed_memory()  # else CPU ops page-fault every new tensor in (pimm.utils.runtime)
     seed_everything(int(cfg.SEED))
 
     run_dir = resolve_run_dir(cfg) if rank == 0 else None

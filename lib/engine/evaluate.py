@@ -6,6 +6,7 @@ import json
 import math
 import os
 import sys
+import tempfile
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -18,11 +19,12 @@ from tqdm import tqdm
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
+from lib.deploy import TEST_BACKENDS, select_test_model
 from lib.engine.common import RunContext, RunError, build_loaders
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from pimm.models import CheckpointMismatchError, load_model_weights, load_state_dict
 from pimm.models import read_checkpoint_file
-from pimm.utils import atomic_write_text
+from pimm.utils import atomic_write_text, get_num_threads
 
 __all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "topk_correct",
            "evaluate", "metrics_from_sums", "test_checkpoint_path", "load_weights_for_test", "run"]
@@ -242,10 +244,18 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                     spec.arch, spec.image_size, path, weights, len(loader.dataset),
                     os.path.join(str(cfg.DATA_DIR), "val"))
     log_name = "Test_EMA" if weights == "state_dict_ema" else "Test"
-    result = evaluate(model, loader, ctx, log_name=log_name, progress_bar=True)
+    backend = str(cfg.TEST.INFERENCE)
+    if backend not in TEST_BACKENDS:
+        raise ConfigError(f"TEST.INFERENCE {backend!r} is not one of {', '.join(TEST_BACKENDS)}")
+    with tempfile.TemporaryDirectory(prefix="cream_test_") as workdir:
+        eval_model, backend = select_test_model(model, spec.image_size, backend, workdir,
+                                                num_images=len(loader.dataset), logger=ctx.logger,
+                                                threads=get_num_threads())
+        result = evaluate(eval_model, loader, ctx, log_name=log_name, progress_bar=True)
     metrics = OrderedDict(
         top1=result["prec1"], top5=result["prec5"], loss=result["loss"], images=result["images"],
-        seconds=result["seconds"], checkpoint=os.path.abspath(path), weights=weights,
+        seconds=result["seconds"], backend=backend, checkpoint=os.path.abspath(path),
+        weights=weights,
         selection=spec.selection, arch=spec.arch, image_size=spec.image_size,
         processes=ctx.world_size)
     if spec.selection in CREAM_ARCHS:

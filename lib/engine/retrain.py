@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections import OrderedDict
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 import paddle
 import paddle.distributed as dist
@@ -30,7 +30,22 @@ from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.profile import format_count, profile
 
-__all__ = ["run", "train_one_epoch"]
+__all__ = ["run", "train_one_epoch", "train_step"]
+
+
+def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
+               loss_fn, model_ema: Optional[ModelEma] = None
+               ) -> Tuple[paddle.Tensor, paddle.Tensor]:
+    """One optimisation step on a batch (forward, loss, backward, update, EMA); returns the
+    output and the loss, without a host sync. tools/benchmark.py times exactly this."""
+    output = model(images)
+    loss = loss_fn(output, labels)
+    optimizer.clear_grad()
+    loss.backward()
+    optimizer.step()
+    if model_ema is not None:
+        model_ema.update(model)
+    return output, loss
 
 
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
@@ -56,13 +71,7 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
             # later batches get the order and augmentation of the uninterrupted epoch
             continue
         data_time += time.time() - data_tick
-        output = model(images)
-        loss = loss_fn(output, labels)
-        optimizer.clear_grad()
-        loss.backward()
-        optimizer.step()
-        if model_ema is not None:
-            model_ema.update(model)
+        output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema)
         num_updates += 1
         steps += 1
         if scheduler is not None:

@@ -47,8 +47,8 @@ from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_lo
                                resume_training, seed_epoch)
 from lib.engine.evaluate import evaluate
 from lib.models import build_supernet
-from lib.search import (PICK_METHODS, SAMPLING_MODES, FlopsEst, MetaMatchingNetwork, PathSampler,
-                        PrioritizedBoard)
+from lib.search import (PICK_METHODS, SAMPLING_MODES, FlopsEst, MetaMatchingNetwork, MetaUpdate,
+                        PathSampler, PrioritizedBoard)
 from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
@@ -56,7 +56,8 @@ from pimm.utils import (AverageMeter, CheckpointSaver, ModelEma, accuracy, atomi
                         reduce_tensor, update_summary)
 
 __all__ = ["run", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
-           "average_gradients", "recalibrated_batch_norm"]
+           "average_gradients", "recalibrated_batch_norm", "build_search_supernet", "search_step",
+           "SearchStep"]
 
 ArchList = List[List[int]]
 BOARD_FILE = "board.json"
@@ -172,6 +173,67 @@ def average_gradients(params: List[paddle.Tensor], world_size: int) -> None:
         offset += size
 
 
+def build_search_supernet(cfg, opts: SearchOptions) -> Tuple[nn.Layer, List[int], int]:
+    """The supernet the search trains: ``(supernet, layers per searched stage, resolution of
+    the FLOPs space)``, from the config's SUPERNET/NET/BATCHNORM keys."""
+    try:
+        return build_supernet(
+            flops_minimum=opts.flops_minimum, flops_maximum=opts.flops_maximum,
+            num_classes=int(cfg.DATASET.NUM_CLASSES), drop_rate=float(cfg.NET.DROPOUT_RATE),
+            global_pool=str(cfg.NET.GP), slice=opts.slice, resunit=bool(cfg.SUPERNET.RESUNIT),
+            dil_conv=bool(cfg.SUPERNET.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
+            bn_eps=float(cfg.BATCHNORM.BN_EPS))
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
+@dataclass
+class SearchStep:
+    """What one training step of a path produced (tensors not synced to the host)."""
+
+    output: paddle.Tensor  # the student's logits, detached
+    loss: paddle.Tensor  # the loss it trained on (CE, or the KD/CE mix)
+    kd_loss: Optional[paddle.Tensor]  # None without distillation
+    rho: Optional[float]  # the teacher's matching score, None without distillation
+    meta: Optional[MetaUpdate]  # the meta-matching update taken first, if any
+
+
+def search_step(supernet: nn.Layer, optimizer: paddle.optimizer.Optimizer, loss_fn: Callable,
+                images: paddle.Tensor, targets: paddle.Tensor, arch: ArchList,
+                board: PrioritizedBoard, meta: MetaMatchingNetwork, pick_method: str,
+                distill: bool, meta_update: bool, world_size: int = 1,
+                ema: Optional[ModelEma] = None) -> SearchStep:
+    """One step of the search on a batch for the sampled path ``arch``: the meta-matching update
+    first when ``meta_update``, then the path's forward, with ``distill`` its teacher from the
+    board and the KD/CE mix, backward (gradients averaged over ``world_size`` ranks), the
+    optimizer step on the path's parameters and the EMA update. tools/benchmark.py --mode
+    search times exactly this."""
+    meta_info = None
+    if meta_update:
+        meta_info = meta.update(supernet, optimizer, images, targets, arch, board, loss_fn,
+                                lr=optimizer.get_lr())
+    output = supernet(images, arch)
+    loss = loss_fn(output, targets)
+    kd_loss = rho = None
+    if distill:
+        teacher_index, rho = meta.select_teacher(supernet, arch, board, pick_method)
+        with paddle.no_grad():
+            soft_target = softmax(supernet(images, board.entries[teacher_index].arch), axis=-1)
+        kd_loss = soft_target_cross_entropy(output, soft_target)
+        # rho is a number: the main loss never moves the meta layer (the reference's kept
+        # its graph, so this step also trained the meta layer)
+        loss = (rho * kd_loss + (2.0 - rho) * loss) / 2.0
+
+    optimizer.clear_grad(set_to_zero=False)
+    loss.backward()
+    average_gradients(supernet.path_parameters(arch), world_size)
+    optimizer.step()
+    optimizer.clear_grad(set_to_zero=False)
+    if ema is not None:
+        ema.update(supernet)
+    return SearchStep(output.detach(), loss, kd_loss, rho, meta_info)
+
+
 class _OnePath(nn.Layer):
     """The supernet restricted to one path, as a model ``evaluate`` can call with images only."""
 
@@ -247,15 +309,7 @@ class _Search:
         cfg = ctx.cfg
         self.ctx, self.cfg, self.opts = ctx, cfg, opts
         log = ctx.logger
-        try:
-            self.supernet, self.sta_num, resolution = build_supernet(
-                flops_minimum=opts.flops_minimum, flops_maximum=opts.flops_maximum,
-                num_classes=int(cfg.DATASET.NUM_CLASSES), drop_rate=float(cfg.NET.DROPOUT_RATE),
-                global_pool=str(cfg.NET.GP), slice=opts.slice, resunit=bool(cfg.SUPERNET.RESUNIT),
-                dil_conv=bool(cfg.SUPERNET.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
-                bn_eps=float(cfg.BATCHNORM.BN_EPS))
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
+        self.supernet, self.sta_num, resolution = build_search_supernet(cfg, opts)
         self.num_choices = len(self.supernet.blocks[1][0])
         self.resolution = int(resolution)
         # FLOPs at the resolution the space was sized for, the one FLOPS_MINIMUM/MAXIMUM refer to
@@ -354,37 +408,21 @@ class _Search:
             arch = self.sampler.sample(self.board)
             flops, params = self.path_cost(arch)
             distill = self._distilling(epoch) and bool(self.board.teachers_for(arch))
-            if (distill and opts.meta_updates and batch_idx > 0 and batch_idx % opts.update_iter == 0):
-                info = self.meta.update(model, self.optimizer, images, targets, arch, self.board,
-                                        self.train_loss, lr=self.optimizer.get_lr())
-                meters["meta_val_loss"].update(info.val_loss)
-                meters["meta_grad_norm"].update(info.grad_norm)
-
-            output = model(images, arch)
-            loss = self.train_loss(output, targets)
-            kd_loss = None
-            if distill:
-                teacher_index, rho = self.meta.select_teacher(model, arch, self.board, opts.pick_method)
-                with paddle.no_grad():
-                    soft_target = softmax(model(images, self.board.entries[teacher_index].arch), axis=-1)
-                kd_loss = soft_target_cross_entropy(output, soft_target)
-                # rho is a number: the main loss never moves the meta layer (the reference's kept
-                # its graph, so this step also trained the meta layer)
-                loss = (rho * kd_loss + (2.0 - rho) * loss) / 2.0
-                meters["rho"].update(rho)
+            meta_update = (distill and opts.meta_updates and batch_idx > 0
+                           and batch_idx % opts.update_iter == 0)
+            step = search_step(model, self.optimizer, self.train_loss, images, targets, arch,
+                               self.board, self.meta, opts.pick_method, distill, meta_update,
+                               ctx.world_size, self.ema)
+            if step.meta is not None:
+                meters["meta_val_loss"].update(step.meta.val_loss)
+                meters["meta_grad_norm"].update(step.meta.grad_norm)
+            if step.rho is not None:
+                meters["rho"].update(step.rho)
                 kd_steps += 1
-
-            self.optimizer.clear_grad(set_to_zero=False)
-            loss.backward()
-            average_gradients(model.path_parameters(arch), ctx.world_size)
-            self.optimizer.step()
-            self.optimizer.clear_grad(set_to_zero=False)
             num_updates += 1
             self.scheduler.step_update(num_updates)
-            if self.ema is not None:
-                self.ema.update(model)
 
-            output = output.detach()
+            output, loss, kd_loss = step.output, step.loss, step.kd_loss
             prec1, prec5 = accuracy(output, targets, topk=(1, 5))
             kd_value = kd_loss.detach() if kd_loss is not None else paddle.zeros([])
             # one reduction per step: every rank needs the same accuracy to make the same board decision

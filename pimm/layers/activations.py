@@ -1,7 +1,8 @@
 """Activations used by the MobileNet/EfficientNet family, as functions and as layers.
 
-Each one dispatches on the layer mode: the fastest Paddle kernel normally, and an equivalent
-expression with double-grad kernels in second-order mode (see ``pimm.layers.config``).
+Each one dispatches on the layer mode: the fastest Paddle kernel normally, an equivalent
+expression with double-grad kernels in second-order mode, and the op Paddle Inference fuses in
+export mode (see ``pimm.layers.config``).
 """
 from typing import Callable, Dict, Type, Union
 
@@ -9,13 +10,17 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .config import is_second_order
+from .config import is_exporting, is_second_order
 
 
 def swish(x: paddle.Tensor) -> paddle.Tensor:
     """Swish / SiLU: ``x * sigmoid(x)``."""
     if is_second_order():
         return x * F.sigmoid(x)
+    if is_exporting():
+        # the same function; oneDNN fuses 'swish' into the convolution before it, not 'silu'
+        # (dygraph keeps silu: swish's backward kernel is slower)
+        return F.swish(x)
     return F.silu(x)
 
 

@@ -7,6 +7,8 @@ import paddle.nn.functional as F
 from paddle import nn
 
 from .config import is_second_order
+from .depthwise import depthwise_conv2d, native_depthwise_applies
+from .pointwise import batched_pointwise_applies, pointwise_conv2d
 
 PaddingArg = Union[str, int]
 
@@ -40,13 +42,17 @@ def pad_same(x: paddle.Tensor, kernel_size: Sequence[int], stride: Sequence[int]
 class Conv2d(nn.Conv2D):
     """``paddle.nn.Conv2D`` (parameters ``weight``, ``bias``) that honours second-order mode.
 
-    Normal mode uses Paddle's own kernel choice (the fast depthwise kernel when groups == channels).
-    Second-order mode runs every convolution on the generic ``conv2d`` op, which has a double-grad
-    kernel (``depthwise_conv2d`` has none), and ties the input to the weight with ``+ 0 * sum(w)``:
-    Paddle 3.3's conv double grad silently drops the weight-gradient term when the first
-    ``paddle.grad`` did not also compute the gradient of the convolution's input. The tie makes
-    that input gradient always needed when the weight's is, so the second derivative is right
-    whatever tensors the first ``paddle.grad`` was asked for. It adds exact zeros to values and grads.
+    Normal mode uses Paddle's own kernels, except on CPU in dygraph for depthwise convolutions,
+    which run on pimm's native kernel (``pimm.layers.depthwise``, several times faster) when it
+    could be built, and for 1x1 convolutions on small maps, which run as one matrix product over
+    the batch (``pimm.layers.pointwise``); both give Paddle's values up to float32 rounding.
+    Second-order mode runs every convolution on the generic ``conv2d`` op, which has a
+    double-grad kernel (``depthwise_conv2d`` has none), and ties the input to the weight with
+    ``+ 0 * sum(w)``: Paddle 3.3's conv double grad silently drops the weight-gradient term when
+    the first ``paddle.grad`` did not also compute the gradient of the convolution's input. The
+    tie makes that input gradient always needed when the weight's is, so the second derivative
+    is right whatever tensors the first ``paddle.grad`` was asked for. It adds exact zeros to
+    values and grads.
     """
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
@@ -55,6 +61,14 @@ class Conv2d(nn.Conv2D):
             op_type = "conv2d"
             if not self.weight.stop_gradient:
                 x = x + 0.0 * self.weight.sum()
+        elif native_depthwise_applies(x, self.weight, self.bias, self._groups,
+                                      self._updated_padding, self._dilation,
+                                      self._padding_algorithm, self._data_format):
+            return depthwise_conv2d(x, self.weight, self._stride, self._updated_padding)
+        elif batched_pointwise_applies(x, self.weight, self._groups, self._stride,
+                                       self._updated_padding, self._padding_algorithm,
+                                       self._data_format):
+            return pointwise_conv2d(x, self.weight, self.bias)
         return F.conv._conv_nd(
             x, self.weight, bias=self.bias, stride=self._stride, padding=self._updated_padding,
             padding_algorithm=self._padding_algorithm, dilation=self._dilation, groups=self._groups,

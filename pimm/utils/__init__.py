@@ -8,8 +8,8 @@ from .metrics import AverageMeter, accuracy
 from .model_ema import ModelEma, check_state_fits, unwrap_model
 from .options import REQUIRED, read_options, to_plain_dict
 from .profile import count_parameters, format_count, profile
-from .runtime import (available_cpus, get_rng_state, seed_everything, set_num_threads,
-                      set_rng_state)
+from .runtime import (available_cpus, get_num_threads, get_rng_state, retain_freed_memory,
+                      seed_everything, set_num_threads, set_rng_state)
 from .summary import update_summary
 
 __all__ = [
@@ -31,6 +31,8 @@ __all__ = [
     "barrier",
     "available_cpus",
     "set_num_threads",
+    "get_num_threads",
+    "retain_freed_memory",
     "seed_everything",
     "get_rng_state",
     "set_rng_state",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from typing import Any, Mapping, Union
+from typing import Any, Dict, Mapping, Union
 
 import paddle
 from paddle.utils import unique_name
@@ -88,14 +88,19 @@ class ModelEma:
     def update(self, model: paddle.nn.Layer) -> None:
         """Move the average one step towards ``model`` (a DataParallel wrapper is fine)."""
         model_state = unwrap_model(model).state_dict()
+        # one in-place lerp per tensor, ema + (1 - decay) * (model - ema): a single kernel
+        # instead of scale, multiply and add (a few % of a small net's training step)
+        weights: Dict[Any, paddle.Tensor] = {}
         for key, ema_value in self.ema.state_dict().items():
             if key not in model_state:
                 raise KeyError(f"ModelEma.update: the model has no '{key}'; pass the model the "
                                "average was created from")
             model_value = model_state[key]
             if paddle.is_floating_point(ema_value):
-                ema_value.scale_(self.decay)
-                ema_value.add_(model_value * (1.0 - self.decay))
+                if ema_value.dtype not in weights:
+                    weights[ema_value.dtype] = paddle.to_tensor(1.0 - self.decay,
+                                                                dtype=ema_value.dtype)
+                ema_value.lerp_(model_value, weights[ema_value.dtype])
             else:
                 # counters (integer buffers) are copied: timm's float blend truncated them
                 paddle.assign(model_value, output=ema_value)

@@ -1,6 +1,7 @@
 """Threads, seeds and random-generator state for reproducible, resumable runs."""
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import random
@@ -9,10 +10,11 @@ from typing import Any, Dict, Optional
 import numpy as np
 import paddle
 
-__all__ = ["available_cpus", "set_num_threads", "seed_everything", "get_rng_state",
-           "set_rng_state"]
+__all__ = ["available_cpus", "set_num_threads", "get_num_threads", "retain_freed_memory",
+           "seed_everything", "get_rng_state", "set_rng_state"]
 
 _logger = logging.getLogger(__name__)
+_num_threads: Optional[int] = None  # what set_num_threads last set
 
 
 def available_cpus() -> int:
@@ -28,11 +30,49 @@ def set_num_threads(n: Optional[int] = None) -> int:
     Paddle sets ``OMP_NUM_THREADS=1`` at import when it is unset, so without this call CPU
     training and inference use one core.
     """
+    global _num_threads
     n = available_cpus() if n is None else int(n)
     if n < 1:
         raise ValueError(f"set_num_threads: need at least 1 thread, got {n}")
     paddle.base.core.set_num_threads(n)
+    _num_threads = n
     return n
+
+
+def get_num_threads() -> int:
+    """The count last given to :func:`set_num_threads`; before any call, ``OMP_NUM_THREADS``
+    (which Paddle sets to 1 at import when it is unset). pimm's native kernels use it."""
+    if _num_threads is not None:
+        return _num_threads
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        return 1
+
+
+# glibc mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_INT_MAX = 2**31 - 1
+
+
+def retain_freed_memory() -> bool:
+    """Make the C allocator keep freed memory for reuse instead of returning it to the system.
+
+    Paddle allocates CPU tensors with ``malloc``. glibc serves large blocks with ``mmap`` and
+    unmaps them when freed, so every new activation or gradient tensor is page-faulted in again:
+    on 2 cores that made element-wise ops (batch norm, activations, additions) 5-10x slower than
+    their kernels, and dygraph training about twice as slow (docs/BENCHMARKS.md). After this call
+    blocks below 2 GiB come from the heap and freed memory stays there, so the resident size
+    stays at its high-water mark instead of shrinking between steps; the peak is unchanged.
+    Returns False (and changes nothing) where the C library is not glibc.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    return bool(mallopt(_M_MMAP_THRESHOLD, _INT_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
 
 
 def seed_everything(seed: int) -> None:

@@ -1,6 +1,9 @@
 import pytest
 
-from pimm.layers import is_second_order, layer_config, set_layer_config
+import numpy as np
+import paddle
+
+from pimm.layers import is_exporting, is_second_order, layer_config, set_layer_config, swish
 
 
 def test_default_is_first_order():
@@ -28,3 +31,16 @@ def test_layer_config_nests_and_restores_on_error():
                 raise RuntimeError("boom")
         assert is_second_order()
     assert not is_second_order()
+
+
+def test_export_mode_is_independent_and_keeps_swish_values():
+    x = paddle.linspace(-6.0, 6.0, 25)
+    expected = x.numpy() / (1.0 + np.exp(-x.numpy()))
+    with layer_config(exporting=True):
+        assert is_exporting() and not is_second_order()
+        with layer_config(second_order=True):
+            assert is_exporting() and is_second_order()
+        exported = swish(x).numpy()
+    assert not is_exporting()
+    np.testing.assert_allclose(exported, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(swish(x).numpy(), expected, rtol=1e-6, atol=1e-6)

@@ -1,0 +1,420 @@
+"""Speed of Cream's jobs: evaluating and retraining a child network (or a supernet path), and
+training the supernet.
+
+``run_benchmark(BenchmarkOptions(...))`` builds the network, warms up, times ``steps`` steps and
+returns one flat dict (``tools/benchmark.py`` prints it as a JSON line):
+
+* ``infer``: a forward pass in eval mode without gradients (``backend='dygraph'``), or a call of
+  the Paddle Inference predictor of the exported model (``backend='paddle_inference'``, the
+  test mode's fast path, see :mod:`pimm.utils.inference`);
+* ``train``: one retrain step, ``lib.engine.retrain.train_step``: forward in train mode (dropout),
+  label-smoothing cross-entropy, backward, RMSpropTF step, EMA update;
+* ``search``: one step of the architecture search, ``lib.engine.search.search_step``, in its
+  distillation phase: a path drawn by the search's sampler, its teacher chosen on a full
+  prioritized board (the meta-matching scores of every entry), the KD/CE loss, backward and the
+  SGD step; with ``meta`` every timed step also takes the meta-matching network's second-order
+  update first (a search takes it every ``SUPERNET.UPDATE_ITER`` steps). Settings come from the
+  search config (``config``, by default the shipped ``experiments/configs/train/train.yaml``).
+
+Images are synthetic by default (drawn once, reused every step), so the figures are the
+network's; ``data_dir`` times the engine's loader and transforms as well (the training split with
+the retrain or search augmentation, the validation split with the evaluation transform for
+``infer``).
+
+``mflops`` is the thop multiply-add count of one image's forward pass at the benchmark's image
+size, the unit the paper's "MFLOPs" use (for ``search``: the mean over the timed steps' sampled
+paths). ``gflops_per_s`` is ``mflops x work x images/s / 1000`` with ``work`` 1 for inference
+and 3 for a training step (the backward pass costs about twice the forward); for ``search`` it
+counts the student's forward and backward only, so the teacher's forward, the matching scores and
+the meta update show as the step's overhead. Multiply by 2 for floating-point operations in the
+hardware sense.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+
+import numpy as np
+import paddle
+
+from lib.config import load_config
+from lib.engine.common import RunContext, build_loaders
+from lib.engine.retrain import train_step
+from lib.engine.search import (SearchOptions, build_search_supernet, create_search_optimizer,
+                               search_step)
+from lib.models import CREAM_ARCHS, build_childnet, build_supernet, resolve_arch, validate_arch
+from lib.search import FlopsEst, MetaMatchingNetwork, PathSampler, PrioritizedBoard
+from pimm.loss import LabelSmoothingCrossEntropy, softmax
+from pimm.optim import create_optimizer
+from pimm.utils import ModelEma, profile, retain_freed_memory, seed_everything, set_num_threads
+from pimm.utils.benchmark import machine_description, peak_rss_mb, time_steps
+
+__all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "RETRAIN_SETTINGS",
+           "default_search_config"]
+
+MODES = ("infer", "train", "search")
+BACKENDS = ("dygraph", "paddle_inference")
+# The released retrain configs' optimisation settings (experiments/configs/retrain/*.yaml)
+RETRAIN_SETTINGS = dict(OPT="rmsproptf", LR=0.064, OPT_EPS=1e-3, MOMENTUM=0.9, WEIGHT_DECAY=1e-5,
+                        DROPOUT_RATE=0.2, SMOOTHING=0.1, EMA_DECAY=0.9999)
+# Work of a step in forward-pass units of the timed network (see the module doc).
+_WORK = {"infer": 1.0, "train": 3.0, "search": 3.0}
+# the engine mode whose loader a benchmark mode uses (lib.engine.common.build_loaders)
+_ENGINE_MODE = {"infer": "test", "train": "retrain", "search": "train"}
+_DEFAULT_SUPERNET_PATH_SEED = 0
+_DEFAULT_FLOPS_RANGE = (0.0, 600.0)
+Batch = Tuple[paddle.Tensor, paddle.Tensor]
+Step = Callable[[], Any]
+
+
+def default_search_config() -> str:
+    """The shipped search config, ``experiments/configs/train/train.yaml`` of this checkout."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.join(root, "experiments", "configs", "train", "train.yaml")
+
+
+@dataclass
+class BenchmarkOptions:
+    """What to time. For ``infer``/``train``, exactly one of ``selection`` (a released net),
+    ``arch`` (an arch list) or ``supernet=True`` (with ``flops_range`` and ``path``: an arch
+    list through the supernet, a seeded random path by default). ``search`` always times the
+    supernet of ``config`` (its FLOPs range unless ``flops_range`` is given); ``meta`` adds the
+    meta-matching update to every step."""
+
+    mode: str = "infer"
+    selection: Optional[int] = None
+    arch: Optional[List[List[int]]] = None
+    supernet: bool = False
+    flops_range: Optional[Tuple[float, float]] = None  # default 0-600, or the search config's
+    path: Optional[List[List[int]]] = None
+    batch_size: int = 32
+    image_size: Optional[int] = None  # default: the net's published size (supernet: its space's;
+    # search: the config's DATASET.IMAGE_SIZE)
+    num_classes: int = 1000
+    threads: Optional[int] = None  # default: every available core
+    warmup: int = 3
+    steps: int = 10
+    backend: str = "dygraph"
+    data_dir: Optional[str] = None
+    workers: int = 2
+    ema: bool = True  # search: only where the config tracks an EMA (NET.EMA.USE)
+    meta: bool = False
+    config: Optional[str] = None  # search: default_search_config()
+    seed: int = 0
+
+    def check(self) -> None:
+        problems = []
+        if self.mode not in MODES:
+            problems.append(f"mode {self.mode!r} is not one of {MODES}")
+        if self.backend not in BACKENDS:
+            problems.append(f"backend {self.backend!r} is not one of {BACKENDS}")
+        elif self.backend != "dygraph" and self.mode != "infer":
+            problems.append(f"backend {self.backend!r} only runs inference; use mode 'infer'")
+        chosen = [self.selection is not None, self.arch is not None, self.supernet]
+        if self.mode == "search":
+            if self.selection is not None or self.arch is not None or self.path is not None:
+                problems.append("mode 'search' trains the supernet on sampled paths: give no "
+                                "selection, arch or path")
+        elif sum(chosen) != 1:
+            problems.append("give exactly one of a selection, an arch list or the supernet")
+        if self.path is not None and not self.supernet:
+            problems.append("a path runs through the supernet: select the supernet")
+        if self.meta and self.mode != "search":
+            problems.append("meta is the search's meta-matching update: use mode 'search'")
+        if self.config is not None and self.mode != "search":
+            problems.append("a config sets up the search: use mode 'search'")
+        if self.selection is not None and self.selection not in CREAM_ARCHS:
+            problems.append(f"selection {self.selection} is not a released net "
+                            f"({sorted(CREAM_ARCHS)})")
+        for name, low in (("batch_size", 1), ("steps", 1), ("warmup", 0), ("workers", 0),
+                          ("num_classes", 1)):
+            if getattr(self, name) < low:
+                problems.append(f"{name} must be >= {low}, got {getattr(self, name)}")
+        if self.image_size is not None and self.image_size < 32:
+            problems.append(f"image_size must be >= 32 (five stride-2 stages), got "
+                            f"{self.image_size}")
+        if self.data_dir is not None:
+            split = os.path.join(self.data_dir, "train" if self.mode != "infer" else "val")
+            if not os.path.isdir(split):
+                problems.append(f"data folder {split} does not exist (give a folder with train/ "
+                                "and val/ class folders, e.g. from tools/make_demo_data.py)")
+        if problems:
+            raise ValueError("benchmark: " + "; ".join(problems) + ".")
+
+
+class SupernetPath(paddle.nn.Layer):
+    """The supernet restricted to one path: a model that takes images only (to time, train or
+    export like a child network)."""
+
+    def __init__(self, supernet: paddle.nn.Layer, arch: List[List[int]]) -> None:
+        super().__init__()
+        supernet.chosen_blocks(arch)  # raises a clear error when the path does not fit
+        self.supernet = supernet
+        self.arch = [list(stage) for stage in arch]
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.supernet(x, self.arch)
+
+
+@dataclass
+class _Target:
+    """What is timed: the step, and what the result reports about it."""
+
+    name: str
+    image_size: int
+    arch: Any  # the child's arch, the supernet path, or the search's sampled paths
+    step: Step
+    mflops: Callable[[], float]  # called after timing
+
+
+def _thop_mflops(model: paddle.nn.Layer, image_size: int) -> float:
+    macs, _ = profile(model, (1, 3, image_size, image_size))
+    return macs / 1e6
+
+
+def _build_model(opts: BenchmarkOptions) -> Tuple[str, paddle.nn.Layer, int, List[List[int]]]:
+    """``(name, model taking images, image size, arch)`` for infer/train."""
+    drop_rate = RETRAIN_SETTINGS["DROPOUT_RATE"] if opts.mode == "train" else 0.0
+    if opts.supernet:
+        low, high = opts.flops_range or _DEFAULT_FLOPS_RANGE
+        model, sta_num, resolution = build_supernet(low, high, num_classes=opts.num_classes,
+                                                    drop_rate=drop_rate)
+        path = opts.path
+        if path is None:
+            rng = np.random.default_rng(_DEFAULT_SUPERNET_PATH_SEED)
+            choices = len(model.blocks[1][0])
+            path = [[0]] + [rng.integers(0, choices, n).tolist() for n in sta_num] + [[0]]
+        return (f"supernet[{low:g},{high:g}]", SupernetPath(model, path),
+                opts.image_size or resolution, path)
+    if opts.selection is not None:
+        arch, size = resolve_arch(opts.selection)
+        name = f"cream_{opts.selection}"
+    else:
+        arch, size = validate_arch(opts.arch), 224
+        name = "cream_arch"
+    model = build_childnet(arch, num_classes=opts.num_classes, drop_rate=drop_rate)
+    return name, model, opts.image_size or size, arch
+
+
+def _engine_config(opts: BenchmarkOptions):
+    """The run config the engine would have: the search config for ``search`` (defaults
+    otherwise, which carry the retrain augmentation), with the benchmark's sizes."""
+    overrides = ["DATASET.BATCH_SIZE", str(opts.batch_size), "DATASET.VAL_BATCH_MUL", "1",
+                 "DATASET.NUM_CLASSES", str(opts.num_classes), "SEED", str(opts.seed),
+                 "WORKERS", str(opts.workers)]
+    if opts.data_dir is not None:
+        overrides += ["DATA_DIR", opts.data_dir]
+    if opts.mode != "search":
+        return load_config(None, overrides)
+    if opts.flops_range is not None:
+        overrides += ["SUPERNET.FLOPS_MINIMUM", str(float(opts.flops_range[0])),
+                      "SUPERNET.FLOPS_MAXIMUM", str(float(opts.flops_range[1]))]
+    if opts.image_size is not None:
+        overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size)]
+    return load_config(opts.config or default_search_config(), overrides)
+
+
+def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Batch]:
+    rng = np.random.default_rng(opts.seed)
+    images = paddle.to_tensor(rng.standard_normal((opts.batch_size, 3, image_size, image_size),
+                                                  dtype=np.float32))
+    labels = paddle.to_tensor(rng.integers(0, opts.num_classes, opts.batch_size, dtype=np.int64))
+    return itertools.repeat((images, labels))
+
+
+def _loader_batches(opts: BenchmarkOptions, cfg, image_size: int, workdir: str
+                    ) -> Iterator[Batch]:
+    """Full batches from the engine's own loader (``build_loaders``) of the mode's split."""
+    training = opts.mode != "infer"
+    ctx = RunContext(cfg=cfg, mode=_ENGINE_MODE[opts.mode], run_dir=workdir,
+                     logger=logging.getLogger(__name__), writer=None, rank=0, world_size=1,
+                     distributed=False, device=paddle.device.get_device())
+    train_loader, eval_loader = build_loaders(cfg, ctx, image_size, train=training,
+                                              eval=not training)
+    loader = train_loader if training else eval_loader
+    if len(loader.dataset) < opts.batch_size:
+        raise ValueError(f"benchmark: {loader.dataset.root} has {len(loader.dataset)} images, "
+                         f"fewer than one batch of {opts.batch_size}; lower the batch size or use "
+                         "a bigger folder")
+
+    def forever() -> Iterator[Batch]:
+        for epoch in itertools.count():
+            loader.set_epoch(epoch)
+            for images, labels in loader:
+                if images.shape[0] == opts.batch_size:
+                    yield images, labels
+
+    return forever()
+
+
+def _device() -> str:
+    return "gpu" if paddle.device.get_device().startswith("gpu") else "cpu"
+
+
+def _infer_target(opts: BenchmarkOptions, batches_for: Callable[[int], Iterator[Batch]],
+                  workdir: str) -> _Target:
+    name, model, image_size, arch = _build_model(opts)
+    model.eval()
+    batches = batches_for(image_size)
+    if opts.backend == "paddle_inference":
+        from pimm.utils.inference import InferenceModel, export_model
+
+        prefix = os.path.join(workdir, "model")
+        export_model(model, prefix, image_size)
+        predictor = InferenceModel(prefix, device=_device(), threads=opts.threads)
+
+        def step() -> Any:
+            images, _ = next(batches)
+            return predictor(images)
+    else:
+        def step() -> Any:
+            images, _ = next(batches)
+            with paddle.no_grad():
+                return model(images)
+
+    return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
+
+
+def _train_target(opts: BenchmarkOptions, batches_for: Callable[[int], Iterator[Batch]]
+                  ) -> _Target:
+    name, model, image_size, arch = _build_model(opts)
+    model.train()
+    batches = batches_for(image_size)
+    settings = dict(RETRAIN_SETTINGS)
+    if opts.supernet:  # a supernet path trains with the search's optimiser (SGD, Nesterov)
+        settings.update(OPT="sgd", LR=0.01, WEIGHT_DECAY=1e-4)
+    optimizer = create_optimizer(settings, model)
+    loss_fn = LabelSmoothingCrossEntropy(settings["SMOOTHING"])
+    ema = ModelEma(model, decay=settings["EMA_DECAY"]) if opts.ema else None
+
+    def step() -> Any:
+        images, labels = next(batches)
+        return train_step(model, images, labels, optimizer, loss_fn, ema)
+
+    return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
+
+
+@dataclass
+class _SearchState:
+    supernet: paddle.nn.Layer
+    options: SearchOptions
+    board: PrioritizedBoard
+    sampler: PathSampler
+    sampled: List[List[List[int]]] = field(default_factory=list)
+
+
+def _fill_board(state: _SearchState, flops_est: FlopsEst, images: paddle.Tensor) -> None:
+    """A full board, as a search has after its first distillation epochs: POOL_SIZE distinct
+    paths inside the FLOPs range, each with its slice of images and its own softmax on them."""
+    board, s = state.board, state.options.slice
+    state.supernet.eval()
+    for attempt in range(100 * board.pool_size):
+        if len(board) == board.pool_size:
+            break
+        arch = state.sampler.sample()
+        flops = flops_est.get_flops(arch)
+        with paddle.no_grad():
+            features = softmax(state.supernet(images[:s], arch), axis=-1)
+        # descending made-up accuracies: each new path enters (the values only rank them)
+        board.consider(arch, 90.0 - attempt, flops, flops_est.get_params(arch), images[:s],
+                       features)
+    state.supernet.train()
+    if len(board) < board.pool_size:
+        raise ValueError(f"benchmark: could not fill the board with {board.pool_size} paths "
+                         f"inside [{board.flops_minimum:g}, {board.flops_maximum:g}] MFLOPs; "
+                         "widen the FLOPs range")
+
+
+def _search_target(opts: BenchmarkOptions, cfg,
+                   batches_for: Callable[[int], Iterator[Batch]]) -> _Target:
+    search = SearchOptions.from_config(cfg)
+    if opts.meta and not search.meta_updates:
+        raise ValueError("benchmark: the search config takes no meta-matching updates "
+                         "(SUPERNET.PICK_METHOD must be 'meta' and UPDATE_2ND True); drop meta "
+                         "or use a config that has them")
+    supernet, sta_num, resolution = build_search_supernet(cfg, search)
+    image_size = int(cfg.DATASET.IMAGE_SIZE)
+    batches = batches_for(image_size)
+    state = _SearchState(supernet, search,
+                         PrioritizedBoard(search.pool_size, search.flops_minimum,
+                                          search.flops_maximum),
+                         PathSampler(sta_num, len(supernet.blocks[1][0]), search.how_to_prob,
+                                     search.pre_prob, seed=opts.seed))
+    if search.distills:
+        _fill_board(state, FlopsEst(supernet, resolution=resolution), next(batches)[0])
+    optimizer = create_search_optimizer(cfg, supernet)
+    loss_fn = LabelSmoothingCrossEntropy(float(cfg.AUGMENTATION.SMOOTHING))
+    ema = (ModelEma(supernet, decay=float(cfg.NET.EMA.DECAY))
+           if cfg.NET.EMA.USE and opts.ema else None)
+    meta = MetaMatchingNetwork(search.slice)
+    supernet.train()
+
+    def step() -> Any:
+        images, labels = next(batches)
+        arch = state.sampler.sample(state.board)
+        state.sampled.append(arch)
+        distill = search.distills and bool(state.board.teachers_for(arch))
+        return search_step(supernet, optimizer, loss_fn, images, labels, arch, state.board, meta,
+                           search.pick_method, distill, meta_update=opts.meta and distill,
+                           ema=ema)
+
+    def mean_mflops() -> float:
+        timed = state.sampled[-opts.steps:]
+        return float(np.mean([_thop_mflops(SupernetPath(supernet, arch), image_size)
+                              for arch in timed]))
+
+    name = f"supernet[{search.flops_minimum:g},{search.flops_maximum:g}]"
+    return _Target(name, image_size, state.sampled, step, mean_mflops)
+
+
+def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
+    """Time ``opts`` and return the figures (see the module doc for their meaning)."""
+    opts.check()
+    if _device() == "cpu":
+        retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
+    threads = set_num_threads(opts.threads)
+    seed_everything(opts.seed)
+    cfg = _engine_config(opts)
+    with tempfile.TemporaryDirectory(prefix="cream_bench_") as workdir:
+        def batches_for(image_size: int) -> Iterator[Batch]:
+            if opts.data_dir is None:
+                return _synthetic_batches(opts, image_size)
+            return _loader_batches(opts, cfg, image_size, workdir)
+
+        if opts.mode == "infer":
+            target = _infer_target(opts, batches_for, workdir)
+        elif opts.mode == "train":
+            target = _train_target(opts, batches_for)
+        else:
+            target = _search_target(opts, cfg, batches_for)
+        times = time_steps(target.step, steps=opts.steps, warmup=opts.warmup)
+    mflops = target.mflops()
+    images_per_s = times.images_per_s(opts.batch_size)
+    arch = target.arch[-opts.steps:] if opts.mode == "search" else target.arch
+    result: Dict[str, Any] = {
+        "model": target.name,
+        "mode": opts.mode,
+        "meta": opts.meta,
+        "backend": opts.backend,
+        "arch": arch,
+        "batch_size": opts.batch_size,
+        "image_size": target.image_size,
+        "threads": threads,
+        "data": opts.data_dir,
+        "warmup": opts.warmup,
+        "steps": opts.steps,
+        "images_per_s": round(images_per_s, 3),
+        "ms_per_step": round(1000.0 * times.mean, 3),
+        "ms_per_step_median": round(1000.0 * times.median, 3),
+        "ms_per_step_best": round(1000.0 * times.best, 3),
+        "step_ms": [round(1000.0 * t, 1) for t in times.seconds],
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "mflops": round(mflops, 3),
+        "gflops_per_s": round(mflops * _WORK[opts.mode] * images_per_s / 1000.0, 3),
+    }
+    result.update(machine_description())
+    return result

@@ -1,0 +1,160 @@
+"""Cream child networks outside dygraph: export for Paddle Inference, top-k prediction on image
+files, and the test mode's choice of evaluation backend.
+
+An exported child network is ``<prefix>.json`` + ``<prefix>.pdiparams`` (the program and weights,
+``pimm.utils.inference.export_model``) and ``<prefix>.info.json``, which records what a caller
+needs: the arch, the classes, and the evaluation transform the network was validated with
+(shorter side to ``size / 0.875`` with bicubic resampling, centre crop, ImageNet mean/std).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import paddle
+
+from pimm.data import (DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD,
+                       transforms_imagenet_eval)
+from pimm.data.dataset import load_rgb
+from pimm.data.transforms import Compose
+from pimm.utils.inference import (InferenceLayer, InferenceModel, export_model, relative_difference)
+
+__all__ = ["TEST_BACKENDS", "AUTO_MIN_IMAGES", "LOGITS_TOLERANCE", "export_child_network",
+           "exported_logits_difference", "eval_transform_from_info", "predict_files", "Prediction",
+           "select_test_model"]
+
+#: tools/main.py test: TEST.INFERENCE (see select_test_model)
+TEST_BACKENDS = ("auto", "dygraph", "paddle_inference")
+#: 'auto' exports only for evaluation sets at least this large: the export takes a few seconds
+#: (to_static's conversion), which the faster predictor wins back after about a thousand images
+#: for the smallest net (14 at 64 px) and after a few dozen for the 224 px nets (docs/BENCHMARKS.md)
+AUTO_MIN_IMAGES = 1000
+#: the largest relative difference between exported and dygraph logits accepted
+LOGITS_TOLERANCE = 1e-4
+_EVAL_INTERPOLATION = "bicubic"
+
+
+def export_child_network(model: paddle.nn.Layer, prefix: str, image_size: int,
+                         arch: Optional[Sequence[Sequence[int]]] = None,
+                         class_names: Optional[Sequence[str]] = None,
+                         source: Optional[str] = None) -> Dict[str, str]:
+    """Export a child network (weights already loaded) with its evaluation transform; returns
+    the written files (``program``, ``params``, ``info``).
+
+    ``class_names`` (index order) let ``tools/infer.py`` print names; ``source`` records where the
+    weights came from.
+    """
+    num_classes = getattr(model, "num_classes", None)
+    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
+        raise ValueError(f"{len(class_names)} class names given for a network with {num_classes} "
+                         "classes; pass one name per classifier output")
+    info: Dict[str, Any] = {
+        "arch": [list(stage) for stage in arch] if arch is not None else None,
+        "num_classes": num_classes,
+        "class_names": list(class_names) if class_names is not None else None,
+        "source": source,
+        "preprocess": {"image_size": int(image_size), "interpolation": _EVAL_INTERPOLATION,
+                       "crop_pct": DEFAULT_CROP_PCT, "mean": list(IMAGENET_DEFAULT_MEAN),
+                       "std": list(IMAGENET_DEFAULT_STD)},
+    }
+    return export_model(model, prefix, image_size, info=info)
+
+
+def exported_logits_difference(model: paddle.nn.Layer, predictor: InferenceModel, image_size: int,
+                               batch_size: int = 2, seed: int = 0) -> float:
+    """Relative difference (``pimm.utils.inference.relative_difference``) between the dygraph
+    model's and the predictor's logits on a seeded random batch."""
+    rng = np.random.default_rng(seed)
+    images = rng.standard_normal((batch_size, 3, image_size, image_size), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        with paddle.no_grad():
+            expected = model(paddle.to_tensor(images)).numpy()
+    finally:
+        if was_training:
+            model.train()
+    return relative_difference(predictor(images), expected)
+
+
+def eval_transform_from_info(info: Dict[str, Any]) -> Compose:
+    """The per-image transform (PIL image -> normalised ``[3, H, W]`` array) recorded at export."""
+    pre = info.get("preprocess")
+    if not pre:
+        raise ValueError("the exported model has no 'preprocess' entry in its .info.json; export "
+                         "it with tools/export_model.py")
+    return transforms_imagenet_eval(int(pre["image_size"]), crop_pct=float(pre["crop_pct"]),
+                                    interpolation=str(pre["interpolation"]), mean=pre["mean"],
+                                    std=pre["std"])
+
+
+Prediction = List[Tuple[int, Optional[str], float]]  # (class index, name, probability), best first
+
+
+def predict_files(predictor: InferenceModel, paths: Sequence[str], topk: int = 5,
+                  batch_size: int = 16) -> List[Prediction]:
+    """Top-``topk`` classes with softmax probabilities for each image file, in ``paths`` order.
+
+    Raises ``pimm.data.ImageReadError`` naming a file that cannot be decoded, and
+    ``FileNotFoundError`` for a missing one.
+    """
+    if topk < 1:
+        raise ValueError(f"topk must be >= 1, got {topk}")
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"image file(s) not found: {', '.join(missing[:5])}")
+    transform = eval_transform_from_info(predictor.info)
+    names = predictor.info.get("class_names")
+    results: List[Prediction] = []
+    for start in range(0, len(paths), batch_size):
+        batch = np.stack([transform(load_rgb(p)) for p in paths[start:start + batch_size]])
+        logits = predictor(batch).astype(np.float64)
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        k = min(topk, probs.shape[1])
+        for row in probs:
+            best = np.argsort(-row, kind="stable")[:k]
+            results.append([(int(i), names[i] if names else None, float(row[i])) for i in best])
+    return results
+
+
+def _device() -> str:
+    return "gpu" if paddle.device.get_device().startswith("gpu") else "cpu"
+
+
+def select_test_model(model: paddle.nn.Layer, image_size: int, backend: str, workdir: str,
+                      num_images: int, logger: Optional[logging.Logger] = None,
+                      threads: Optional[int] = None) -> Tuple[paddle.nn.Layer, str]:
+    """The model the test mode should evaluate on ``num_images`` images, and its backend.
+
+    ``backend``: 'dygraph' returns ``model``; 'paddle_inference' exports it into ``workdir`` and
+    returns a Paddle Inference predictor (oneDNN on CPU) behind the layer interface; 'auto' does
+    the latter on CPU for at least ``AUTO_MIN_IMAGES`` images (several times dygraph's speed on
+    2 cores, docs/BENCHMARKS.md) and keeps dygraph otherwise, and on GPU (where no measurement
+    showed a gain). The exported logits are checked against dygraph's on a random batch first:
+    beyond ``LOGITS_TOLERANCE`` 'paddle_inference' raises and 'auto' falls back to dygraph with
+    a warning.
+    """
+    if backend not in TEST_BACKENDS:
+        raise ValueError(f"TEST.INFERENCE {backend!r} is not one of {TEST_BACKENDS}")
+    log = logger or logging.getLogger(__name__)
+    device = _device()
+    worth_exporting = device == "cpu" and num_images >= AUTO_MIN_IMAGES
+    if backend == "dygraph" or (backend == "auto" and not worth_exporting):
+        return model, "dygraph"
+    prefix = os.path.join(workdir, "test_model")
+    export_child_network(model, prefix, image_size)
+    predictor = InferenceModel(prefix, device=device, threads=threads)
+    difference = exported_logits_difference(model, predictor, image_size)
+    if difference > LOGITS_TOLERANCE:
+        message = (f"the exported model's logits differ from dygraph's by {difference:.2e} "
+                   f"(relative), more than {LOGITS_TOLERANCE:g}")
+        if backend == "paddle_inference":
+            raise RuntimeError(message + "; set TEST.INFERENCE dygraph")
+        log.warning("%s: evaluating in dygraph instead", message)
+        return model, "dygraph"
+    log.info("evaluating with Paddle Inference on %s (exported logits within %.1e of dygraph's)",
+             device, difference)
+    return InferenceLayer(predictor), "paddle_inference"

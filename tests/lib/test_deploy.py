@@ -1,0 +1,151 @@
+"""lib.deploy: exported child networks give dygraph's predictions; test-mode backend selection."""
+import logging
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+import lib.deploy as deploy
+from lib.deploy import (AUTO_MIN_IMAGES, LOGITS_TOLERANCE, eval_transform_from_info, export_child_network,
+                        exported_logits_difference, predict_files, select_test_model)
+from lib.models import build_childnet
+from pimm.data import ImageDataset, create_loader
+from pimm.utils.inference import InferenceLayer, InferenceModel, relative_difference
+
+ARCH_14 = [[0], [3], [3, 3], [3, 3], [3], [3], [0]]
+SIZE = 64
+
+
+def _decisive_net(num_classes: int = 4) -> paddle.nn.Layer:
+    """Net 14 with random weights and a scaled-up classifier: fresh classifiers give nearly equal
+    logits, whose order float rounding could flip; scaled ones make top-1 a real decision."""
+    paddle.seed(3)
+    model = build_childnet(14, num_classes=num_classes)
+    with paddle.no_grad():
+        model.classifier.weight.set_value(model.classifier.weight * 400.0)
+    model.eval()
+    return model
+
+
+def _val_batches(root: str):
+    dataset = ImageDataset(os.path.join(root, "val"))
+    loader = create_loader(dataset, SIZE, batch_size=8, interpolation="bicubic", num_workers=0)
+    return dataset, loader
+
+
+def _assert_same_top1(model, predictor, loader):
+    images_seen, margins = 0, []
+    for images, _ in loader:
+        with paddle.no_grad():
+            expected = model(images).numpy()
+        actual = predictor(images.numpy())
+        assert relative_difference(actual, expected) <= LOGITS_TOLERANCE
+        assert (actual.argmax(axis=1) == expected.argmax(axis=1)).all()
+        top2 = np.sort(expected, axis=1)[:, -2:]
+        margins.extend(top2[:, 1] - top2[:, 0])
+        images_seen += images.shape[0]
+    return images_seen, float(np.min(margins))
+
+
+@pytest.fixture(scope="module")
+def exported_14(demo_data_dir, tmp_path_factory):
+    """The decisive net 14 exported once for the module: ``(model, predictor, val dataset)``."""
+    model = _decisive_net()
+    dataset = ImageDataset(os.path.join(demo_data_dir, "val"))
+    prefix = str(tmp_path_factory.mktemp("export") / "cream_14")
+    files = export_child_network(model, prefix, SIZE, arch=ARCH_14, class_names=dataset.classes,
+                                 source="random weights")
+    assert all(os.path.isfile(path) for path in files.values())
+    return model, InferenceModel(prefix, threads=1), dataset
+
+
+def test_exported_net_gives_dygraph_top1_on_the_demo_val_set(exported_14, demo_data_dir):
+    model, predictor, _ = exported_14
+    info = predictor.info
+    assert info["arch"] == ARCH_14 and info["num_classes"] == 4 and info["source"] == "random weights"
+    assert info["class_names"] == ["00_circle", "01_square", "02_triangle", "03_stripes"]
+    assert info["preprocess"] == {"image_size": SIZE, "interpolation": "bicubic", "crop_pct": 0.875,
+                                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    _, loader = _val_batches(demo_data_dir)
+    seen, smallest_margin = _assert_same_top1(model, predictor, loader)
+    assert seen == 16
+    assert smallest_margin > 1e-3  # the decisions compared are not float-noise ties
+
+
+def test_predict_files_ranks_classes_like_the_dygraph_softmax(exported_14):
+    from pimm.data.dataset import load_rgb
+
+    model, predictor, dataset = exported_14
+    paths = [path for path, _ in dataset.samples[::5]]
+    predictions = predict_files(predictor, paths, topk=3, batch_size=2)
+    transform = eval_transform_from_info(predictor.info)
+    with paddle.no_grad():
+        logits = model(paddle.to_tensor(np.stack([transform(load_rgb(p)) for p in paths]))).numpy()
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    probs /= probs.sum(1, keepdims=True)
+    assert len(predictions) == len(paths) == 4
+    for row, top in zip(probs, predictions):
+        indices = [index for index, _, _ in top]
+        assert indices == list(np.argsort(-row)[:3])
+        assert [name for _, name, _ in top] == [dataset.classes[i] for i in indices]
+        np.testing.assert_allclose([p for _, _, p in top], row[indices], rtol=1e-4)
+
+
+def test_predict_files_errors(exported_14, tmp_path):
+    from pimm.data import ImageReadError
+
+    _, predictor, _ = exported_14
+    with pytest.raises(FileNotFoundError, match="not_there.jpg"):
+        predict_files(predictor, [str(tmp_path / "not_there.jpg")])
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    with pytest.raises(ImageReadError, match="broken.jpg"):
+        predict_files(predictor, [str(broken)])
+    with pytest.raises(ValueError, match="topk must be >= 1"):
+        predict_files(predictor, [str(broken)], topk=0)
+    with pytest.raises(ValueError, match="4 class names given for a network with 1000 classes"):
+        export_child_network(build_childnet(14), str(tmp_path / "x"), SIZE, class_names=list("abcd"))
+
+
+def test_logits_difference_restores_train_mode(exported_14):
+    model, predictor, _ = exported_14
+    model.train()
+    try:
+        assert exported_logits_difference(model, predictor, SIZE) < 1e-5
+        assert model.training
+    finally:
+        model.eval()
+
+
+def test_select_test_model_backends(exported_14, tmp_path, caplog):
+    model = exported_14[0]
+    same, backend = select_test_model(model, SIZE, "dygraph", str(tmp_path), num_images=50_000)
+    assert same is model and backend == "dygraph"
+    # a small evaluation set does not pay for the export
+    same, backend = select_test_model(model, SIZE, "auto", str(tmp_path), num_images=AUTO_MIN_IMAGES - 1)
+    assert same is model and backend == "dygraph"
+    assert not os.listdir(tmp_path)
+    with caplog.at_level(logging.INFO, logger="lib.deploy"):
+        fast, backend = select_test_model(model, SIZE, "auto", str(tmp_path), num_images=AUTO_MIN_IMAGES)
+    assert backend == "paddle_inference" and isinstance(fast, InferenceLayer)  # CPU, big set: fast path
+    assert "Paddle Inference on cpu" in caplog.text
+    x = paddle.randn([3, 3, SIZE, SIZE])
+    with paddle.no_grad():
+        assert relative_difference(fast(x), model(x)) < LOGITS_TOLERANCE
+    with pytest.raises(ValueError, match="TEST.INFERENCE 'fast' is not one of"):
+        select_test_model(model, SIZE, "fast", str(tmp_path), num_images=1)
+
+
+def test_export_mismatch_falls_back_or_raises(exported_14, tmp_path, monkeypatch, caplog):
+    model, predictor, _ = exported_14
+    # a predictor whose logits disagree with dygraph's (export itself is tested above)
+    monkeypatch.setattr(deploy, "export_child_network", lambda *args, **kwargs: None)
+    monkeypatch.setattr(deploy, "InferenceModel", lambda *args, **kwargs: predictor)
+    monkeypatch.setattr(deploy, "exported_logits_difference", lambda *args, **kwargs: 0.5)
+    with caplog.at_level(logging.WARNING, logger="lib.deploy"):
+        chosen, backend = select_test_model(model, SIZE, "auto", str(tmp_path), num_images=10**6)
+    assert chosen is model and backend == "dygraph"
+    assert "differ from dygraph's by 5.00e-01" in caplog.text
+    with pytest.raises(RuntimeError, match="set TEST.INFERENCE dygraph"):
+        select_test_model(model, SIZE, "paddle_inference", str(tmp_path), num_images=1)

@@ -1,0 +1,99 @@
+"""tools/export_model.py: a checkpoint in, Paddle Inference files out, checked against dygraph."""
+import json
+import os
+
+import numpy as np
+import paddle
+import pytest
+
+from lib.models import build_childnet
+from pimm.data import ImageDataset, create_loader
+from pimm.models import load_checkpoint
+from pimm.utils.inference import InferenceModel, relative_difference
+
+
+@pytest.fixture
+def export_tool(load_tool, capsys):
+    tool = load_tool("export_model")
+
+    def run(*argv):
+        code = tool.main(list(argv))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_export_a_trained_checkpoint_with_class_names(export_tool, demo_data_dir, tmp_path):
+    paddle.seed(7)
+    arch = [[0], [1], [2, 3], [4], [5, 0], [3], [0]]
+    trained = build_childnet(arch, num_classes=4)
+    trained.train()
+    trained(paddle.randn([4, 3, 48, 48]))  # running statistics away from their initial values
+    checkpoint = str(tmp_path / "model_best.pdparams")
+    paddle.save({"state_dict": trained.state_dict(), "epoch": 3}, checkpoint)
+    prefix = str(tmp_path / "out" / "mine")
+    code, out, err = export_tool("--arch", str(arch), "--checkpoint", checkpoint, "--image-size", "48",
+                                 "--num-classes", "4", "--class-names-from", os.path.join(demo_data_dir, "val"),
+                                 "--output", prefix)
+    assert code == 0, err
+    assert f"program  {prefix}.json" in out and f"params   {prefix}.pdiparams" in out
+    assert "relative difference (tolerance 0.0001)" in out
+    with open(prefix + ".info.json") as f:
+        info = json.load(f)
+    assert info["arch"] == arch and info["num_classes"] == 4 and info["source"] == os.path.abspath(checkpoint)
+    assert info["class_names"] == ["00_circle", "01_square", "02_triangle", "03_stripes"]
+    assert info["input_shape"] == [3, 48, 48] and info["preprocess"]["image_size"] == 48
+    trained.eval()
+    x = np.random.default_rng(0).standard_normal((3, 3, 48, 48)).astype(np.float32)
+    with paddle.no_grad():
+        expected = trained(paddle.to_tensor(x)).numpy()
+    # the exported weights are the checkpoint's, BN statistics included
+    assert relative_difference(InferenceModel(prefix, threads=1)(x), expected) < 1e-4
+
+
+def test_released_checkpoint_gives_dygraph_top1_on_the_demo_val_set(export_tool, cream14_dir, demo_data_dir,
+                                                                     tmp_path):
+    checkpoint = os.path.join(cream14_dir, "14.pth.tar")
+    prefix = str(tmp_path / "cream_14")
+    code, out, err = export_tool("--selection", "14", "--checkpoint", checkpoint, "--ema", "--output", prefix)
+    assert code == 0, err
+    predictor = InferenceModel(prefix, threads=1)
+    assert predictor.info["input_shape"] == [3, 64, 64]  # the selection's published size
+    # the fixture's input and the reference's logits (PyTorch, EMA weights)
+    x = np.load(os.path.join(cream14_dir, "input.npy")).astype(np.float32)
+    assert relative_difference(predictor(x), np.load(os.path.join(cream14_dir, "logits_ema.npy"))) < 1e-4
+    # the demo validation images through the evaluation loader: same top-1 as dygraph
+    model = build_childnet(14)
+    load_checkpoint(model, checkpoint, use_ema=True)
+    model.eval()
+    loader = create_loader(ImageDataset(os.path.join(demo_data_dir, "val")), 64, batch_size=8,
+                           interpolation="bicubic", num_workers=0)
+    seen = 0
+    for images, _ in loader:
+        with paddle.no_grad():
+            expected = model(images).numpy()
+        actual = predictor(images.numpy())
+        assert relative_difference(actual, expected) < 1e-4
+        assert (actual.argmax(axis=1) == expected.argmax(axis=1)).all()
+        seen += images.shape[0]
+    assert seen == 16
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--selection", "14", "--checkpoint", "/no/such.pdparams"], "/no/such.pdparams"),
+    (["--selection", "14", "--ema"], "--ema needs --checkpoint"),
+    (["--selection", "15"], "15"),
+    (["--arch", "[[0], [9], [0]]"], "invalid Cream arch"),
+])
+def test_errors_exit_2(export_tool, tmp_path, extra, message):
+    code, out, err = export_tool(*extra, "--output", str(tmp_path / "m"))
+    assert code == 2 and message in err
+    assert not os.path.exists(tmp_path / "m.json")
+
+
+def test_checkpoint_of_another_network_is_refused(export_tool, tmp_path):
+    checkpoint = str(tmp_path / "43.pdparams")
+    paddle.save({"state_dict": build_childnet(43).state_dict()}, checkpoint)
+    code, _, err = export_tool("--selection", "14", "--checkpoint", checkpoint, "--output", str(tmp_path / "m"))
+    assert code == 2 and "43.pdparams" in err

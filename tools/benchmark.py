@@ -1,0 +1,114 @@
+"""Time Cream's networks: evaluation, retraining steps, supernet paths and search steps. Prints
+one JSON line.
+
+    python tools/benchmark.py --selection 287 --mode infer                 # dygraph forward
+    python tools/benchmark.py --selection 287 --mode infer --backend paddle_inference
+    python tools/benchmark.py --selection 604 --mode train --batch-size 32 --threads 2
+    python tools/benchmark.py --supernet --mode train --path "[[0],[3],[3],[3],[3],[3],[0]]"
+    python tools/benchmark.py --mode search                  # one search step, board and KD
+    python tools/benchmark.py --mode search --meta           # ... with the meta-matching update
+    python tools/benchmark.py --selection 14 --mode train --data data/demo   # with the real loader
+
+Fields: model, mode, meta, backend, arch (search: the timed steps' sampled paths), batch_size,
+image_size, threads, data, warmup, steps, images_per_s, ms_per_step (mean; also _median, _best),
+step_ms, peak_rss_mb, mflops (thop multiply-adds of one image; search: mean of the sampled
+paths), gflops_per_s (mflops x 1 for infer or x 3 for train/search, x images/s), and the machine
+(cpu, cpu_cores, device, gpu, paddle, python). docs/BENCHMARKS.md has the measured table.
+"""
+import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+
+import argparse
+import ast
+import json
+import os
+import sys
+import warnings
+
+
+def _arch_list(text: str) -> list:
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        value = None
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an arch list such as "
+                                         f"'[[0], [3], [3, 3], [3, 3], [3], [3], [0]]'")
+    return value
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from lib.benchmark import BACKENDS, MODES
+
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    net = parser.add_mutually_exclusive_group()
+    net.add_argument("--selection", type=int, help="released net: 14, 43, 114, 287, 481 or 604")
+    net.add_argument("--arch", type=_arch_list,
+                     help="arch list of a searched child net (224 px by default)")
+    net.add_argument("--supernet", action="store_true", help="the supernet of --flops-range")
+    parser.add_argument("--flops-range", type=float, nargs=2, metavar=("MIN", "MAX"),
+                        help="supernet FLOPs range in MFLOPs (default 0 600; search: the "
+                             "config's)")
+    parser.add_argument("--path", type=_arch_list,
+                        help="supernet path for infer/train (default: a fixed random one)")
+    parser.add_argument("--mode", choices=MODES, default="infer")
+    parser.add_argument("--meta", action="store_true",
+                        help="search: take the meta-matching update in every timed step")
+    parser.add_argument("--config", help="search: the search config (default: "
+                                         "experiments/configs/train/train.yaml)")
+    parser.add_argument("--backend", choices=BACKENDS, default="dygraph",
+                        help="infer with dygraph or with the exported model in Paddle Inference")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--image-size", type=int,
+                        help="default: the net's published size (supernet: its space's; search: "
+                             "the config's DATASET.IMAGE_SIZE)")
+    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all available cores)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    parser.add_argument("--data",
+                        help="time the real loader too: a folder with train/ and val/ class "
+                             "folders")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="loader processes with --data (default 2)")
+    parser.add_argument("--no-ema", action="store_true", help="train without the EMA update")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", choices=("cpu", "gpu"),
+                        help="default: gpu when Paddle sees one")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    warnings.filterwarnings("ignore", message=".*ccache.*")
+    args = parse_args(argv)
+    import paddle
+
+    from lib.benchmark import BenchmarkOptions, run_benchmark
+    from lib.engine.common import RunError
+
+    has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    if args.device == "gpu" and not has_gpu:
+        print("error: --device gpu needs a CUDA build of Paddle and a visible GPU",
+              file=sys.stderr)
+        return 2
+    if args.device:
+        paddle.set_device(args.device)
+    opts = BenchmarkOptions(
+        mode=args.mode, selection=args.selection, arch=args.arch, supernet=args.supernet,
+        flops_range=tuple(args.flops_range) if args.flops_range else None, path=args.path,
+        batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes,
+        threads=args.threads, warmup=args.warmup, steps=args.steps, backend=args.backend,
+        data_dir=args.data, workers=args.workers, ema=not args.no_ema, meta=args.meta,
+        config=args.config, seed=args.seed)
+    try:
+        result = run_benchmark(opts)
+    except (ValueError, FileNotFoundError, RunError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

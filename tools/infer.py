@@ -1,0 +1,65 @@
+"""Predict the top-k classes of image files with an exported Cream network (Paddle Inference).
+
+    python tools/export_model.py --selection 14 --checkpoint 14.pth.tar --ema \\
+        --output exported/cream_14
+    python tools/infer.py exported/cream_14 cat.jpg dog.png --topk 5
+    python tools/infer.py exported/cream_14 images/*.jpg --json > predictions.jsonl
+
+Each image goes through the evaluation transform stored at export (resize, centre crop, normalise).
+Output: one line per image with "index:name probability" pairs (names when the export was given
+class names), or with --json one JSON object per image.
+"""
+import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+
+import argparse
+import json
+import os
+import sys
+import warnings
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("model", help="exported model prefix (tools/export_model.py --output)")
+    parser.add_argument("images", nargs="+", help="image files (JPEG, PNG, ...)")
+    parser.add_argument("--topk", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    parser.add_argument("--threads", type=int, help="CPU threads (default: all available cores)")
+    parser.add_argument("--tensorrt", action="store_true",
+                        help="with --device gpu: build TensorRT engines")
+    parser.add_argument("--json", action="store_true", help="one JSON object per image")
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    warnings.filterwarnings("ignore", message=".*ccache.*")
+    args = parse_args(argv)
+    from lib.deploy import predict_files
+    from pimm.data import ImageReadError
+    from pimm.utils.inference import InferenceModel
+
+    try:
+        predictor = InferenceModel(args.model, device=args.device, threads=args.threads,
+                                   tensorrt=args.tensorrt)
+        predictions = predict_files(predictor, args.images, topk=args.topk,
+                                    batch_size=args.batch_size)
+    except (ValueError, FileNotFoundError, ImageReadError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for path, top in zip(args.images, predictions):
+        if args.json:
+            ranked = [{"class": index, "name": name, "probability": prob}
+                      for index, name, prob in top]
+            print(json.dumps({"image": path, "topk": ranked}))
+        else:
+            labels = "  ".join(f"{index}:{name} {prob:.4f}" if name else f"{index} {prob:.4f}"
+                               for index, name, prob in top)
+            print(f"{path}  {labels}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
