@@ -18,22 +18,10 @@ paths), gflops_per_s (mflops x 1 for infer or x 3 for train/search, x images/s),
 import _paths  # noqa: F401  (first: puts the repository root on sys.path)
 
 import argparse
-import ast
 import json
 import os
 import sys
 import warnings
-
-
-def _arch_list(text: str) -> list:
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = None
-    if not isinstance(value, list):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an arch list such as "
-                                         f"'[[0], [3], [3, 3], [3, 3], [3], [3], [0]]'")
-    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -43,13 +31,13 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     net = parser.add_mutually_exclusive_group()
     net.add_argument("--selection", type=int, help="released net: 14, 43, 114, 287, 481 or 604")
-    net.add_argument("--arch", type=_arch_list,
+    net.add_argument("--arch", type=_paths.arch_list,
                      help="arch list of a searched child net (224 px by default)")
     net.add_argument("--supernet", action="store_true", help="the supernet of --flops-range")
     parser.add_argument("--flops-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                         help="supernet FLOPs range in MFLOPs (default 0 600; search: the "
                              "config's)")
-    parser.add_argument("--path", type=_arch_list,
+    parser.add_argument("--path", type=_paths.arch_list,
                         help="supernet path for infer/train (default: a fixed random one)")
     parser.add_argument("--mode", choices=MODES, default="infer")
     parser.add_argument("--meta", action="store_true",

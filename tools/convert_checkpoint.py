@@ -11,17 +11,8 @@ or --arch, or else from the run config saved in the checkpoint (NET.SELECTION).
 import _paths  # noqa: F401  (first: puts the repository root on sys.path)
 
 import argparse
-import ast
 import sys
 import warnings
-
-
-def _arch_list(text: str) -> list:
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        raise argparse.ArgumentTypeError(f"--arch {text!r} is not a list such as "
-                                         f"'[[0], [3], [3, 3], [3, 3], [3], [3], [0]]'") from None
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,7 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "evaluates them; by default state_dict and state_dict_ema are both converted")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--selection", type=int, help="released network: 14, 43, 114, 287, 481 or 604")
-    which.add_argument("--arch", type=_arch_list, help="arch list of a searched network")
+    which.add_argument("--arch", type=_paths.arch_list, help="arch list of a searched network")
     parser.add_argument("--num-classes", type=int, help="classifier size (default: from the checkpoint's "
                                                         "config, else 1000)")
     return parser.parse_args(argv)

@@ -14,21 +14,9 @@ PyTorch Cream checkpoint; --ema takes its EMA weights (what the reference's test
 import _paths  # noqa: F401  (first: puts the repository root on sys.path)
 
 import argparse
-import ast
 import os
 import sys
 import warnings
-
-
-def _arch_list(text: str) -> list:
-    try:
-        value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        value = None
-    if not isinstance(value, list):
-        raise argparse.ArgumentTypeError(f"--arch {text!r} is not a list such as "
-                                         f"'[[0], [3], [3, 3], [3, 3], [3], [3], [0]]'")
-    return value
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -36,7 +24,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     net = parser.add_mutually_exclusive_group(required=True)
     net.add_argument("--selection", type=int, help="released network: 14, 43, 114, 287, 481 or 604")
-    net.add_argument("--arch", type=_arch_list, help="arch list of a searched network")
+    net.add_argument("--arch", type=_paths.arch_list, help="arch list of a searched network")
     parser.add_argument("--checkpoint",
                         help="weights (.pdparams or PyTorch .pth.tar); random weights without")
     parser.add_argument("--ema", action="store_true",
