@@ -1,4 +1,4 @@
-"""Models: blocks, architecture-string builder, MobileNetV3, registry and checkpoint loading."""
+"""Models: blocks, architecture-string builder, MobileNetV3, PeleeNet, registry and checkpoint loading."""
 from .checkpoint import (CheckpointMismatchError, ResumeState, TorchStateDict, load_checkpoint,
                          load_model_weights, load_state_dict, read_checkpoint_file, resume_checkpoint)
 from .efficientnet_blocks import (ConvBnAct, DepthwiseSeparableConv, InvertedResidual,
@@ -7,13 +7,14 @@ from .efficientnet_builder import (EfficientNetBuilder, decode_arch_def, decode_
                                    efficientnet_init_weights, encode_block_str, resolve_bn_args,
                                    round_channels)
 from .mobilenetv3 import MobileNetV3
+from .peleenet import PeleeNet
 from .registry import create_model, is_model, list_models, model_entrypoint, register_model
 from .torch_checkpoint import (TorchCheckpointError, UnsafeCheckpointError, extract_state_dict,
                                is_torch_checkpoint, read_torch_checkpoint, torch_to_paddle_state_dict)
 
 __all__ = [
     "CheckpointMismatchError", "ConvBnAct", "DepthwiseSeparableConv", "EfficientNetBuilder",
-    "InvertedResidual", "MobileNetV3", "ResumeState", "SqueezeExcite", "TorchCheckpointError",
+    "InvertedResidual", "MobileNetV3", "PeleeNet", "ResumeState", "SqueezeExcite", "TorchCheckpointError",
     "TorchStateDict", "UnsafeCheckpointError", "create_model", "decode_arch_def", "decode_block_str",
     "efficientnet_init_weights", "encode_block_str", "extract_state_dict", "is_model",
     "is_torch_checkpoint", "list_models", "load_checkpoint", "load_model_weights", "load_state_dict",

@@ -2,9 +2,11 @@
 
 Paddle checkpoints are ``paddle.save``d dicts (``.pdparams``) with the keys of docs/DEVELOPING.md:
 ``state_dict``, ``state_dict_ema``, ``optimizer``, ``scheduler``, ``epoch``, ``version``, ...
-A bare state dict (name -> tensor) is accepted too, and so are PyTorch files (legacy and zip
-``torch.save`` formats, read without torch by ``pimm.models.torch_checkpoint``). Every file is read
-by ``read_checkpoint_file``, the single place that tells file formats apart.
+Weights are also read from checkpoints of the ``model`` / ``model_ema`` layout (the PaddlePaddle
+PeleeNet reproduction, DeiT-style training code), from a bare state dict (name -> tensor) and from
+PyTorch files (legacy and zip ``torch.save`` formats, read without torch by
+``pimm.models.torch_checkpoint``). Every file is read by ``read_checkpoint_file``, the single place
+that tells file formats apart.
 """
 import logging
 import os
@@ -27,8 +29,10 @@ _ZIP_MAGIC = b"PK"
 # Files named like PyTorch checkpoints are only ever opened by the allow-listing torch reader, so
 # a pickle downloaded as "model.pth.tar" cannot run code even when it is no torch file at all.
 _TORCH_SUFFIXES = (".pth", ".pt", ".tar", ".ckpt")
-# Checkpoint entries that hold model weights.
-_WEIGHT_KEYS = ("state_dict", "state_dict_ema")
+# Checkpoint entries that hold model weights, as (weights, EMA weights): this project's layout
+# first, then the one of the PaddlePaddle PeleeNet reproduction and DeiT-style code.
+_WEIGHT_LAYOUTS = (("state_dict", "state_dict_ema"), ("model", "model_ema"))
+_WEIGHT_KEYS = tuple(key for layout in _WEIGHT_LAYOUTS for key in layout)
 
 
 class CheckpointMismatchError(ValueError):
@@ -96,20 +100,29 @@ def _is_state_dict(obj: Any) -> bool:
         isinstance(k, str) and isinstance(v, (paddle.Tensor, np.ndarray)) for k, v in obj.items())
 
 
+def _weight_layout(checkpoint: Any) -> Optional[Tuple[str, str]]:
+    """The (weights, EMA weights) keys of a checkpoint dict; None for a bare state dict."""
+    if not isinstance(checkpoint, dict) or _is_state_dict(checkpoint):
+        return None
+    return next((layout for layout in _WEIGHT_LAYOUTS if layout[0] in checkpoint), None)
+
+
 def _select_state_dict(checkpoint: Any, path: str, use_ema: bool) -> Dict[str, Any]:
-    if isinstance(checkpoint, dict) and "state_dict" in checkpoint:
-        key = "state_dict"
+    layout = _weight_layout(checkpoint)
+    if layout is not None:
+        key, ema_key = layout
         if use_ema:
-            if checkpoint.get("state_dict_ema"):
-                key = "state_dict_ema"
+            if checkpoint.get(ema_key):
+                key = ema_key
             else:
                 # The reference crashes here; falling back keeps evaluation of non-EMA runs possible.
-                _logger.warning("%s has no EMA weights (state_dict_ema); using state_dict.", path)
+                _logger.warning("%s has no EMA weights (%s); using %s.", path, ema_key, key)
         state_dict = checkpoint[key]
     else:
         state_dict = checkpoint
     if not _is_state_dict(state_dict):
-        raise ValueError(f"{path!r} holds no model weights: expected a dict with 'state_dict' or a "
+        expected = " or ".join(repr(weights) for weights, _ in _WEIGHT_LAYOUTS)
+        raise ValueError(f"{path!r} holds no model weights: expected a dict with {expected} or a "
                          f"dict of name -> tensor, got {type(state_dict).__name__}.")
     stripped = OrderedDict((_strip_wrapper_prefixes(k), v) for k, v in state_dict.items())
     return TorchStateDict(stripped) if isinstance(state_dict, TorchStateDict) else stripped
@@ -241,10 +254,14 @@ def resume_checkpoint(model: nn.Layer, path: str, optimizer: Optional[paddle.opt
     checkpoint = read_checkpoint_file(path)
     load_model_weights(model, _select_state_dict(checkpoint, path, use_ema=False), strict,
                        source=f"Checkpoint {path!r}")
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    layout = _weight_layout(checkpoint)
+    if layout != _WEIGHT_LAYOUTS[0]:
+        # Other codebases' optimizer state is keyed by their own parameter names: weights only.
         if optimizer is not None or scheduler is not None or ema_model is not None:
-            raise ValueError(f"{path!r} is a bare state dict: it has no optimizer, scheduler or EMA "
-                             f"state to resume from.")
+            kind = "a bare state dict" if layout is None else "another codebase's checkpoint"
+            raise ValueError(f"{path!r} is {kind}: it has no optimizer, scheduler or EMA state this "
+                             f"project can resume from. Load its weights (load_checkpoint) and "
+                             f"start a new schedule.")
         return ResumeState(start_epoch=None)
 
     def required(key: str) -> Any:

@@ -119,12 +119,15 @@ _STORAGE_BY_DTYPE = {
 }
 
 
-def tensor(array: Any, location: str = "cpu") -> Tensor:
-    """A contiguous tensor holding ``array`` in its own storage."""
+def tensor(array: Any, location: str = "cpu", rebuild: Global = REBUILD_TENSOR_V2) -> Tensor:
+    """A contiguous tensor holding ``array`` in its own storage. A ``cuda:N`` location stores it
+    the way torch saves a GPU tensor (a ``torch.cuda.*Storage``); ``REBUILD_TENSOR`` writes it as
+    torch < 0.4 did."""
     array = np.asarray(array)
-    storage = Storage(_STORAGE_BY_DTYPE[array.dtype], array, location=location)
+    module = "torch.cuda" if location.startswith("cuda") else "torch"
+    storage = Storage(_STORAGE_BY_DTYPE[array.dtype], array, location=location, module=module)
     strides = tuple(step // array.itemsize for step in np.array(array, order="C").strides)
-    return Tensor(storage, 0, array.shape, strides)
+    return Tensor(storage, 0, array.shape, strides, rebuild=rebuild)
 
 
 class CfgNode(dict):
