@@ -46,8 +46,8 @@ from lib.engine.common import RunContext, build_loaders
 from lib.engine.retrain import train_step
 from lib.engine.search import (SearchOptions, build_search_supernet, create_search_optimizer,
                                search_step)
-from lib.models import CREAM_ARCHS, build_childnet, build_supernet, resolve_arch, validate_arch
-from lib.search import FlopsEst, MetaMatchingNetwork, PathSampler, PrioritizedBoard
+from lib.models import CREAM_ARCHS, FlopsEst, build_childnet, build_supernet, resolve_arch, validate_arch
+from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
 from pimm.loss import LabelSmoothingCrossEntropy, softmax
 from pimm.optim import create_optimizer
 from pimm.utils import ModelEma, profile, retain_freed_memory, seed_everything, set_num_threads

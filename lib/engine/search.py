@@ -46,9 +46,9 @@ from lib.config import ConfigError
 from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
                                resume_training, seed_epoch)
 from lib.engine.evaluate import evaluate
-from lib.models import build_supernet
-from lib.search import (PICK_METHODS, SAMPLING_MODES, FlopsEst, MetaMatchingNetwork, MetaUpdate,
-                        PathSampler, PrioritizedBoard)
+from lib.models import FlopsEst, build_supernet
+from lib.search import (PICK_METHODS, SAMPLING_MODES, MetaMatchingNetwork, MetaUpdate, PathSampler,
+                        PrioritizedBoard)
 from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler

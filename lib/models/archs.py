@@ -3,14 +3,14 @@ docs read from.
 
 An arch list has seven stages. Stage 0 (the depthwise-separable block) and stage 6 (the final 1x1
 ConvBnAct) have no choice and are written ``[0]``; stages 1-5 hold one search-space choice index per
-layer (``lib.search.space.CHOICES``).
+layer (``lib.models.space.CHOICES``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Dict, List, Sequence, Tuple, Union
 
-from lib.search.space import CHOICES
+from lib.models.space import CHOICES
 
 __all__ = ["CreamArch", "CREAM_ARCHS", "released_models_table", "resolve_arch", "validate_arch"]
 

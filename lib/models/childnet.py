@@ -16,7 +16,7 @@ from paddle import nn
 from pimm.layers import Swish, hard_sigmoid
 from pimm.models import MobileNetV3, decode_arch_def, register_model, resolve_bn_args
 from lib.models.archs import CREAM_ARCHS, ArchList, resolve_arch
-from lib.search.space import SEARCHED_STAGES, layer_block_string, template_choice
+from lib.models.space import SEARCHED_STAGES, layer_block_string, template_choice
 
 __all__ = ["CREAM_NETWORK_KWARGS", "build_childnet", "childnet_arch_def", "effective_arch"]
 
