@@ -29,8 +29,8 @@ from yacs.config import CfgNode
 from lib.config import ConfigError
 from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
 from pimm.models import CheckpointMismatchError, resume_checkpoint
-from pimm.utils import (atomic_write_text, available_cpus, init_distributed, retain_freed_memory,
-                        seed_everything, set_num_threads, setup_logger)
+from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init_distributed,
+                        retain_freed_memory, seed_everything, set_num_threads, setup_logger)
 from pimm.utils import unwrap_model as _unwrap_model
 
 __all__ = [
@@ -305,17 +305,12 @@ def broadcast_buffers(model: Any, ctx: RunContext) -> None:
 
 
 # ---- resume ------------------------------------------------------------------------------------
-def _checkpoint_epoch(path: str) -> int:
-    state = paddle.load(path)
-    return int(state.get("epoch", -1)) if isinstance(state, dict) else -1
-
-
 def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Optional[str]:
     """The checkpoint to continue from, or None for a fresh start (always None without
     ``AUTO_RESUME``).
 
-    Looks in the run folder first: ``last<ext>`` (written at the end of every epoch) or the
-    newest ``recovery-<epoch>-<batch><ext>`` when it belongs to a later epoch. Without either,
+    Looks in the run folder first (``CheckpointSaver.resume_file``: the last epoch's checkpoint,
+    or the newest recovery file when it belongs to a later epoch). Without either,
     ``RESUME_PATH`` when that file exists (the reference's meaning of AUTO_RESUME). The primary
     rank decides and tells the others, so all ranks resume from the same file (which they must be
     able to read: keep SAVE_PATH on storage every machine sees).
@@ -328,14 +323,9 @@ def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Opt
 
 def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
     cfg = ctx.cfg
-    last = os.path.join(ctx.run_dir, "last" + extension)
-    recovery = _newest_recovery(ctx.run_dir, extension)
-    if os.path.isfile(last):
-        if recovery is not None and recovery[0] > _checkpoint_epoch(last):
-            return recovery[1]
-        return last
-    if recovery is not None:
-        return recovery[1]
+    in_run_dir = CheckpointSaver.resume_file(ctx.run_dir, extension)
+    if in_run_dir is not None:
+        return in_run_dir
     resume_path = str(cfg.RESUME_PATH or "")
     if resume_path and os.path.isfile(resume_path):
         return resume_path
@@ -385,17 +375,3 @@ def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, sch
                     f", batch {skip}" if skip else "")
     return ResumePoint(start_epoch, skip, path, dict(state.extra))
 
-
-def _newest_recovery(folder: str, extension: str) -> Optional[Tuple[int, str]]:
-    found = []
-    prefix = "recovery-"
-    for name in os.listdir(folder):
-        if not (name.startswith(prefix) and name.endswith(extension)):
-            continue
-        parts = name[len(prefix):-len(extension)].split("-")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            found.append((int(parts[0]), int(parts[1]), os.path.join(folder, name)))
-    if not found:
-        return None
-    epoch, _, path = max(found)
-    return epoch, path
