@@ -66,7 +66,7 @@ def get_default_config() -> CN:
 
     # (added) how the test mode evaluates: 'auto' (Paddle Inference with oneDNN on CPU for 1000+
     # images, several times dygraph's speed; dygraph otherwise), 'dygraph' or 'paddle_inference'
-    # (see lib/deploy.py)
+    # (see lib/engine/test.py)
     c.TEST = CN()
     c.TEST.INFERENCE = "auto"
 

@@ -27,7 +27,7 @@ warnings.filterwarnings("ignore", message=".*ccache.*")
 
 # the module that implements each mode; each exposes run(ctx: RunContext) -> dict
 ENGINES = {"train": "lib.engine.search", "retrain": "lib.engine.retrain",
-           "test": "lib.engine.evaluate"}
+           "test": "lib.engine.test"}
 _LAUNCHER_ENV = "PADDLE_TRAINERS_NUM"  # set by paddle.distributed.launch in every process it starts
 
 
@@ -86,11 +86,12 @@ def preflight(cfg, mode: str) -> None:
     for split in ("val",) if mode == "test" else ("train", "val"):
         data_split_dir(cfg, split)
     if mode in ("retrain", "test"):
-        from lib.engine.evaluate import resolve_child, test_checkpoint_path
+        from lib.engine.child import resolve_child
+        from lib.engine.test import checkpoint_to_test
 
         resolve_child(cfg)
         if mode == "test":
-            test_checkpoint_path(cfg)
+            checkpoint_to_test(cfg)
 
 
 def launch_command(args: argparse.Namespace, cfg, nproc: int) -> List[str]:

@@ -36,6 +36,7 @@ from pimm.utils import unwrap_model as _unwrap_model
 __all__ = [
     "MODES",
     "RunContext",
+    "device_type",
     "RunError",
     "prepare_run",
     "resolve_run_dir",
@@ -96,6 +97,11 @@ def _select_device() -> str:
         device = "cpu"
     paddle.set_device(device)
     return device
+
+
+def device_type() -> str:
+    """'gpu' or 'cpu': the kind of Paddle's current device."""
+    return "gpu" if paddle.device.get_device().startswith("gpu") else "cpu"
 
 
 def _threads_per_process() -> int:

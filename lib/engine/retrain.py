@@ -22,8 +22,8 @@ import paddle.distributed as dist
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, resume_training,
                                seed_epoch, unwrap_model, wrap_model)
-from lib.engine.evaluate import (EVAL_METRIC_NAMES, ChildSpec, create_child_model, evaluate,
-                                 metrics_from_sums, resolve_child, topk_correct)
+from lib.engine.child import ChildSpec, create_child_model, resolve_child
+from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, metrics_from_sums, topk_correct
 from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler

@@ -29,7 +29,6 @@ Deliberate differences from the reference (microsoft/Cream ``tools/train.py``, `
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import OrderedDict
@@ -49,18 +48,18 @@ from lib.engine.evaluate import evaluate
 from lib.models import FlopsEst, build_supernet
 from lib.search import (PICK_METHODS, SAMPLING_MODES, MetaMatchingNetwork, MetaUpdate, PathSampler,
                         PrioritizedBoard)
+from lib.search.board_file import write_board_file
 from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
-from pimm.utils import (AverageMeter, CheckpointSaver, ModelEma, accuracy, atomic_write_text,
-                        reduce_tensor, update_summary)
+from pimm.utils import (AverageMeter, CheckpointSaver, ModelEma, accuracy, reduce_tensor,
+                        update_summary)
 
 __all__ = ["run", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
            "average_gradients", "recalibrated_batch_norm", "build_search_supernet", "search_step",
            "SearchStep"]
 
 ArchList = List[List[int]]
-BOARD_FILE = "board.json"
 # validation metrics: means over the SUPERNET.VAL_PATHS random paths
 EVAL_METRICS = ("prec1", "prec5", "loss")
 
@@ -524,8 +523,7 @@ class _Search:
         return dict(self.board.to_json(epoch), resolution=self.resolution)
 
     def write_board(self, epoch: int) -> str:
-        path = os.path.join(self.ctx.run_dir, BOARD_FILE)
-        atomic_write_text(json.dumps(self.board_json(epoch), indent=1) + "\n", path)
+        path = write_board_file(self.ctx.run_dir, self.board_json(epoch))
         for i, entry in enumerate(self.board.entries):
             self.ctx.logger.info("Board No.%d  Prec@1 %.3f  %.2f MFLOPs  %.3f M params  %s", i, entry.prec1,
                                  entry.flops, entry.params, entry.arch)

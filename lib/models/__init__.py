@@ -4,7 +4,7 @@ the child networks and the supernet.
 Importing this package registers the released child networks ``cream_14`` ... ``cream_604`` in
 pimm's model registry.
 """
-from lib.models.archs import CREAM_ARCHS, CreamArch, resolve_arch, validate_arch
+from lib.models.archs import CREAM_ARCHS, CreamArch, resolve_arch, trained_network, validate_arch
 from lib.models.childnet import CREAM_NETWORK_KWARGS, build_childnet, childnet_arch_def, effective_arch
 from lib.models.convert import ConversionSummary, convert_torch_checkpoint
 from lib.models.flops_table import PTFLOPS_RULES, FlopsEst
@@ -15,5 +15,5 @@ __all__ = [
     "CHOICES", "CREAM_ARCHS", "CREAM_NETWORK_KWARGS", "ConversionSummary", "CreamArch", "FlopsEst",
     "PTFLOPS_RULES", "STAGE_TEMPLATES", "SuperNet", "SupernetPath", "build_childnet", "build_supernet",
     "childnet_arch_def", "choice_to_kernel_exp", "convert_torch_checkpoint", "effective_arch",
-    "layer_flops_table", "resolve_arch", "search_for_layer", "validate_arch",
+    "layer_flops_table", "resolve_arch", "search_for_layer", "trained_network", "validate_arch",
 ]

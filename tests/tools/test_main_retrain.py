@@ -9,7 +9,7 @@ import paddle
 import pytest
 
 from lib.config import load_config
-from lib.engine.evaluate import create_child_model, resolve_child
+from lib.engine.child import create_child_model, resolve_child
 from pimm.models import load_checkpoint
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -50,7 +50,8 @@ def _gradients(model, images, labels):
 def _worker(out_dir, data_dir):
     from lib.engine.common import (broadcast_buffers, build_loaders, finish_run, prepare_run,
                                    unwrap_model, wrap_model)
-    from lib.engine.evaluate import create_child_model, evaluate, resolve_child
+    from lib.engine.child import create_child_model, resolve_child
+    from lib.engine.evaluate import evaluate
 
     ctx = prepare_run(_config(data_dir, os.path.join(out_dir, "runs")), "retrain")
     model = create_child_model(ctx.cfg, resolve_child(ctx.cfg))
@@ -82,7 +83,8 @@ def _worker(out_dir, data_dir):
 def test_two_gloo_ranks_match_one_process(tmp_path, demo_data_factory):
     from pimm.utils import seed_everything
     from lib.engine.common import RunContext, build_loaders
-    from lib.engine.evaluate import create_child_model, evaluate, resolve_child
+    from lib.engine.child import create_child_model, resolve_child
+    from lib.engine.evaluate import evaluate
 
     data_dir = demo_data_factory(num_classes=3, train_per_class=2, val_per_class=3, image_size=32)
     env = dict(os.environ, GLOG_minloglevel="2")
