@@ -10,7 +10,11 @@ from typing import Iterable, Optional, Sequence
 
 from yacs.config import CfgNode as CN
 
-__all__ = ["get_default_config", "load_config", "ConfigError"]
+__all__ = ["get_default_config", "load_config", "shipped_config", "ConfigError"]
+
+# experiments/configs of this checkout: the recipes (a fact lives in one YAML file)
+_SHIPPED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "experiments", "configs")
 
 
 class ConfigError(ValueError):
@@ -140,6 +144,12 @@ def get_default_config() -> CN:
     # running statistics, which mix all paths); 0 keeps the running statistics
     c.SUPERNET.VAL_BN_BATCHES = 4
     return c
+
+
+def shipped_config(mode: str, name: str) -> str:
+    """Path of a config shipped with this checkout, e.g. ``shipped_config("retrain", "14.yaml")``
+    -> ``experiments/configs/retrain/14.yaml``."""
+    return os.path.join(_SHIPPED_CONFIGS, mode, name)
 
 
 def _parse_overrides(overrides: Sequence[str]) -> list:

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import paddle
 
+from lib.models.childnet import EVAL_INTERPOLATION
 from pimm.data import (DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD,
                        transforms_imagenet_eval)
 from pimm.data.dataset import load_rgb
@@ -24,7 +25,6 @@ __all__ = ["LOGITS_TOLERANCE", "export_child_network", "exported_logits_differen
            "eval_transform_from_info", "predict_files", "Prediction"]
 #: the largest relative difference between exported and dygraph logits accepted
 LOGITS_TOLERANCE = 1e-4
-_EVAL_INTERPOLATION = "bicubic"
 
 
 def export_child_network(model: paddle.nn.Layer, prefix: str, image_size: int,
@@ -46,7 +46,7 @@ def export_child_network(model: paddle.nn.Layer, prefix: str, image_size: int,
         "num_classes": num_classes,
         "class_names": list(class_names) if class_names is not None else None,
         "source": source,
-        "preprocess": {"image_size": int(image_size), "interpolation": _EVAL_INTERPOLATION,
+        "preprocess": {"image_size": int(image_size), "interpolation": EVAL_INTERPOLATION,
                        "crop_pct": DEFAULT_CROP_PCT, "mean": list(IMAGENET_DEFAULT_MEAN),
                        "std": list(IMAGENET_DEFAULT_STD)},
     }

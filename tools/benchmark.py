@@ -25,7 +25,7 @@ import warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from lib.benchmark import BACKENDS, MODES
+    from lib.engine.benchmark import BACKENDS, MODES
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -42,7 +42,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=MODES, default="infer")
     parser.add_argument("--meta", action="store_true",
                         help="search: take the meta-matching update in every timed step")
-    parser.add_argument("--config", help="search: the search config (default: "
+    parser.add_argument("--config", help="--supernet and --mode search: the search config whose "
+                                         "supernet and settings are timed (default: "
                                          "experiments/configs/train/train.yaml)")
     parser.add_argument("--backend", choices=BACKENDS, default="dygraph",
                         help="infer with dygraph or with the exported model in Paddle Inference")
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     import paddle
 
-    from lib.benchmark import BenchmarkOptions, run_benchmark
+    from lib.engine.benchmark import BenchmarkOptions, run_benchmark
     from lib.engine.common import RunError
 
     has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0

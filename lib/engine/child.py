@@ -9,11 +9,12 @@ import paddle
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
-from lib.engine.common import RunError
+from lib.engine.common import LoaderPolicy, RunError
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
+from lib.models.childnet import EVAL_INTERPOLATION
 from lib.search.board_file import best_board_arch
 
-__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board"]
+__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy"]
 
 
 @dataclass(frozen=True)
@@ -76,3 +77,10 @@ def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
     """The child network with the config's classes, dropout and pooling."""
     return build_childnet(spec.arch, num_classes=int(cfg.DATASET.NUM_CLASSES),
                           drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
+
+
+def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:
+    """A child network's loaders (retrain, test): RandAugment ``AUGMENTATION.AA`` on training
+    images, the released nets' bicubic evaluation resize."""
+    return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
+                        eval_interpolation=EVAL_INTERPOLATION)

@@ -42,6 +42,7 @@ __all__ = [
     "resolve_run_dir",
     "seed_epoch",
     "data_split_dir",
+    "LoaderPolicy",
     "build_loaders",
     "wrap_model",
     "unwrap_model",
@@ -234,25 +235,37 @@ def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
     return dataset
 
 
-def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = True,
-                  eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
-    """``(train_loader, eval_loader)`` over ``DATA_DIR/train`` and ``DATA_DIR/val`` (None for a
-    split not asked for), sharded over the ranks when distributed.
+@dataclass(frozen=True)
+class LoaderPolicy:
+    """What an engine decides about its loaders beyond the config's DATASET/AUGMENTATION keys:
+    ``auto_augment``, the RandAugment spec of training images (None: none), and the resampling of
+    the evaluation resize."""
 
-    Training: random-resized crop with random interpolation, flip, colour jitter
-    (``AUGMENTATION.COLOR_JITTER``), RandAugment ``AUGMENTATION.AA`` (retrain only: the reference's
-    search loader has none), random erasing ``RE_PROB``/``RE_MODE``. Evaluation: resize to
-    ``image_size / 0.875`` and centre crop, bicubic for retrain/test and ``DATASET.INTERPOLATION``
-    for the search, batches of ``VAL_BATCH_MUL x BATCH_SIZE``. Validation labels follow the
-    training classes when both are loaded. The training crop keeps an ``AUGMENTATION.SCALE`` area.
+    auto_augment: Optional[str] = None
+    eval_interpolation: str = "bilinear"
+
+
+def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
+                  train: bool = True, eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
+    """``(train_loader, eval_loader)`` over ``DATA_DIR/train`` and ``DATA_DIR/val`` (None for a
+    split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
+    process on Paddle's current device).
+
+    Training: random-resized crop keeping an ``AUGMENTATION.SCALE`` area, random interpolation,
+    flip, colour jitter (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing
+    ``RE_PROB``/``RE_MODE``. Evaluation: resize to ``image_size / 0.875`` with
+    ``policy.eval_interpolation`` and centre crop, batches of ``VAL_BATCH_MUL x BATCH_SIZE``.
+    Validation labels follow the training classes when both are loaded.
     """
     batch_size = int(cfg.DATASET.BATCH_SIZE)
     if batch_size < 1:
         raise ConfigError(f"DATASET.BATCH_SIZE must be >= 1, got {batch_size}")
     aug = cfg.AUGMENTATION
+    distributed, world_size, rank = (ctx.distributed, ctx.world_size, ctx.rank) if ctx else (False, 1, 0)
+    device = ctx.device if ctx else paddle.device.get_device()
     common = dict(input_size=(3, image_size, image_size), num_workers=int(cfg.WORKERS),
-                  distributed=ctx.distributed, num_replicas=ctx.world_size, rank=ctx.rank,
-                  pin_memory=bool(cfg.DATASET.PIN_MEM) and ctx.device.startswith("gpu"),
+                  distributed=distributed, num_replicas=world_size, rank=rank,
+                  pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
                   crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED))
     train_loader = eval_loader = None
     train_set = None
@@ -260,8 +273,7 @@ def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = 
         train_set = _open_split(cfg, "train")
         train_loader = create_loader(
             train_set, batch_size=batch_size, is_training=True,
-            color_jitter=float(aug.COLOR_JITTER),
-            auto_augment=(str(aug.AA) or None) if ctx.mode != "train" else None,
+            color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
             interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
             scale=tuple(float(v) for v in aug.SCALE),
             **common)
@@ -273,10 +285,9 @@ def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = 
                 raise RunError(f"DATA_DIR/val has class folders that DATA_DIR/train lacks: "
                                f"{unknown[:5]}. Both splits need the same class folder names")
             eval_set = ImageDataset(eval_set.root, class_to_idx=train_set.class_to_idx)
-        interpolation = str(cfg.DATASET.INTERPOLATION) if ctx.mode == "train" else "bicubic"
         eval_loader = create_loader(
             eval_set, batch_size=int(cfg.DATASET.VAL_BATCH_MUL) * batch_size, is_training=False,
-            interpolation=interpolation, **common)
+            interpolation=policy.eval_interpolation, **common)
     return train_loader, eval_loader
 
 

@@ -22,7 +22,7 @@ import paddle.distributed as dist
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, resume_training,
                                seed_epoch, unwrap_model, wrap_model)
-from lib.engine.child import ChildSpec, create_child_model, resolve_child
+from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, metrics_from_sums, topk_correct
 from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import create_optimizer
@@ -30,7 +30,7 @@ from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.profile import format_count, profile
 
-__all__ = ["run", "train_one_epoch", "train_step"]
+__all__ = ["run", "create_train_loss", "train_one_epoch", "train_step"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
@@ -46,6 +46,13 @@ def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Ten
     if model_ema is not None:
         model_ema.update(model)
     return output, loss
+
+
+def create_train_loss(cfg) -> paddle.nn.Layer:
+    """The retrain loss: label-smoothing cross-entropy with ``AUGMENTATION.SMOOTHING`` (plain
+    cross-entropy at 0)."""
+    smoothing = float(cfg.AUGMENTATION.SMOOTHING)
+    return LabelSmoothingCrossEntropy(smoothing) if smoothing > 0 else paddle.nn.CrossEntropyLoss()
 
 
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
@@ -126,7 +133,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if eval_metric not in EVAL_METRIC_NAMES:
         raise ConfigError(f"EVAL_METRICS {eval_metric!r} is not measured; choose one of "
                           f"{', '.join(EVAL_METRIC_NAMES)}")
-    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size)
+    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg))
 
     model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
     if ctx.is_primary:
@@ -135,9 +142,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     model = wrap_model(model, ctx)
     optimizer = create_optimizer(cfg, model)
     scheduler, num_epochs = create_scheduler(cfg, optimizer)
-    smoothing = float(cfg.AUGMENTATION.SMOOTHING)
-    train_loss = (LabelSmoothingCrossEntropy(smoothing) if smoothing > 0
-                  else paddle.nn.CrossEntropyLoss())
+    train_loss = create_train_loss(cfg)
 
     resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")
     saver = None

@@ -42,10 +42,10 @@ import paddle.distributed as dist
 from paddle import nn
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
+from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, build_loaders,
                                resume_training, seed_epoch)
 from lib.engine.evaluate import evaluate
-from lib.models import FlopsEst, build_supernet
+from lib.models import FlopsEst, SuperNet, SupernetPath, build_supernet
 from lib.search import (PICK_METHODS, SAMPLING_MODES, MetaMatchingNetwork, MetaUpdate, PathSampler,
                         PrioritizedBoard)
 from lib.search.board_file import write_board_file
@@ -55,9 +55,9 @@ from pimm.scheduler import Scheduler
 from pimm.utils import (AverageMeter, CheckpointSaver, ModelEma, accuracy, reduce_tensor,
                         update_summary)
 
-__all__ = ["run", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
-           "average_gradients", "recalibrated_batch_norm", "build_search_supernet", "search_step",
-           "SearchStep"]
+__all__ = ["run", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer", "create_search_loss",
+           "average_gradients", "recalibrated_batch_norm", "search_loader_policy",
+           "build_search_supernet", "search_step", "SearchStep"]
 
 ArchList = List[List[int]]
 # validation metrics: means over the SUPERNET.VAL_PATHS random paths
@@ -153,6 +153,12 @@ def create_search_optimizer(cfg, supernet: nn.Layer) -> paddle.optimizer.Optimiz
     return create_optimizer(cfg, groups)
 
 
+def create_search_loss(cfg) -> nn.Layer:
+    """Label-smoothing cross-entropy with ``AUGMENTATION.SMOOTHING``, pimm's: the meta step
+    differentiates it twice (Paddle's has no double-grad kernel)."""
+    return LabelSmoothingCrossEntropy(float(cfg.AUGMENTATION.SMOOTHING))
+
+
 def average_gradients(params: List[paddle.Tensor], world_size: int) -> None:
     """Average the gradients of ``params`` over the ranks with one all-reduce. Every rank must
     pass the same parameters in the same order with the same ones holding a gradient (all ranks
@@ -172,15 +178,22 @@ def average_gradients(params: List[paddle.Tensor], world_size: int) -> None:
         offset += size
 
 
-def build_search_supernet(cfg, opts: SearchOptions) -> Tuple[nn.Layer, List[int], int]:
+def search_loader_policy(cfg) -> LoaderPolicy:
+    """The search's loaders, as the reference's: no RandAugment on training images, and the
+    evaluation resize with ``DATASET.INTERPOLATION``."""
+    return LoaderPolicy(auto_augment=None, eval_interpolation=str(cfg.DATASET.INTERPOLATION))
+
+
+def build_search_supernet(cfg) -> Tuple[SuperNet, List[int], int]:
     """The supernet the search trains: ``(supernet, layers per searched stage, resolution of
     the FLOPs space)``, from the config's SUPERNET/NET/BATCHNORM keys."""
+    s = cfg.SUPERNET
     try:
         return build_supernet(
-            flops_minimum=opts.flops_minimum, flops_maximum=opts.flops_maximum,
+            flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM),
             num_classes=int(cfg.DATASET.NUM_CLASSES), drop_rate=float(cfg.NET.DROPOUT_RATE),
-            global_pool=str(cfg.NET.GP), slice=opts.slice, resunit=bool(cfg.SUPERNET.RESUNIT),
-            dil_conv=bool(cfg.SUPERNET.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
+            global_pool=str(cfg.NET.GP), slice=int(s.SLICE), resunit=bool(s.RESUNIT),
+            dil_conv=bool(s.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
             bn_eps=float(cfg.BATCHNORM.BN_EPS))
     except ValueError as err:
         raise ConfigError(str(err)) from err
@@ -231,18 +244,6 @@ def search_step(supernet: nn.Layer, optimizer: paddle.optimizer.Optimizer, loss_
     if ema is not None:
         ema.update(supernet)
     return SearchStep(output.detach(), loss, kd_loss, rho, meta_info)
-
-
-class _OnePath(nn.Layer):
-    """The supernet restricted to one path, as a model ``evaluate`` can call with images only."""
-
-    def __init__(self, supernet: nn.Layer, arch: ArchList) -> None:
-        super().__init__()
-        self.supernet = supernet
-        self.arch = arch
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self.supernet(x, self.arch)
 
 
 def _path_batch_norms(supernet: nn.Layer, arch: ArchList) -> List[nn.BatchNorm2D]:
@@ -308,7 +309,7 @@ class _Search:
         cfg = ctx.cfg
         self.ctx, self.cfg, self.opts = ctx, cfg, opts
         log = ctx.logger
-        self.supernet, self.sta_num, resolution = build_search_supernet(cfg, opts)
+        self.supernet, self.sta_num, resolution = build_search_supernet(cfg)
         self.num_choices = len(self.supernet.blocks[1][0])
         self.resolution = int(resolution)
         # FLOPs at the resolution the space was sized for, the one FLOPS_MINIMUM/MAXIMUM refer to
@@ -323,16 +324,15 @@ class _Search:
             for value in self.supernet.state_dict().values():
                 dist.broadcast(value, src=0)
 
-        self.train_loader, self.eval_loader = build_loaders(cfg, ctx, int(cfg.DATASET.IMAGE_SIZE))
+        self.train_loader, self.eval_loader = build_loaders(cfg, ctx, int(cfg.DATASET.IMAGE_SIZE),
+                                                            policy=search_loader_policy(cfg))
         if len(self.train_loader) == 0:
             raise RunError(f"DATA_DIR/train has fewer images per process than DATASET.BATCH_SIZE "
                            f"({cfg.DATASET.BATCH_SIZE}): lower the batch size")
         self.optimizer = create_search_optimizer(cfg, self.supernet)
         self.scheduler = LinearDecayLRScheduler(self.optimizer, int(cfg.EPOCHS) * len(self.train_loader))
         self.ema = ModelEma(self.supernet, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
-        smoothing = float(cfg.AUGMENTATION.SMOOTHING)
-        # pimm's cross-entropy: the meta step differentiates it twice (Paddle's has no double grad)
-        self.train_loss = LabelSmoothingCrossEntropy(smoothing)
+        self.train_loss = create_search_loss(cfg)
 
         self.board = PrioritizedBoard(opts.pool_size, opts.flops_minimum, opts.flops_maximum)
         self.sampler = PathSampler(self.sta_num, self.num_choices, opts.how_to_prob, opts.pre_prob,
@@ -515,7 +515,7 @@ class _Search:
     def _evaluate_path(self, model: nn.Layer, arch: ArchList, log_name: str) -> Dict[str, float]:
         reduce = self._mean_over_ranks if self.ctx.distributed else None
         with recalibrated_batch_norm(model, arch, self.bn_batches, reduce):
-            return evaluate(_OnePath(model, arch), self.eval_loader, self.ctx, log_name=log_name)
+            return evaluate(SupernetPath(model, arch), self.eval_loader, self.ctx, log_name=log_name)
 
     def board_json(self, epoch: int) -> Dict[str, Any]:
         """``board.json``: the board's paths best first, the best one within the FLOPs range, the

@@ -15,7 +15,7 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
-from lib.engine.child import ChildSpec, create_child_model, resolve_child
+from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
 from lib.engine.common import RunContext, RunError, build_loaders, device_type
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate
 from lib.models import CREAM_ARCHS, trained_network
@@ -119,7 +119,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     """``test`` mode: evaluate ``RESUME_PATH`` on ``DATA_DIR/val``; writes ``metrics.json``."""
     cfg = ctx.cfg
     spec = resolve_child(cfg)
-    _, loader = build_loaders(cfg, ctx, spec.image_size, train=False, eval=True)
+    _, loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg), train=False)
     path = checkpoint_to_test(cfg)
     model = create_child_model(cfg, spec)
     weights = load_weights_for_test(model, path, spec, use_ema=bool(cfg.NET.EMA.USE))

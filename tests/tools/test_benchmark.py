@@ -3,8 +3,7 @@ import json
 
 import pytest
 
-from lib.benchmark import SupernetPath
-from lib.models import build_childnet, build_supernet
+from lib.models import SupernetPath, build_childnet, build_supernet
 from lib.search import MetaMatchingNetwork
 from pimm.utils import profile
 

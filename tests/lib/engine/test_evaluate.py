@@ -7,6 +7,7 @@ import paddle.nn.functional as F
 import pytest
 
 from lib.config import load_config
+from lib.engine.child import child_loader_policy
 from lib.engine.common import RunContext, build_loaders
 from lib.engine.evaluate import _valid_samples_on_rank, evaluate, topk_correct
 from pimm.data import ShardedBatchSampler
@@ -61,7 +62,7 @@ def test_evaluate_equals_a_direct_computation_and_skips_padding(tmp_path, demo_d
                              "DATASET.BATCH_SIZE", "3", "DATASET.VAL_BATCH_MUL", "1",
                              "LOG_INTERVAL", "2"])
     ctx = _ctx(cfg, tmp_path)
-    _, loader = build_loaders(cfg, ctx, 32, train=False)
+    _, loader = build_loaders(cfg, ctx, 32, policy=child_loader_policy(cfg), train=False)
     model = _Pixels()
     images, labels = zip(*loader)
     logits = model(paddle.concat(images))
