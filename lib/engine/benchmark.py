@@ -52,7 +52,7 @@ from lib.config import load_config, shipped_config
 from lib.engine.child import child_loader_policy, create_child_model, resolve_child
 from lib.engine.common import build_loaders, device_type
 from lib.engine.retrain import create_train_loss, train_step
-from lib.engine.search import (SearchOptions, build_search_supernet, create_search_loss,
+from lib.engine.search import (SearchOptions, SearchParts, build_search_supernet, create_search_loss,
                                create_search_optimizer, search_loader_policy, search_step)
 from lib.models import CREAM_ARCHS, FlopsEst, SupernetPath
 from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
@@ -338,11 +338,10 @@ def _search_target(opts: BenchmarkOptions, cfg,
                                      search.pre_prob, seed=opts.seed))
     if search.distills:
         _fill_board(state, FlopsEst(supernet, resolution=resolution), next(batches)[0])
-    optimizer = create_search_optimizer(cfg, supernet)
-    loss_fn = create_search_loss(cfg)
     ema = (ModelEma(supernet, decay=float(cfg.NET.EMA.DECAY))
            if cfg.NET.EMA.USE and opts.ema else None)
-    meta = MetaMatchingNetwork(search.slice)
+    parts = SearchParts(supernet, create_search_optimizer(cfg, supernet), create_search_loss(cfg),
+                        state.board, MetaMatchingNetwork(search.slice), search.pick_method, ema=ema)
     supernet.train()
 
     def step() -> Any:
@@ -350,9 +349,8 @@ def _search_target(opts: BenchmarkOptions, cfg,
         arch = state.sampler.sample(state.board)
         state.sampled.append(arch)
         distill = search.distills and bool(state.board.teachers_for(arch))
-        return search_step(supernet, optimizer, loss_fn, images, labels, arch, state.board, meta,
-                           search.pick_method, distill, meta_update=opts.meta and distill,
-                           ema=ema)
+        return search_step(parts, images, labels, arch, distill=distill,
+                           meta_update=opts.meta and distill)
 
     def mean_mflops() -> float:
         timed = state.sampled[-opts.steps:]
