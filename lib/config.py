@@ -24,6 +24,8 @@ class ConfigError(ValueError):
 def get_default_config() -> CN:
     """A fresh copy of the defaults (never a shared module-level object)."""
     c = CN()
+    # (added) the NAS method tools/main.py's modes run (lib.engine.ENGINES): 'cream'
+    c.METHOD = "cream"
     c.AUTO_RESUME = True
     c.DATA_DIR = "./data/imagenet"
     c.MODEL = "cream"

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -27,6 +27,7 @@ import paddle.distributed as dist
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
+from lib.engine import MODES
 from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init_distributed,
@@ -34,7 +35,6 @@ from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init
 from pimm.utils import unwrap_model as _unwrap_model
 
 __all__ = [
-    "MODES",
     "RunContext",
     "device_type",
     "RunError",
@@ -42,6 +42,7 @@ __all__ = [
     "resolve_run_dir",
     "seed_epoch",
     "data_split_dir",
+    "check_data_splits",
     "LoaderPolicy",
     "build_loaders",
     "wrap_model",
@@ -53,9 +54,6 @@ __all__ = [
     "finish_run",
 ]
 
-#: tools/main.py's modes: ``train`` is the supernet search, ``retrain`` trains a child net from
-#: scratch, ``test`` evaluates a checkpoint.
-MODES = ("train", "retrain", "test")
 
 _DATA_HINT = (
     "Set DATA_DIR to a folder holding train/ and val/ with one sub-folder per class "
@@ -173,7 +171,7 @@ def _create_writer(run_dir: str):
 
 
 def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
-    """Set up this process for ``mode`` (one of :data:`MODES`): device, process group (when
+    """Set up this process for ``mode`` (one of ``lib.engine.MODES``): device, process group (when
     launched with several processes), threads, seeds, run folder with ``config.yaml``, logger
     (console, plus ``<mode>.log`` on the primary rank) and tensorboardX writer (primary rank)."""
     if mode not in MODES:
@@ -213,6 +211,12 @@ def finish_run(ctx: RunContext) -> None:
 
 
 # ---- data --------------------------------------------------------------------------------------
+def check_data_splits(cfg: CfgNode, splits: Sequence[str] = ("train", "val")) -> None:
+    """Raise RunError with the fix unless every ``DATA_DIR/<split>`` folder exists."""
+    for split in splits:
+        data_split_dir(cfg, split)
+
+
 def data_split_dir(cfg: CfgNode, split: str) -> str:
     """``DATA_DIR/<split>``; raises RunError with the fix when the folder is missing."""
     root = os.path.join(str(cfg.DATA_DIR), split)

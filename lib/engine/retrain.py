@@ -18,8 +18,8 @@ from typing import Any, Dict, Optional, Tuple
 import paddle
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, resume_training,
-                               seed_epoch, unwrap_model, wrap_model)
+from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
+                               resume_training, seed_epoch, unwrap_model, wrap_model)
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
@@ -29,7 +29,7 @@ from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.profile import format_count, profile
 
-__all__ = ["run", "create_train_loss", "train_one_epoch", "train_step"]
+__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
@@ -90,6 +90,12 @@ def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
     ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s", spec.selection, spec.arch,
                     spec.image_size, format_count(macs), format_count(params))
+
+
+def preflight(cfg) -> None:
+    """The launcher's checks before starting the processes (see ``lib.engine``)."""
+    check_data_splits(cfg)
+    resolve_child(cfg)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:

@@ -43,7 +43,7 @@ from paddle import nn
 
 from lib.config import ConfigError
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, build_loaders,
-                               resume_training, seed_epoch)
+                               check_data_splits, resume_training, seed_epoch)
 from lib.engine.evaluate import evaluate
 from lib.engine.meters import EpochMeters, Meter
 from lib.models import FlopsEst, SuperNet, SupernetPath, build_supernet
@@ -55,7 +55,7 @@ from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
 from pimm.utils import CheckpointSaver, ModelEma, accuracy, reduce_tensor, update_summary
 
-__all__ = ["run", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer", "create_search_loss",
+__all__ = ["run", "preflight", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer", "create_search_loss",
            "average_gradients", "recalibrated_batch_norm", "search_loader_policy",
            "build_search_supernet", "search_step", "SearchParts", "SearchStep"]
 
@@ -505,6 +505,11 @@ class _Search:
             self.ctx.logger.info("Board No.%d  Prec@1 %.3f  %.2f MFLOPs  %.3f M params  %s", i, entry.prec1,
                                  entry.flops, entry.params, entry.arch)
         return path
+
+
+def preflight(cfg) -> None:
+    """The launcher's checks before starting the processes (see ``lib.engine``)."""
+    check_data_splits(cfg)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:

@@ -16,7 +16,7 @@ from yacs.config import CfgNode
 from lib.config import ConfigError
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
-from lib.engine.common import RunContext, RunError, build_loaders, device_type
+from lib.engine.common import RunContext, RunError, build_loaders, check_data_splits, device_type
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate
 from lib.models import CREAM_ARCHS, trained_network
 from pimm.models import CheckpointMismatchError, load_model_weights, load_state_dict
@@ -25,7 +25,7 @@ from pimm.utils import atomic_write_text, get_num_threads
 from pimm.utils.inference import InferenceLayer, InferenceModel
 
 __all__ = ["TEST_BACKENDS", "AUTO_MIN_IMAGES", "checkpoint_to_test", "load_weights_for_test",
-           "select_test_model", "run"]
+           "select_test_model", "preflight", "run"]
 
 _logger = logging.getLogger(__name__)
 
@@ -113,6 +113,13 @@ def select_test_model(model: paddle.nn.Layer, image_size: int, backend: str, wor
     log.info("evaluating with Paddle Inference on %s (exported logits within %.1e of dygraph's)",
              device, difference)
     return InferenceLayer(predictor), "paddle_inference"
+
+
+def preflight(cfg: CfgNode) -> None:
+    """The launcher's checks before starting the processes (see ``lib.engine``)."""
+    check_data_splits(cfg, ("val",))
+    resolve_child(cfg)
+    checkpoint_to_test(cfg)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
