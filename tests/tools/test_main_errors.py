@@ -30,6 +30,7 @@ def _one_line(err):
     return err
 
 
+@pytest.mark.e2e  # runs tools/main.py in a subprocess
 def test_unknown_config_key_in_a_subprocess(run_main, tmp_path):
     proc = run_main("retrain", RETRAIN_14, "NET.SELECTON", 43, cwd=tmp_path, ok=False)
     assert proc.returncode == 2

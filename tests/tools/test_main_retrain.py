@@ -12,6 +12,8 @@ from lib.config import load_config
 from lib.engine.child import create_child_model, resolve_child
 from pimm.models import load_checkpoint
 
+pytestmark = pytest.mark.e2e  # runs tools/main.py in subprocesses
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RETRAIN_14 = os.path.join(REPO, "experiments", "configs", "retrain", "14.yaml")
 TEST_CFG = os.path.join(REPO, "experiments", "configs", "test", "test.yaml")

@@ -15,6 +15,8 @@ import numpy as np
 import paddle
 import pytest
 
+pytestmark = pytest.mark.e2e  # two ranks through paddle.distributed.launch
+
 GLOBAL_BATCH = 4
 
 
