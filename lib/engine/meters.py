@@ -5,9 +5,10 @@ Per-batch values are accumulated where they are (device tensors stay on the devi
 on the host), weighted by the batch size; only at log steps are they reduced over the ranks (one
 all-reduce) and brought to the host. A log step writes one line::
 
-    Train: 3 [  50/625]  Loss: 2.301234 (2.4567)  Prec@1: 12.5000 (10.2500)  ...  412.3 img/s  LR: 1.000e-02  Data: 0.004s  <extra>
+    Train: 3 [  50/625]  Loss: 2.301234 (2.4567)  Prec@1: 12.5000 (10.2500)  ...  412.3 img/s
+        LR: 1.000e-02  Data: 0.004s  <extra>
 
-(each shown meter: the latest batch's value over all ranks, then the epoch's mean so far), and the
+(on one line: each shown meter's latest batch over all ranks, then the epoch's mean so far), and the
 epoch means as TensorBoard scalars. The epoch loop returns :meth:`EpochMeters.averages`.
 """
 from __future__ import annotations

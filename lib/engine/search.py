@@ -55,8 +55,8 @@ from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
 from pimm.utils import CheckpointSaver, ModelEma, accuracy, reduce_tensor, update_summary
 
-__all__ = ["run", "preflight", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer", "create_search_loss",
-           "average_gradients", "recalibrated_batch_norm", "search_loader_policy",
+__all__ = ["run", "preflight", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
+           "create_search_loss", "average_gradients", "recalibrated_batch_norm", "search_loader_policy",
            "build_search_supernet", "search_step", "SearchParts", "SearchStep"]
 
 ArchList = List[List[int]]
