@@ -10,7 +10,11 @@ from typing import Iterable, Optional, Sequence
 
 from yacs.config import CfgNode as CN
 
-__all__ = ["get_default_config", "load_config", "ConfigError"]
+__all__ = ["get_default_config", "load_config", "shipped_config", "ConfigError"]
+
+# experiments/configs of this checkout: the recipes (a fact lives in one YAML file)
+_SHIPPED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "experiments", "configs")
 
 
 class ConfigError(ValueError):
@@ -20,6 +24,8 @@ class ConfigError(ValueError):
 def get_default_config() -> CN:
     """A fresh copy of the defaults (never a shared module-level object)."""
     c = CN()
+    # (added) the NAS method tools/main.py's modes run (lib.engine.ENGINES): 'cream'
+    c.METHOD = "cream"
     c.AUTO_RESUME = True
     c.DATA_DIR = "./data/imagenet"
     c.MODEL = "cream"
@@ -66,7 +72,7 @@ def get_default_config() -> CN:
 
     # (added) how the test mode evaluates: 'auto' (Paddle Inference with oneDNN on CPU for 1000+
     # images, several times dygraph's speed; dygraph otherwise), 'dygraph' or 'paddle_inference'
-    # (see lib/deploy.py)
+    # (see lib/engine/test.py)
     c.TEST = CN()
     c.TEST.INFERENCE = "auto"
 
@@ -140,6 +146,12 @@ def get_default_config() -> CN:
     # running statistics, which mix all paths); 0 keeps the running statistics
     c.SUPERNET.VAL_BN_BATCHES = 4
     return c
+
+
+def shipped_config(mode: str, name: str) -> str:
+    """Path of a config shipped with this checkout, e.g. ``shipped_config("retrain", "14.yaml")``
+    -> ``experiments/configs/retrain/14.yaml``."""
+    return os.path.join(_SHIPPED_CONFIGS, mode, name)
 
 
 def _parse_overrides(overrides: Sequence[str]) -> list:

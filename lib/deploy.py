@@ -1,5 +1,5 @@
-"""Cream child networks outside dygraph: export for Paddle Inference, top-k prediction on image
-files, and the test mode's choice of evaluation backend.
+"""Cream child networks outside dygraph: export for Paddle Inference and top-k prediction on image
+files (the test mode's choice of backend is ``lib.engine.test.select_test_model``).
 
 An exported child network is ``<prefix>.json`` + ``<prefix>.pdiparams`` (the program and weights,
 ``pimm.utils.inference.export_model``) and ``<prefix>.info.json``, which records what a caller
@@ -8,32 +8,23 @@ needs: the arch, the classes, and the evaluation transform the network was valid
 """
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
 
+from lib.models.childnet import EVAL_INTERPOLATION
 from pimm.data import (DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD,
                        transforms_imagenet_eval)
 from pimm.data.dataset import load_rgb
 from pimm.data.transforms import Compose
-from pimm.utils.inference import (InferenceLayer, InferenceModel, export_model, relative_difference)
+from pimm.utils.inference import InferenceModel, export_model, relative_difference
 
-__all__ = ["TEST_BACKENDS", "AUTO_MIN_IMAGES", "LOGITS_TOLERANCE", "export_child_network",
-           "exported_logits_difference", "eval_transform_from_info", "predict_files", "Prediction",
-           "select_test_model"]
-
-#: tools/main.py test: TEST.INFERENCE (see select_test_model)
-TEST_BACKENDS = ("auto", "dygraph", "paddle_inference")
-#: 'auto' exports only for evaluation sets at least this large: the export takes a few seconds
-#: (to_static's conversion), which the faster predictor wins back after about a thousand images
-#: for the smallest net (14 at 64 px) and after a few dozen for the 224 px nets (docs/BENCHMARKS.md)
-AUTO_MIN_IMAGES = 1000
+__all__ = ["LOGITS_TOLERANCE", "export_child_network", "exported_logits_difference",
+           "eval_transform_from_info", "predict_files", "Prediction"]
 #: the largest relative difference between exported and dygraph logits accepted
 LOGITS_TOLERANCE = 1e-4
-_EVAL_INTERPOLATION = "bicubic"
 
 
 def export_child_network(model: paddle.nn.Layer, prefix: str, image_size: int,
@@ -55,7 +46,7 @@ def export_child_network(model: paddle.nn.Layer, prefix: str, image_size: int,
         "num_classes": num_classes,
         "class_names": list(class_names) if class_names is not None else None,
         "source": source,
-        "preprocess": {"image_size": int(image_size), "interpolation": _EVAL_INTERPOLATION,
+        "preprocess": {"image_size": int(image_size), "interpolation": EVAL_INTERPOLATION,
                        "crop_pct": DEFAULT_CROP_PCT, "mean": list(IMAGENET_DEFAULT_MEAN),
                        "std": list(IMAGENET_DEFAULT_STD)},
     }
@@ -118,43 +109,3 @@ def predict_files(predictor: InferenceModel, paths: Sequence[str], topk: int = 5
             best = np.argsort(-row, kind="stable")[:k]
             results.append([(int(i), names[i] if names else None, float(row[i])) for i in best])
     return results
-
-
-def _device() -> str:
-    return "gpu" if paddle.device.get_device().startswith("gpu") else "cpu"
-
-
-def select_test_model(model: paddle.nn.Layer, image_size: int, backend: str, workdir: str,
-                      num_images: int, logger: Optional[logging.Logger] = None,
-                      threads: Optional[int] = None) -> Tuple[paddle.nn.Layer, str]:
-    """The model the test mode should evaluate on ``num_images`` images, and its backend.
-
-    ``backend``: 'dygraph' returns ``model``; 'paddle_inference' exports it into ``workdir`` and
-    returns a Paddle Inference predictor (oneDNN on CPU) behind the layer interface; 'auto' does
-    the latter on CPU for at least ``AUTO_MIN_IMAGES`` images (several times dygraph's speed on
-    2 cores, docs/BENCHMARKS.md) and keeps dygraph otherwise, and on GPU (where no measurement
-    showed a gain). The exported logits are checked against dygraph's on a random batch first:
-    beyond ``LOGITS_TOLERANCE`` 'paddle_inference' raises and 'auto' falls back to dygraph with
-    a warning.
-    """
-    if backend not in TEST_BACKENDS:
-        raise ValueError(f"TEST.INFERENCE {backend!r} is not one of {TEST_BACKENDS}")
-    log = logger or logging.getLogger(__name__)
-    device = _device()
-    worth_exporting = device == "cpu" and num_images >= AUTO_MIN_IMAGES
-    if backend == "dygraph" or (backend == "auto" and not worth_exporting):
-        return model, "dygraph"
-    prefix = os.path.join(workdir, "test_model")
-    export_child_network(model, prefix, image_size)
-    predictor = InferenceModel(prefix, device=device, threads=threads)
-    difference = exported_logits_difference(model, predictor, image_size)
-    if difference > LOGITS_TOLERANCE:
-        message = (f"the exported model's logits differ from dygraph's by {difference:.2e} "
-                   f"(relative), more than {LOGITS_TOLERANCE:g}")
-        if backend == "paddle_inference":
-            raise RuntimeError(message + "; set TEST.INFERENCE dygraph")
-        log.warning("%s: evaluating in dygraph instead", message)
-        return model, "dygraph"
-    log.info("evaluating with Paddle Inference on %s (exported logits within %.1e of dygraph's)",
-             device, difference)
-    return InferenceLayer(predictor), "paddle_inference"

@@ -94,7 +94,7 @@ def cream14_dir():
 def load_tool(monkeypatch):
     """``load_tool("convert_checkpoint")`` imports ``tools/convert_checkpoint.py`` as a module the
     way ``python tools/convert_checkpoint.py`` runs it: with ``tools/`` first on ``sys.path`` (the
-    scripts import ``tools/_paths.py`` from there), for calling its ``main(argv)`` in-process."""
+    scripts import ``tools/_entry.py`` from there), for calling its ``main(argv)`` in-process."""
     tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
 
     def load(name):

@@ -15,34 +15,33 @@ step_ms, peak_rss_mb, mflops (thop multiply-adds of one image; search: mean of t
 paths), gflops_per_s (mflops x 1 for infer or x 3 for train/search, x images/s), and the machine
 (cpu, cpu_cores, device, gpu, paddle, python). docs/BENCHMARKS.md has the measured table.
 """
-import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
 
 import argparse
 import json
-import os
 import sys
-import warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from lib.benchmark import BACKENDS, MODES
+    from lib.engine.benchmark import BACKENDS, MODES
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     net = parser.add_mutually_exclusive_group()
     net.add_argument("--selection", type=int, help="released net: 14, 43, 114, 287, 481 or 604")
-    net.add_argument("--arch", type=_paths.arch_list,
+    net.add_argument("--arch", type=_entry.arch_list,
                      help="arch list of a searched child net (224 px by default)")
     net.add_argument("--supernet", action="store_true", help="the supernet of --flops-range")
     parser.add_argument("--flops-range", type=float, nargs=2, metavar=("MIN", "MAX"),
                         help="supernet FLOPs range in MFLOPs (default 0 600; search: the "
                              "config's)")
-    parser.add_argument("--path", type=_paths.arch_list,
+    parser.add_argument("--path", type=_entry.arch_list,
                         help="supernet path for infer/train (default: a fixed random one)")
     parser.add_argument("--mode", choices=MODES, default="infer")
     parser.add_argument("--meta", action="store_true",
                         help="search: take the meta-matching update in every timed step")
-    parser.add_argument("--config", help="search: the search config (default: "
+    parser.add_argument("--config", help="--supernet and --mode search: the search config whose "
+                                         "supernet and settings are timed (default: "
                                          "experiments/configs/train/train.yaml)")
     parser.add_argument("--backend", choices=BACKENDS, default="dygraph",
                         help="infer with dygraph or with the exported model in Paddle Inference")
@@ -66,20 +65,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@_entry.entry_point(ValueError, FileNotFoundError)
 def main(argv=None) -> int:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    warnings.filterwarnings("ignore", message=".*ccache.*")
     args = parse_args(argv)
     import paddle
 
-    from lib.benchmark import BenchmarkOptions, run_benchmark
-    from lib.engine.common import RunError
+    from lib.engine.benchmark import BenchmarkOptions, run_benchmark
 
     has_gpu = paddle.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
     if args.device == "gpu" and not has_gpu:
-        print("error: --device gpu needs a CUDA build of Paddle and a visible GPU",
-              file=sys.stderr)
-        return 2
+        raise ValueError("--device gpu needs a CUDA build of Paddle and a visible GPU")
     if args.device:
         paddle.set_device(args.device)
     opts = BenchmarkOptions(
@@ -89,12 +84,7 @@ def main(argv=None) -> int:
         threads=args.threads, warmup=args.warmup, steps=args.steps, backend=args.backend,
         data_dir=args.data, workers=args.workers, ema=not args.no_ema, meta=args.meta,
         config=args.config, seed=args.seed)
-    try:
-        result = run_benchmark(opts)
-    except (ValueError, FileNotFoundError, RunError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(result))
+    print(json.dumps(run_benchmark(opts)))
     return 0
 
 

@@ -8,11 +8,10 @@
 No PyTorch is needed, and nothing in the file is executed. The network is taken from --selection
 or --arch, or else from the run config saved in the checkpoint (NET.SELECTION).
 """
-import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
 
 import argparse
 import sys
-import warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,25 +23,21 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "evaluates them; by default state_dict and state_dict_ema are both converted")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--selection", type=int, help="released network: 14, 43, 114, 287, 481 or 604")
-    which.add_argument("--arch", type=_paths.arch_list, help="arch list of a searched network")
+    which.add_argument("--arch", type=_entry.arch_list, help="arch list of a searched network")
     parser.add_argument("--num-classes", type=int, help="classifier size (default: from the checkpoint's "
                                                         "config, else 1000)")
     return parser.parse_args(argv)
 
 
+@_entry.entry_point(ValueError, FileNotFoundError)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    warnings.filterwarnings("ignore", message=".*ccache.*")
     from lib.models.convert import convert_torch_checkpoint
 
-    try:
-        summary = convert_torch_checkpoint(
-            args.source, args.destination,
-            selection_or_arch=args.arch if args.arch is not None else args.selection,
-            use_ema=args.ema, num_classes=args.num_classes)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    summary = convert_torch_checkpoint(
+        args.source, args.destination,
+        selection_or_arch=args.arch if args.arch is not None else args.selection,
+        use_ema=args.ema, num_classes=args.num_classes)
     print(summary.describe())
     return 0
 

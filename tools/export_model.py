@@ -11,12 +11,11 @@ evaluation transform), then runs the exported model and dygraph on the same rand
 if their logits differ by more than 1e-4 (relative). The checkpoint may be a .pdparams file or a
 PyTorch Cream checkpoint; --ema takes its EMA weights (what the reference's test evaluates).
 """
-import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
 
 import argparse
 import os
 import sys
-import warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -24,7 +23,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     net = parser.add_mutually_exclusive_group(required=True)
     net.add_argument("--selection", type=int, help="released network: 14, 43, 114, 287, 481 or 604")
-    net.add_argument("--arch", type=_paths.arch_list, help="arch list of a searched network")
+    net.add_argument("--arch", type=_entry.arch_list, help="arch list of a searched network")
     parser.add_argument("--checkpoint",
                         help="weights (.pdparams or PyTorch .pth.tar); random weights without")
     parser.add_argument("--ema", action="store_true",
@@ -40,40 +39,28 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@_entry.entry_point(ValueError, FileNotFoundError, threads=True)
 def main(argv=None) -> int:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    warnings.filterwarnings("ignore", message=".*ccache.*")
     args = parse_args(argv)
     from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
-    from lib.models import build_childnet, resolve_arch, validate_arch
+    from lib.models import build_childnet, resolve_arch
     from pimm.data import ImageDataset
     from pimm.models import load_checkpoint
-    from pimm.utils import set_num_threads
     from pimm.utils.inference import InferenceModel
 
-    set_num_threads()
-    try:
-        if args.selection is not None:
-            arch, size = resolve_arch(args.selection)
-        else:
-            arch, size = validate_arch(args.arch), 224
-        size = args.image_size or size
-        class_names = None
-        if args.class_names_from:
-            class_names = ImageDataset(args.class_names_from).classes
-        model = build_childnet(arch, num_classes=args.num_classes)
-        if args.checkpoint:
-            load_checkpoint(model, args.checkpoint, use_ema=args.ema)
-        elif args.ema:
-            raise ValueError("--ema needs --checkpoint")
-        model.eval()
-        source = os.path.abspath(args.checkpoint) if args.checkpoint else None
-        files = export_child_network(model, args.output, size, arch=arch, class_names=class_names,
-                                     source=source)
-        difference = exported_logits_difference(model, InferenceModel(args.output), size)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.ema and not args.checkpoint:
+        raise ValueError("--ema needs --checkpoint")
+    arch, size = resolve_arch(args.selection if args.selection is not None else args.arch)
+    size = args.image_size or size
+    class_names = ImageDataset(args.class_names_from).classes if args.class_names_from else None
+    model = build_childnet(arch, num_classes=args.num_classes)
+    if args.checkpoint:
+        load_checkpoint(model, args.checkpoint, use_ema=args.ema)
+    model.eval()
+    source = os.path.abspath(args.checkpoint) if args.checkpoint else None
+    files = export_child_network(model, args.output, size, arch=arch, class_names=class_names,
+                                 source=source)
+    difference = exported_logits_difference(model, InferenceModel(args.output), size)
     for kind, path in files.items():
         print(f"{kind:8s} {path}")
     print(f"exported logits vs dygraph: {difference:.2e} relative difference "

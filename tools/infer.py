@@ -9,13 +9,13 @@ Each image goes through the evaluation transform stored at export (resize, centr
 Output: one line per image with "index:name probability" pairs (names when the export was given
 class names), or with --json one JSON object per image.
 """
-import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
 
 import argparse
 import json
-import os
 import sys
-import warnings
+
+from pimm.data import ImageReadError
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -33,22 +33,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@_entry.entry_point(ValueError, FileNotFoundError, ImageReadError)
 def main(argv=None) -> int:
-    os.environ.setdefault("GLOG_minloglevel", "2")
-    warnings.filterwarnings("ignore", message=".*ccache.*")
     args = parse_args(argv)
     from lib.deploy import predict_files
-    from pimm.data import ImageReadError
     from pimm.utils.inference import InferenceModel
 
-    try:
-        predictor = InferenceModel(args.model, device=args.device, threads=args.threads,
-                                   tensorrt=args.tensorrt)
-        predictions = predict_files(predictor, args.images, topk=args.topk,
-                                    batch_size=args.batch_size)
-    except (ValueError, FileNotFoundError, ImageReadError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    predictor = InferenceModel(args.model, device=args.device, threads=args.threads,
+                               tensorrt=args.tensorrt)
+    predictions = predict_files(predictor, args.images, topk=args.topk,
+                                batch_size=args.batch_size)
     for path, top in zip(args.images, predictions):
         if args.json:
             ranked = [{"class": index, "name": name, "probability": prob}

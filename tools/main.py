@@ -12,22 +12,17 @@ multi-node jobs. Without GPUs one process runs unless --nproc asks for more (CPU
 """
 from __future__ import annotations
 
+import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
+
 import argparse
-import importlib
 import os
 import subprocess
 import sys
-import warnings
 from typing import List, Optional
 
-import _paths  # noqa: F401  (puts the repository root on sys.path)
+from lib.config import ConfigError, load_config
+from lib.engine import MODES, engine_for
 
-os.environ.setdefault("GLOG_minloglevel", "2")  # before Paddle's C++ core loads: no glog chatter
-warnings.filterwarnings("ignore", message=".*ccache.*")
-
-# the module that implements each mode; each exposes run(ctx: RunContext) -> dict
-ENGINES = {"train": "lib.engine.search", "retrain": "lib.engine.retrain",
-           "test": "lib.engine.evaluate"}
 _LAUNCHER_ENV = "PADDLE_TRAINERS_NUM"  # set by paddle.distributed.launch in every process it starts
 
 
@@ -35,7 +30,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python tools/main.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=sorted(ENGINES), help="train (search), retrain or test")
+    parser.add_argument("mode", choices=MODES, help="train (search), retrain or test")
     parser.add_argument("cfg", help="YAML config, e.g. experiments/configs/retrain/14.yaml")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
                         help="config overrides, e.g. NET.SELECTION 43 DATASET.BATCH_SIZE 64")
@@ -64,8 +59,6 @@ def _visible_gpus() -> int:
 
 def processes_per_node(args: argparse.Namespace, cfg) -> int:
     """--nproc when given; else NUM_GPU on a machine with GPUs, 1 without."""
-    from lib.config import ConfigError
-
     if args.nproc is not None:
         if args.nproc < 1:
             raise ConfigError(f"--nproc must be >= 1, got {args.nproc}")
@@ -81,16 +74,7 @@ def processes_per_node(args: argparse.Namespace, cfg) -> int:
 
 def preflight(cfg, mode: str) -> None:
     """Checks that would otherwise fail in every launched process, a few seconds later."""
-    from lib.engine.common import data_split_dir
-
-    for split in ("val",) if mode == "test" else ("train", "val"):
-        data_split_dir(cfg, split)
-    if mode in ("retrain", "test"):
-        from lib.engine.evaluate import resolve_child, test_checkpoint_path
-
-        resolve_child(cfg)
-        if mode == "test":
-            test_checkpoint_path(cfg)
+    engine_for(mode, str(cfg.METHOD)).preflight(cfg)
 
 
 def launch_command(args: argparse.Namespace, cfg, nproc: int) -> List[str]:
@@ -105,15 +89,9 @@ def launch_command(args: argparse.Namespace, cfg, nproc: int) -> List[str]:
 
 
 def run_engine(cfg, mode: str) -> dict:
-    from lib.engine.common import RunError, finish_run, prepare_run
+    from lib.engine.common import finish_run, prepare_run
 
-    try:
-        engine = importlib.import_module(ENGINES[mode])
-    except ModuleNotFoundError as err:
-        if err.name != ENGINES[mode]:
-            raise
-        raise RunError(f"mode {mode!r} is not available in this checkout: {ENGINES[mode]} is "
-                       "missing") from None
+    engine = engine_for(mode, str(cfg.METHOD))
     ctx = prepare_run(cfg, mode)
     try:
         return engine.run(ctx)
@@ -121,11 +99,9 @@ def run_engine(cfg, mode: str) -> dict:
         finish_run(ctx)
 
 
+@_entry.entry_point()
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
-    from lib.config import ConfigError, load_config
-    from lib.engine.common import RunError
-
     try:
         cfg = load_config(args.cfg, args.overrides)
         launched = _LAUNCHER_ENV in os.environ
@@ -136,9 +112,6 @@ def main(argv: Optional[List[str]] = None) -> int:
                 preflight(cfg, args.mode)
                 return subprocess.call(launch_command(args, cfg, nproc))
         run_engine(cfg, args.mode)
-    except (ConfigError, RunError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("interrupted; with AUTO_RESUME True the same command continues the run",
               file=sys.stderr)

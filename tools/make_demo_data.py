@@ -2,13 +2,12 @@
 
     python tools/make_demo_data.py data/demo --classes 10 --train-per-class 100 --val-per-class 20
 """
-import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
 
 import argparse
 import json
 import os
 import sys
-import warnings
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -22,24 +21,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@_entry.entry_point(ValueError, FileExistsError)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    warnings.filterwarnings("ignore", message=".*ccache.*")
     from pimm.data.demo import MANIFEST_NAME, make_demo_dataset
 
     already = os.path.isfile(os.path.join(args.out, MANIFEST_NAME))
-    try:
-        root = make_demo_dataset(
-            args.out,
-            num_classes=args.classes,
-            train_per_class=args.train_per_class,
-            val_per_class=args.val_per_class,
-            image_size=args.size,
-            seed=args.seed,
-        )
-    except (ValueError, FileExistsError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    root = make_demo_dataset(args.out, num_classes=args.classes, train_per_class=args.train_per_class,
+                             val_per_class=args.val_per_class, image_size=args.size, seed=args.seed)
     with open(os.path.join(root, MANIFEST_NAME)) as f:
         manifest = json.load(f)
     counts = manifest["num_files"]

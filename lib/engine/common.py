@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -27,20 +27,23 @@ import paddle.distributed as dist
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
+from lib.engine import MODES
 from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
 from pimm.models import CheckpointMismatchError, resume_checkpoint
-from pimm.utils import (atomic_write_text, available_cpus, init_distributed, retain_freed_memory,
-                        seed_everything, set_num_threads, setup_logger)
+from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init_distributed,
+                        retain_freed_memory, seed_everything, set_num_threads, setup_logger)
 from pimm.utils import unwrap_model as _unwrap_model
 
 __all__ = [
-    "MODES",
     "RunContext",
+    "device_type",
     "RunError",
     "prepare_run",
     "resolve_run_dir",
     "seed_epoch",
     "data_split_dir",
+    "check_data_splits",
+    "LoaderPolicy",
     "build_loaders",
     "wrap_model",
     "unwrap_model",
@@ -51,9 +54,6 @@ __all__ = [
     "finish_run",
 ]
 
-#: tools/main.py's modes: ``train`` is the supernet search, ``retrain`` trains a child net from
-#: scratch, ``test`` evaluates a checkpoint.
-MODES = ("train", "retrain", "test")
 
 _DATA_HINT = (
     "Set DATA_DIR to a folder holding train/ and val/ with one sub-folder per class "
@@ -96,6 +96,11 @@ def _select_device() -> str:
         device = "cpu"
     paddle.set_device(device)
     return device
+
+
+def device_type() -> str:
+    """'gpu' or 'cpu': the kind of Paddle's current device."""
+    return "gpu" if paddle.device.get_device().startswith("gpu") else "cpu"
 
 
 def _threads_per_process() -> int:
@@ -166,7 +171,7 @@ def _create_writer(run_dir: str):
 
 
 def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
-    """Set up this process for ``mode`` (one of :data:`MODES`): device, process group (when
+    """Set up this process for ``mode`` (one of ``lib.engine.MODES``): device, process group (when
     launched with several processes), threads, seeds, run folder with ``config.yaml``, logger
     (console, plus ``<mode>.log`` on the primary rank) and tensorboardX writer (primary rank)."""
     if mode not in MODES:
@@ -206,6 +211,12 @@ def finish_run(ctx: RunContext) -> None:
 
 
 # ---- data --------------------------------------------------------------------------------------
+def check_data_splits(cfg: CfgNode, splits: Sequence[str] = ("train", "val")) -> None:
+    """Raise RunError with the fix unless every ``DATA_DIR/<split>`` folder exists."""
+    for split in splits:
+        data_split_dir(cfg, split)
+
+
 def data_split_dir(cfg: CfgNode, split: str) -> str:
     """``DATA_DIR/<split>``; raises RunError with the fix when the folder is missing."""
     root = os.path.join(str(cfg.DATA_DIR), split)
@@ -228,25 +239,37 @@ def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
     return dataset
 
 
-def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = True,
-                  eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
-    """``(train_loader, eval_loader)`` over ``DATA_DIR/train`` and ``DATA_DIR/val`` (None for a
-    split not asked for), sharded over the ranks when distributed.
+@dataclass(frozen=True)
+class LoaderPolicy:
+    """What an engine decides about its loaders beyond the config's DATASET/AUGMENTATION keys:
+    ``auto_augment``, the RandAugment spec of training images (None: none), and the resampling of
+    the evaluation resize."""
 
-    Training: random-resized crop with random interpolation, flip, colour jitter
-    (``AUGMENTATION.COLOR_JITTER``), RandAugment ``AUGMENTATION.AA`` (retrain only: the reference's
-    search loader has none), random erasing ``RE_PROB``/``RE_MODE``. Evaluation: resize to
-    ``image_size / 0.875`` and centre crop, bicubic for retrain/test and ``DATASET.INTERPOLATION``
-    for the search, batches of ``VAL_BATCH_MUL x BATCH_SIZE``. Validation labels follow the
-    training classes when both are loaded. The training crop keeps an ``AUGMENTATION.SCALE`` area.
+    auto_augment: Optional[str] = None
+    eval_interpolation: str = "bilinear"
+
+
+def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
+                  train: bool = True, eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
+    """``(train_loader, eval_loader)`` over ``DATA_DIR/train`` and ``DATA_DIR/val`` (None for a
+    split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
+    process on Paddle's current device).
+
+    Training: random-resized crop keeping an ``AUGMENTATION.SCALE`` area, random interpolation,
+    flip, colour jitter (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing
+    ``RE_PROB``/``RE_MODE``. Evaluation: resize to ``image_size / 0.875`` with
+    ``policy.eval_interpolation`` and centre crop, batches of ``VAL_BATCH_MUL x BATCH_SIZE``.
+    Validation labels follow the training classes when both are loaded.
     """
     batch_size = int(cfg.DATASET.BATCH_SIZE)
     if batch_size < 1:
         raise ConfigError(f"DATASET.BATCH_SIZE must be >= 1, got {batch_size}")
     aug = cfg.AUGMENTATION
+    distributed, world_size, rank = (ctx.distributed, ctx.world_size, ctx.rank) if ctx else (False, 1, 0)
+    device = ctx.device if ctx else paddle.device.get_device()
     common = dict(input_size=(3, image_size, image_size), num_workers=int(cfg.WORKERS),
-                  distributed=ctx.distributed, num_replicas=ctx.world_size, rank=ctx.rank,
-                  pin_memory=bool(cfg.DATASET.PIN_MEM) and ctx.device.startswith("gpu"),
+                  distributed=distributed, num_replicas=world_size, rank=rank,
+                  pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
                   crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED))
     train_loader = eval_loader = None
     train_set = None
@@ -254,8 +277,7 @@ def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = 
         train_set = _open_split(cfg, "train")
         train_loader = create_loader(
             train_set, batch_size=batch_size, is_training=True,
-            color_jitter=float(aug.COLOR_JITTER),
-            auto_augment=(str(aug.AA) or None) if ctx.mode != "train" else None,
+            color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
             interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
             scale=tuple(float(v) for v in aug.SCALE),
             **common)
@@ -267,10 +289,9 @@ def build_loaders(cfg: CfgNode, ctx: RunContext, image_size: int, train: bool = 
                 raise RunError(f"DATA_DIR/val has class folders that DATA_DIR/train lacks: "
                                f"{unknown[:5]}. Both splits need the same class folder names")
             eval_set = ImageDataset(eval_set.root, class_to_idx=train_set.class_to_idx)
-        interpolation = str(cfg.DATASET.INTERPOLATION) if ctx.mode == "train" else "bicubic"
         eval_loader = create_loader(
             eval_set, batch_size=int(cfg.DATASET.VAL_BATCH_MUL) * batch_size, is_training=False,
-            interpolation=interpolation, **common)
+            interpolation=policy.eval_interpolation, **common)
     return train_loader, eval_loader
 
 
@@ -305,17 +326,12 @@ def broadcast_buffers(model: Any, ctx: RunContext) -> None:
 
 
 # ---- resume ------------------------------------------------------------------------------------
-def _checkpoint_epoch(path: str) -> int:
-    state = paddle.load(path)
-    return int(state.get("epoch", -1)) if isinstance(state, dict) else -1
-
-
 def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Optional[str]:
     """The checkpoint to continue from, or None for a fresh start (always None without
     ``AUTO_RESUME``).
 
-    Looks in the run folder first: ``last<ext>`` (written at the end of every epoch) or the
-    newest ``recovery-<epoch>-<batch><ext>`` when it belongs to a later epoch. Without either,
+    Looks in the run folder first (``CheckpointSaver.resume_file``: the last epoch's checkpoint,
+    or the newest recovery file when it belongs to a later epoch). Without either,
     ``RESUME_PATH`` when that file exists (the reference's meaning of AUTO_RESUME). The primary
     rank decides and tells the others, so all ranks resume from the same file (which they must be
     able to read: keep SAVE_PATH on storage every machine sees).
@@ -328,14 +344,9 @@ def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Opt
 
 def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
     cfg = ctx.cfg
-    last = os.path.join(ctx.run_dir, "last" + extension)
-    recovery = _newest_recovery(ctx.run_dir, extension)
-    if os.path.isfile(last):
-        if recovery is not None and recovery[0] > _checkpoint_epoch(last):
-            return recovery[1]
-        return last
-    if recovery is not None:
-        return recovery[1]
+    in_run_dir = CheckpointSaver.resume_file(ctx.run_dir, extension)
+    if in_run_dir is not None:
+        return in_run_dir
     resume_path = str(cfg.RESUME_PATH or "")
     if resume_path and os.path.isfile(resume_path):
         return resume_path
@@ -385,17 +396,3 @@ def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, sch
                     f", batch {skip}" if skip else "")
     return ResumePoint(start_epoch, skip, path, dict(state.extra))
 
-
-def _newest_recovery(folder: str, extension: str) -> Optional[Tuple[int, str]]:
-    found = []
-    prefix = "recovery-"
-    for name in os.listdir(folder):
-        if not (name.startswith(prefix) and name.endswith(extension)):
-            continue
-        parts = name[len(prefix):-len(extension)].split("-")
-        if len(parts) == 2 and all(p.isdigit() for p in parts):
-            found.append((int(parts[0]), int(parts[1]), os.path.join(folder, name)))
-    if not found:
-        return None
-    epoch, _, path = max(found)
-    return epoch, path

@@ -12,25 +12,24 @@ reduced over ranks with sample weights.
 from __future__ import annotations
 
 import os
-import time
 from collections import OrderedDict
 from typing import Any, Dict, Optional, Tuple
 
 import paddle
-import paddle.distributed as dist
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, resume_training,
-                               seed_epoch, unwrap_model, wrap_model)
-from lib.engine.evaluate import (EVAL_METRIC_NAMES, ChildSpec, create_child_model, evaluate,
-                                 metrics_from_sums, resolve_child, topk_correct)
+from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
+                               resume_training, seed_epoch, unwrap_model, wrap_model)
+from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
+from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
+from lib.engine.meters import EpochMeters, Meter
 from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.profile import format_count, profile
 
-__all__ = ["run", "train_one_epoch", "train_step"]
+__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
@@ -48,73 +47,55 @@ def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Ten
     return output, loss
 
 
+def create_train_loss(cfg) -> paddle.nn.Layer:
+    """The retrain loss: label-smoothing cross-entropy with ``AUGMENTATION.SMOOTHING`` (plain
+    cross-entropy at 0)."""
+    smoothing = float(cfg.AUGMENTATION.SMOOTHING)
+    return LabelSmoothingCrossEntropy(smoothing) if smoothing > 0 else paddle.nn.CrossEntropyLoss()
+
+
+#: what the retrain loop logs (lib.engine.meters)
+TRAIN_METERS = (Meter("loss", "Loss", precision=6), Meter("prec1", "Prec@1"), Meter("prec5", "Prec@5"))
+
+
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
                     saver: Optional[CheckpointSaver] = None,
                     skip_batches: int = 0) -> Dict[str, float]:
     """One pass over ``loader``; returns the epoch's loss and accuracies (averaged over all
     samples of all ranks). Host syncs happen only at log intervals and the last batch."""
-    cfg = ctx.cfg
     model.train()
-    log_interval = max(1, int(cfg.LOG_INTERVAL))
-    recovery_interval = int(cfg.RECOVERY_INTERVAL)
+    recovery_interval = int(ctx.cfg.RECOVERY_INTERVAL)
     num_batches, last_idx = len(loader), len(loader) - 1
     num_updates = epoch * num_batches + skip_batches
-    # [loss sum, top-1 hits, top-5 hits, images] of the epoch, then of the latest batch
-    totals = paddle.zeros([4], dtype="float64")
-    metrics = metrics_from_sums(0.0, 0.0, 0.0, 0.0)  # NaNs until the first log step
-    tick = data_tick = time.time()
-    data_time, steps = 0.0, 0
-    for batch_idx, (images, labels) in enumerate(loader):
-        if batch_idx < skip_batches:
-            # already trained before the recovery point; still drawn from the loader so that the
-            # later batches get the order and augmentation of the uninterrupted epoch
-            continue
-        data_time += time.time() - data_tick
+    meters = EpochMeters(ctx, epoch, num_batches, TRAIN_METERS)
+    for batch_idx, (images, labels) in meters.batches(loader, skip=skip_batches):
         output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema)
         num_updates += 1
-        steps += 1
         if scheduler is not None:
             scheduler.step_update(num_updates)
-
-        batch = float(images.shape[0])
+        batch = images.shape[0]
         with paddle.no_grad():
             top1, top5 = topk_correct(output.detach(), labels)
-            latest = paddle.stack([loss.detach().astype("float64").reshape([]) * batch, top1, top5,
-                                   paddle.to_tensor(batch, dtype="float64")])
-            totals += latest
-        if batch_idx % log_interval == 0 or batch_idx == last_idx:
-            both = paddle.concat([totals, latest])
-            if ctx.distributed:
-                dist.all_reduce(both)
-            values = both.numpy().tolist()
-            epoch_avg, batch_avg = metrics_from_sums(*values[:4]), metrics_from_sums(*values[4:])
-            metrics = epoch_avg
-            elapsed = time.time() - tick
-            lr = optimizer.get_lr()
-            ctx.logger.info(
-                "Train: %d [%4d/%d]  Loss: %.6f (%.4f)  Prec@1: %.4f (%.4f)  Prec@5: %.4f (%.4f)  "
-                "%.1f img/s  LR: %.3e  Data: %.3fs", epoch, batch_idx, num_batches,
-                batch_avg["loss"], epoch_avg["loss"], batch_avg["prec1"], epoch_avg["prec1"],
-                batch_avg["prec5"], epoch_avg["prec5"],
-                steps * batch * ctx.world_size / max(elapsed, 1e-9), lr, data_time / steps)
-            if ctx.writer is not None:
-                step = epoch * num_batches + batch_idx
-                ctx.writer.add_scalar("train/loss", epoch_avg["loss"], step)
-                ctx.writer.add_scalar("train/prec1", epoch_avg["prec1"], step)
-                ctx.writer.add_scalar("train/lr", lr, step)
-            tick, data_time, steps = time.time(), 0.0, 0
+        meters.update(batch, loss=loss, prec1=top1 * (100.0 / batch), prec5=top5 * (100.0 / batch))
+        if meters.log_due(batch_idx):
+            meters.log(batch_idx, lr=optimizer.get_lr())
         if saver is not None and recovery_interval and (batch_idx + 1) % recovery_interval == 0 \
                 and batch_idx != last_idx:
             saver.save_recovery(epoch, batch_idx)
-        data_tick = time.time()
-    return metrics
+    return meters.averages()
 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
     ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s", spec.selection, spec.arch,
                     spec.image_size, format_count(macs), format_count(params))
+
+
+def preflight(cfg) -> None:
+    """The launcher's checks before starting the processes (see ``lib.engine``)."""
+    check_data_splits(cfg)
+    resolve_child(cfg)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
@@ -126,7 +107,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if eval_metric not in EVAL_METRIC_NAMES:
         raise ConfigError(f"EVAL_METRICS {eval_metric!r} is not measured; choose one of "
                           f"{', '.join(EVAL_METRIC_NAMES)}")
-    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size)
+    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg))
 
     model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
     if ctx.is_primary:
@@ -135,9 +116,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     model = wrap_model(model, ctx)
     optimizer = create_optimizer(cfg, model)
     scheduler, num_epochs = create_scheduler(cfg, optimizer)
-    smoothing = float(cfg.AUGMENTATION.SMOOTHING)
-    train_loss = (LabelSmoothingCrossEntropy(smoothing) if smoothing > 0
-                  else paddle.nn.CrossEntropyLoss())
+    train_loss = create_train_loss(cfg)
 
     resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")
     saver = None

@@ -29,7 +29,6 @@ Deliberate differences from the reference (microsoft/Cream ``tools/train.py``, `
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import OrderedDict
@@ -43,24 +42,29 @@ import paddle.distributed as dist
 from paddle import nn
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
-                               resume_training, seed_epoch)
+from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, build_loaders,
+                               check_data_splits, resume_training, seed_epoch)
 from lib.engine.evaluate import evaluate
-from lib.models import build_supernet
-from lib.search import (PICK_METHODS, SAMPLING_MODES, FlopsEst, MetaMatchingNetwork, MetaUpdate,
-                        PathSampler, PrioritizedBoard)
+from lib.engine.meters import EpochMeters, Meter
+from lib.models import FlopsEst, SuperNet, SupernetPath, build_supernet
+from lib.search import (PICK_METHODS, SAMPLING_MODES, MetaMatchingNetwork, MetaUpdate, PathSampler,
+                        PrioritizedBoard)
+from lib.search.board_file import write_board_file
 from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
-from pimm.utils import (AverageMeter, CheckpointSaver, ModelEma, accuracy, atomic_write_text,
-                        reduce_tensor, update_summary)
+from pimm.utils import CheckpointSaver, ModelEma, accuracy, reduce_tensor, update_summary
 
-__all__ = ["run", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
-           "average_gradients", "recalibrated_batch_norm", "build_search_supernet", "search_step",
-           "SearchStep"]
+__all__ = ["run", "preflight", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
+           "create_search_loss", "average_gradients", "recalibrated_batch_norm", "search_loader_policy",
+           "build_search_supernet", "search_step", "SearchParts", "SearchStep"]
 
 ArchList = List[List[int]]
-BOARD_FILE = "board.json"
+#: what the search loop logs (lib.engine.meters); rho is the teacher's matching score
+SEARCH_METERS = (Meter("loss", "Loss", precision=6), Meter("kd_loss", "KD-Loss", precision=6),
+                 Meter("prec1", "Prec@1"), Meter("prec5", "Prec@5"), Meter("rho", "rho"),
+                 Meter("meta_val_loss", tag="meta/val_loss"),
+                 Meter("meta_grad_norm", tag="meta/grad_norm"))
 # validation metrics: means over the SUPERNET.VAL_PATHS random paths
 EVAL_METRICS = ("prec1", "prec5", "loss")
 
@@ -154,6 +158,12 @@ def create_search_optimizer(cfg, supernet: nn.Layer) -> paddle.optimizer.Optimiz
     return create_optimizer(cfg, groups)
 
 
+def create_search_loss(cfg) -> nn.Layer:
+    """Label-smoothing cross-entropy with ``AUGMENTATION.SMOOTHING``, pimm's: the meta step
+    differentiates it twice (Paddle's has no double-grad kernel)."""
+    return LabelSmoothingCrossEntropy(float(cfg.AUGMENTATION.SMOOTHING))
+
+
 def average_gradients(params: List[paddle.Tensor], world_size: int) -> None:
     """Average the gradients of ``params`` over the ranks with one all-reduce. Every rank must
     pass the same parameters in the same order with the same ones holding a gradient (all ranks
@@ -173,18 +183,41 @@ def average_gradients(params: List[paddle.Tensor], world_size: int) -> None:
         offset += size
 
 
-def build_search_supernet(cfg, opts: SearchOptions) -> Tuple[nn.Layer, List[int], int]:
+def search_loader_policy(cfg) -> LoaderPolicy:
+    """The search's loaders, as the reference's: no RandAugment on training images, and the
+    evaluation resize with ``DATASET.INTERPOLATION``."""
+    return LoaderPolicy(auto_augment=None, eval_interpolation=str(cfg.DATASET.INTERPOLATION))
+
+
+def build_search_supernet(cfg) -> Tuple[SuperNet, List[int], int]:
     """The supernet the search trains: ``(supernet, layers per searched stage, resolution of
     the FLOPs space)``, from the config's SUPERNET/NET/BATCHNORM keys."""
+    s = cfg.SUPERNET
     try:
         return build_supernet(
-            flops_minimum=opts.flops_minimum, flops_maximum=opts.flops_maximum,
+            flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM),
             num_classes=int(cfg.DATASET.NUM_CLASSES), drop_rate=float(cfg.NET.DROPOUT_RATE),
-            global_pool=str(cfg.NET.GP), slice=opts.slice, resunit=bool(cfg.SUPERNET.RESUNIT),
-            dil_conv=bool(cfg.SUPERNET.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
+            global_pool=str(cfg.NET.GP), slice=int(s.SLICE), resunit=bool(s.RESUNIT),
+            dil_conv=bool(s.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
             bn_eps=float(cfg.BATCHNORM.BN_EPS))
     except ValueError as err:
         raise ConfigError(str(err)) from err
+
+
+@dataclass
+class SearchParts:
+    """What every step of a search uses: the supernet and its optimizer, loss and EMA, the
+    prioritized board and the meta-matching network, the teacher rule (``PICK_METHOD``) and the
+    number of ranks the path's gradients are averaged over."""
+
+    supernet: SuperNet
+    optimizer: paddle.optimizer.Optimizer
+    loss_fn: Callable
+    board: PrioritizedBoard
+    meta: MetaMatchingNetwork
+    pick_method: str
+    world_size: int = 1
+    ema: Optional[ModelEma] = None
 
 
 @dataclass
@@ -198,16 +231,15 @@ class SearchStep:
     meta: Optional[MetaUpdate]  # the meta-matching update taken first, if any
 
 
-def search_step(supernet: nn.Layer, optimizer: paddle.optimizer.Optimizer, loss_fn: Callable,
-                images: paddle.Tensor, targets: paddle.Tensor, arch: ArchList,
-                board: PrioritizedBoard, meta: MetaMatchingNetwork, pick_method: str,
-                distill: bool, meta_update: bool, world_size: int = 1,
-                ema: Optional[ModelEma] = None) -> SearchStep:
+def search_step(parts: SearchParts, images: paddle.Tensor, targets: paddle.Tensor, arch: ArchList,
+                *, distill: bool, meta_update: bool) -> SearchStep:
     """One step of the search on a batch for the sampled path ``arch``: the meta-matching update
     first when ``meta_update``, then the path's forward, with ``distill`` its teacher from the
-    board and the KD/CE mix, backward (gradients averaged over ``world_size`` ranks), the
-    optimizer step on the path's parameters and the EMA update. tools/benchmark.py --mode
-    search times exactly this."""
+    board and the KD/CE mix, backward (gradients averaged over the ranks), the optimizer step on
+    the path's parameters and the EMA update. tools/benchmark.py --mode search times exactly
+    this."""
+    supernet, optimizer, loss_fn, board, meta = (parts.supernet, parts.optimizer, parts.loss_fn,
+                                                 parts.board, parts.meta)
     meta_info = None
     if meta_update:
         meta_info = meta.update(supernet, optimizer, images, targets, arch, board, loss_fn,
@@ -216,7 +248,7 @@ def search_step(supernet: nn.Layer, optimizer: paddle.optimizer.Optimizer, loss_
     loss = loss_fn(output, targets)
     kd_loss = rho = None
     if distill:
-        teacher_index, rho = meta.select_teacher(supernet, arch, board, pick_method)
+        teacher_index, rho = meta.select_teacher(supernet, arch, board, parts.pick_method)
         with paddle.no_grad():
             soft_target = softmax(supernet(images, board.entries[teacher_index].arch), axis=-1)
         kd_loss = soft_target_cross_entropy(output, soft_target)
@@ -226,24 +258,12 @@ def search_step(supernet: nn.Layer, optimizer: paddle.optimizer.Optimizer, loss_
 
     optimizer.clear_grad(set_to_zero=False)
     loss.backward()
-    average_gradients(supernet.path_parameters(arch), world_size)
+    average_gradients(supernet.path_parameters(arch), parts.world_size)
     optimizer.step()
     optimizer.clear_grad(set_to_zero=False)
-    if ema is not None:
-        ema.update(supernet)
+    if parts.ema is not None:
+        parts.ema.update(supernet)
     return SearchStep(output.detach(), loss, kd_loss, rho, meta_info)
-
-
-class _OnePath(nn.Layer):
-    """The supernet restricted to one path, as a model ``evaluate`` can call with images only."""
-
-    def __init__(self, supernet: nn.Layer, arch: ArchList) -> None:
-        super().__init__()
-        self.supernet = supernet
-        self.arch = arch
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self.supernet(x, self.arch)
 
 
 def _path_batch_norms(supernet: nn.Layer, arch: ArchList) -> List[nn.BatchNorm2D]:
@@ -309,7 +329,7 @@ class _Search:
         cfg = ctx.cfg
         self.ctx, self.cfg, self.opts = ctx, cfg, opts
         log = ctx.logger
-        self.supernet, self.sta_num, resolution = build_search_supernet(cfg, opts)
+        self.supernet, self.sta_num, resolution = build_search_supernet(cfg)
         self.num_choices = len(self.supernet.blocks[1][0])
         self.resolution = int(resolution)
         # FLOPs at the resolution the space was sized for, the one FLOPS_MINIMUM/MAXIMUM refer to
@@ -324,21 +344,20 @@ class _Search:
             for value in self.supernet.state_dict().values():
                 dist.broadcast(value, src=0)
 
-        self.train_loader, self.eval_loader = build_loaders(cfg, ctx, int(cfg.DATASET.IMAGE_SIZE))
+        self.train_loader, self.eval_loader = build_loaders(cfg, ctx, int(cfg.DATASET.IMAGE_SIZE),
+                                                            policy=search_loader_policy(cfg))
         if len(self.train_loader) == 0:
             raise RunError(f"DATA_DIR/train has fewer images per process than DATASET.BATCH_SIZE "
                            f"({cfg.DATASET.BATCH_SIZE}): lower the batch size")
         self.optimizer = create_search_optimizer(cfg, self.supernet)
         self.scheduler = LinearDecayLRScheduler(self.optimizer, int(cfg.EPOCHS) * len(self.train_loader))
         self.ema = ModelEma(self.supernet, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
-        smoothing = float(cfg.AUGMENTATION.SMOOTHING)
-        # pimm's cross-entropy: the meta step differentiates it twice (Paddle's has no double grad)
-        self.train_loss = LabelSmoothingCrossEntropy(smoothing)
-
         self.board = PrioritizedBoard(opts.pool_size, opts.flops_minimum, opts.flops_maximum)
         self.sampler = PathSampler(self.sta_num, self.num_choices, opts.how_to_prob, opts.pre_prob,
                                    seed=int(cfg.SEED))
-        self.meta = MetaMatchingNetwork(opts.slice, reduce=self._mean_over_ranks)
+        self.parts = SearchParts(self.supernet, self.optimizer, create_search_loss(cfg), self.board,
+                                 MetaMatchingNetwork(opts.slice, reduce=self._mean_over_ranks),
+                                 opts.pick_method, ctx.world_size, self.ema)
         self.bn_batches: List[np.ndarray] = []  # the epoch's last training batches, for validation
         self.val_paths = _validation_paths(int(cfg.SEED) + 1, self.sta_num, self.num_choices, opts.val_paths)
         self.saver = None
@@ -388,105 +407,62 @@ class _Search:
 
     def train_epoch(self, epoch: int, skip_batches: int = 0) -> Dict[str, float]:
         ctx, cfg, opts = self.ctx, self.cfg, self.opts
-        model = self.supernet
-        model.train()
+        self.supernet.train()
         self.train_loader.set_epoch(epoch)
-        log_interval = max(1, int(cfg.LOG_INTERVAL))
         recovery_interval = int(cfg.RECOVERY_INTERVAL)
         num_batches = len(self.train_loader)
         num_updates = epoch * num_batches + skip_batches
         board_phase = epoch > opts.meta_start_epoch  # the board fills only after META_STA_EPOCH
-        meters = {k: AverageMeter() for k in ("loss", "kd_loss", "prec1", "prec5", "rho", "meta_val_loss",
-                                              "meta_grad_norm", "batch_time", "data_time")}
-        entered = kd_steps = 0
+        meters = EpochMeters(ctx, epoch, num_batches, SEARCH_METERS)
+        entered = 0
         self.bn_batches = []
-        end = time.time()
-        for batch_idx, (images, targets) in enumerate(self.train_loader):
-            if batch_idx < skip_batches:
-                continue
-            meters["data_time"].update(time.time() - end)
+        for batch_idx, (images, targets) in meters.batches(self.train_loader, skip=skip_batches):
             arch = self.sampler.sample(self.board)
             flops, params = self.path_cost(arch)
             distill = self._distilling(epoch) and bool(self.board.teachers_for(arch))
             meta_update = (distill and opts.meta_updates and batch_idx > 0
                            and batch_idx % opts.update_iter == 0)
-            step = search_step(model, self.optimizer, self.train_loss, images, targets, arch,
-                               self.board, self.meta, opts.pick_method, distill, meta_update,
-                               ctx.world_size, self.ema)
-            if step.meta is not None:
-                meters["meta_val_loss"].update(step.meta.val_loss)
-                meters["meta_grad_norm"].update(step.meta.grad_norm)
-            if step.rho is not None:
-                meters["rho"].update(step.rho)
-                kd_steps += 1
+            step = search_step(self.parts, images, targets, arch, distill=distill,
+                               meta_update=meta_update)
             num_updates += 1
             self.scheduler.step_update(num_updates)
 
-            output, loss, kd_loss = step.output, step.loss, step.kd_loss
-            prec1, prec5 = accuracy(output, targets, topk=(1, 5))
-            kd_value = kd_loss.detach() if kd_loss is not None else paddle.zeros([])
+            prec1, prec5 = accuracy(step.output, targets, topk=(1, 5))
+            kd_value = step.kd_loss.detach() if step.kd_loss is not None else paddle.zeros([])
             # one reduction per step: every rank needs the same accuracy to make the same board decision
             stats = self._mean_over_ranks(paddle.stack([
-                loss.detach().reshape([]).astype("float32"), prec1, prec5,
+                step.loss.detach().reshape([]).astype("float32"), prec1, prec5,
                 kd_value.reshape([]).astype("float32")]))
             loss_value, prec1_value, prec5_value, kd_mean = stats.numpy().tolist()
             batch = images.shape[0]
-            meters["loss"].update(loss_value, batch)
-            meters["prec1"].update(prec1_value, batch)
-            meters["prec5"].update(prec5_value, batch)
-            if kd_loss is not None:
-                meters["kd_loss"].update(kd_mean, batch)
+            meters.update(batch, loss=loss_value, prec1=prec1_value, prec5=prec5_value,
+                          kd_loss=kd_mean if step.kd_loss is not None else None, rho=step.rho,
+                          meta_val_loss=step.meta.val_loss if step.meta is not None else None,
+                          meta_grad_norm=step.meta.grad_norm if step.meta is not None else None)
             if board_phase and self.board.would_admit(prec1_value, flops, arch):
                 s = opts.slice
                 entered += self.board.consider(arch, prec1_value, flops, params, images[:s],
-                                               softmax(output[:s], axis=-1))
+                                               softmax(step.output[:s], axis=-1))
             if batch_idx >= num_batches - opts.val_bn_batches:
                 self.bn_batches.append(images.numpy())
-            meters["batch_time"].update(time.time() - end)
 
             last = batch_idx == num_batches - 1
-            if batch_idx % log_interval == 0 or last:
-                self._log_step(epoch, batch_idx, num_batches, meters, batch, arch, flops)
+            if meters.log_due(batch_idx):
+                # the global rate is the student's; the meta groups' rates are multiples of it
+                meters.log(batch_idx, lr=self.optimizer.get_lr(),
+                           extra=f"Board: {len(self.board)}  Meta updates: {meters.counts['meta_val_loss']}  "
+                                 f"Path: {arch[1:-1]} ({flops:.1f} MFLOPs)",
+                           scalars={"train/board_size": len(self.board)})
             if (self.saver is not None and recovery_interval and not last
                     and (batch_idx + 1) % recovery_interval == 0):
                 self.saver.save_recovery(epoch, batch_idx, extra_state=self.extra_state())
-            end = time.time()
 
         # the same keys every epoch (summary.csv has one header); NaN where nothing was measured
+        means = meters.averages()
         return OrderedDict(
-            loss=meters["loss"].avg, prec1=meters["prec1"].avg, prec5=meters["prec5"].avg,
-            kd_loss=meters["kd_loss"].avg if kd_steps else float("nan"),
-            rho=meters["rho"].avg if kd_steps else float("nan"), kd_steps=kd_steps,
-            meta_updates=meters["meta_val_loss"].count,
-            meta_val_loss=meters["meta_val_loss"].avg if meters["meta_val_loss"].count else float("nan"),
-            board_entered=entered, board_size=len(self.board))
-
-    def _log_step(self, epoch: int, batch_idx: int, num_batches: int, meters: Dict[str, AverageMeter],
-                  batch: int, arch: ArchList, flops: float) -> None:
-        ctx = self.ctx
-        lr = self.optimizer.get_lr()  # the global rate is the student's; meta groups are multiples
-        kd = meters["kd_loss"]
-        rate = batch * ctx.world_size / max(meters["batch_time"].val, 1e-9)
-        ctx.logger.info(
-            "Train: %d [%4d/%d]  Loss: %.6f (%.4f)  KD-Loss: %s  Prec@1: %.4f (%.4f)  Prec@5: %.4f (%.4f)  "
-            "%.1f img/s  LR: %.3e  Data: %.3fs  Board: %d  rho: %s  Meta updates: %d  Path: %s (%.1f MFLOPs)",
-            epoch, batch_idx, num_batches, meters["loss"].val, meters["loss"].avg,
-            f"{kd.val:.6f} ({kd.avg:.4f})" if kd.count else "-", meters["prec1"].val, meters["prec1"].avg,
-            meters["prec5"].val, meters["prec5"].avg, rate, lr, meters["data_time"].avg, len(self.board),
-            f"{meters['rho'].avg:.4f}" if meters["rho"].count else "-", meters["meta_val_loss"].count,
-            arch[1:-1], flops)
-        if ctx.writer is not None:
-            step = epoch * num_batches + batch_idx
-            ctx.writer.add_scalar("train/loss", meters["loss"].avg, step)
-            ctx.writer.add_scalar("train/prec1", meters["prec1"].avg, step)
-            ctx.writer.add_scalar("train/lr", lr, step)
-            ctx.writer.add_scalar("train/board_size", len(self.board), step)
-            if kd.count:
-                ctx.writer.add_scalar("train/kd_loss", kd.avg, step)
-                ctx.writer.add_scalar("train/rho", meters["rho"].avg, step)
-            if meters["meta_val_loss"].count:
-                ctx.writer.add_scalar("meta/val_loss", meters["meta_val_loss"].avg, step)
-                ctx.writer.add_scalar("meta/grad_norm", meters["meta_grad_norm"].avg, step)
+            loss=means["loss"], prec1=means["prec1"], prec5=means["prec5"], kd_loss=means["kd_loss"],
+            rho=means["rho"], kd_steps=meters.counts["rho"], meta_updates=meters.counts["meta_val_loss"],
+            meta_val_loss=means["meta_val_loss"], board_entered=entered, board_size=len(self.board))
 
     # ---- validation and export -------------------------------------------------------------
     def validate(self, epoch: int) -> Dict[str, float]:
@@ -516,7 +492,7 @@ class _Search:
     def _evaluate_path(self, model: nn.Layer, arch: ArchList, log_name: str) -> Dict[str, float]:
         reduce = self._mean_over_ranks if self.ctx.distributed else None
         with recalibrated_batch_norm(model, arch, self.bn_batches, reduce):
-            return evaluate(_OnePath(model, arch), self.eval_loader, self.ctx, log_name=log_name)
+            return evaluate(SupernetPath(model, arch), self.eval_loader, self.ctx, log_name=log_name)
 
     def board_json(self, epoch: int) -> Dict[str, Any]:
         """``board.json``: the board's paths best first, the best one within the FLOPs range, the
@@ -524,12 +500,16 @@ class _Search:
         return dict(self.board.to_json(epoch), resolution=self.resolution)
 
     def write_board(self, epoch: int) -> str:
-        path = os.path.join(self.ctx.run_dir, BOARD_FILE)
-        atomic_write_text(json.dumps(self.board_json(epoch), indent=1) + "\n", path)
+        path = write_board_file(self.ctx.run_dir, self.board_json(epoch))
         for i, entry in enumerate(self.board.entries):
             self.ctx.logger.info("Board No.%d  Prec@1 %.3f  %.2f MFLOPs  %.3f M params  %s", i, entry.prec1,
                                  entry.flops, entry.params, entry.arch)
         return path
+
+
+def preflight(cfg) -> None:
+    """The launcher's checks before starting the processes (see ``lib.engine``)."""
+    check_data_splits(cfg)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:

@@ -1,15 +1,19 @@
-"""Cream's networks: the table of searched architectures, the child networks and the supernet.
+"""Cream's networks: the search space and its FLOPs table, the table of searched architectures,
+the child networks and the supernet.
 
 Importing this package registers the released child networks ``cream_14`` ... ``cream_604`` in
 pimm's model registry.
 """
-from lib.models.archs import CREAM_ARCHS, CreamArch, resolve_arch, validate_arch
+from lib.models.archs import CREAM_ARCHS, CreamArch, resolve_arch, trained_network, validate_arch
 from lib.models.childnet import CREAM_NETWORK_KWARGS, build_childnet, childnet_arch_def, effective_arch
 from lib.models.convert import ConversionSummary, convert_torch_checkpoint
-from lib.models.supernet import SuperNet, build_supernet
+from lib.models.flops_table import PTFLOPS_RULES, FlopsEst
+from lib.models.space import CHOICES, STAGE_TEMPLATES, choice_to_kernel_exp, search_for_layer
+from lib.models.supernet import SuperNet, SupernetPath, build_supernet, layer_flops_table
 
 __all__ = [
-    "CREAM_ARCHS", "CREAM_NETWORK_KWARGS", "ConversionSummary", "CreamArch", "SuperNet", "build_childnet",
-    "build_supernet", "childnet_arch_def", "convert_torch_checkpoint", "effective_arch", "resolve_arch",
-    "validate_arch",
+    "CHOICES", "CREAM_ARCHS", "CREAM_NETWORK_KWARGS", "ConversionSummary", "CreamArch", "FlopsEst",
+    "PTFLOPS_RULES", "STAGE_TEMPLATES", "SuperNet", "SupernetPath", "build_childnet", "build_supernet",
+    "childnet_arch_def", "choice_to_kernel_exp", "convert_torch_checkpoint", "effective_arch",
+    "layer_flops_table", "resolve_arch", "search_for_layer", "trained_network", "validate_arch",
 ]

@@ -3,16 +3,17 @@ docs read from.
 
 An arch list has seven stages. Stage 0 (the depthwise-separable block) and stage 6 (the final 1x1
 ConvBnAct) have no choice and are written ``[0]``; stages 1-5 hold one search-space choice index per
-layer (``lib.search.space.CHOICES``).
+layer (``lib.models.space.CHOICES``).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
-from lib.search.space import CHOICES
+from lib.models.space import CHOICES
 
-__all__ = ["CreamArch", "CREAM_ARCHS", "released_models_table", "resolve_arch", "validate_arch"]
+__all__ = ["CreamArch", "CREAM_ARCHS", "released_models_table", "resolve_arch", "trained_network",
+           "validate_arch"]
 
 ArchList = List[List[int]]
 
@@ -98,3 +99,15 @@ def resolve_arch(selection_or_arch: Union[int, Sequence[Sequence[int]]]) -> Tupl
         entry = CREAM_ARCHS[selection_or_arch]
         return entry.arch_list(), entry.image_size
     return validate_arch(selection_or_arch), 224
+
+
+def trained_network(args: Any) -> Optional[Union[int, ArchList]]:
+    """The network named by the run config a checkpoint stores (its ``args`` dict): a released
+    ``NET.SELECTION``, or ``NET.INPUT_ARCH`` when the selection is -1; None when it names neither."""
+    net = args.get("NET") if isinstance(args, dict) else None
+    if not isinstance(net, dict):
+        return None
+    selection = net.get("SELECTION")
+    if selection == -1 and net.get("INPUT_ARCH"):
+        return net["INPUT_ARCH"]
+    return selection if isinstance(selection, int) and selection in CREAM_ARCHS else None

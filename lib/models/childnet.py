@@ -16,9 +16,10 @@ from paddle import nn
 from pimm.layers import Swish, hard_sigmoid
 from pimm.models import MobileNetV3, decode_arch_def, register_model, resolve_bn_args
 from lib.models.archs import CREAM_ARCHS, ArchList, resolve_arch
-from lib.search.space import SEARCHED_STAGES, layer_block_string, template_choice
+from lib.models.space import SEARCHED_STAGES, layer_block_string, template_choice
 
-__all__ = ["CREAM_NETWORK_KWARGS", "build_childnet", "childnet_arch_def", "effective_arch"]
+__all__ = ["CREAM_NETWORK_KWARGS", "EVAL_INTERPOLATION", "build_childnet", "childnet_arch_def",
+           "effective_arch"]
 
 # What every Cream network (child nets and the supernet) shares besides its blocks.
 CREAM_NETWORK_KWARGS: Dict[str, Any] = dict(
@@ -27,6 +28,10 @@ CREAM_NETWORK_KWARGS: Dict[str, Any] = dict(
     act_layer=Swish,
     se_kwargs=dict(act_layer=nn.ReLU, gate_fn=hard_sigmoid, divisor=8),
 )
+
+# The resampling of the evaluation resize the child networks are validated (and exported) with, as
+# in the reference's retrain and test.
+EVAL_INTERPOLATION = "bicubic"
 
 
 def effective_arch(selection_or_arch: Union[int, Sequence[Sequence[int]]]) -> ArchList:

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 
 from pimm.models import load_checkpoint, read_checkpoint_file
 from pimm.utils import atomic_save, count_parameters
-from lib.models.archs import CREAM_ARCHS, ArchList, resolve_arch
+from lib.models.archs import CREAM_ARCHS, ArchList, resolve_arch, trained_network
 from lib.models.childnet import build_childnet
 
 __all__ = ["ConversionSummary", "convert_torch_checkpoint"]
@@ -43,20 +43,6 @@ class ConversionSummary:
         return "\n".join(lines)
 
 
-def _net_config(args: Any) -> Dict[str, Any]:
-    net = args.get("NET") if isinstance(args, dict) else None
-    return net if isinstance(net, dict) else {}
-
-
-def _selection_from_args(args: Any) -> Optional[SelectionOrArch]:
-    """NET.SELECTION from the run config saved in the checkpoint (NET.INPUT_ARCH when it is -1)."""
-    net = _net_config(args)
-    selection = net.get("SELECTION")
-    if selection == -1 and net.get("INPUT_ARCH"):
-        return net["INPUT_ARCH"]
-    return selection if isinstance(selection, int) and selection in CREAM_ARCHS else None
-
-
 def _num_classes_from_args(args: Any) -> int:
     dataset = args.get("DATASET") if isinstance(args, dict) else None
     return int(dataset.get("NUM_CLASSES", 1000)) if isinstance(dataset, dict) else 1000
@@ -85,7 +71,7 @@ def convert_torch_checkpoint(source: str, destination: str,
         raise ValueError(f"{source!r} has no EMA weights (state_dict_ema); convert without --ema.")
 
     if selection_or_arch is None:
-        selection_or_arch = _selection_from_args(metadata.get("args"))
+        selection_or_arch = trained_network(metadata.get("args"))
     if selection_or_arch is None:
         raise ValueError(f"{source!r} does not say which Cream network it holds (no usable NET.SELECTION in "
                          f"its args): pass --selection ({', '.join(map(str, sorted(CREAM_ARCHS)))}) or --arch.")

@@ -7,7 +7,9 @@ reference load with ``pimm.models.load_checkpoint``.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+import contextlib
+import functools
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import paddle
 from paddle import nn
@@ -16,9 +18,10 @@ from pimm.layers import BatchNorm2d, SelectAdaptivePool2d, create_conv2d, dropou
 from pimm.models import EfficientNetBuilder, decode_arch_def, efficientnet_init_weights, resolve_bn_args
 from pimm.models.efficientnet_builder import BlockArgs
 from lib.models.childnet import CREAM_NETWORK_KWARGS
-from lib.search.space import CHOICES, SEARCHED_STAGES, search_for_layer, supernet_stage_strings
+from lib.models.flops_table import FlopsEst
+from lib.models.space import CHOICES, SEARCHED_STAGES, search_for_layer, supernet_stage_strings
 
-__all__ = ["SuperNet", "build_supernet"]
+__all__ = ["SuperNet", "SupernetPath", "build_supernet", "layer_flops_table"]
 
 Arch = Sequence[Sequence[int]]
 
@@ -141,13 +144,53 @@ class SuperNet(nn.Layer):
         return list(self.meta_layer.parameters())
 
 
+class SupernetPath(nn.Layer):
+    """The supernet restricted to one path: a model that takes images only, which the engines
+    evaluate, the benchmark times and trains, and ``paddle.jit.save`` exports like a child net."""
+
+    def __init__(self, supernet: SuperNet, arch: Arch) -> None:
+        super().__init__()
+        supernet.chosen_blocks(arch)  # raises a clear error when the path does not fit
+        self.supernet = supernet
+        self.arch = [list(stage) for stage in arch]
+
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return self.supernet(x, self.arch)
+
+
+@contextlib.contextmanager
+def _preserved_random_state() -> Iterator[None]:
+    state = paddle.get_rng_state()
+    try:
+        yield
+    finally:
+        paddle.set_rng_state(state)
+
+
+@functools.lru_cache(maxsize=1)
+def layer_flops_table() -> Tuple[Tuple[Tuple[float, float], ...], ...]:
+    """``table[i][choice] = (MFLOPs as stage i+1's first layer, MFLOPs as a later layer)`` at 224 px.
+
+    This is the table ``search_for_layer`` sizes the supernet with (the reference ships it as
+    hard-coded numbers). It is measured with ``FlopsEst`` on a supernet with two layers per
+    stage, built without touching the global random state or parameter-name counters, so building
+    it first does not change the weights a seeded run initialises.
+    """
+    with _preserved_random_state(), paddle.utils.unique_name.guard():
+        model = SuperNet([2] * len(SEARCHED_STAGES), num_classes=1)
+    layers = FlopsEst(model).flops_dict
+    return tuple(tuple((layers[stage][0][choice], layers[stage][1][choice]) for choice in range(len(CHOICES)))
+                 for stage in SEARCHED_STAGES)
+
+
 def build_supernet(flops_minimum: float = 0, flops_maximum: float = 600, num_classes: int = 1000,
                    drop_rate: float = 0.0, global_pool: str = "avg", slice: int = 4,
                    resunit: bool = False, dil_conv: bool = False,
                    **kwargs: Any) -> Tuple[SuperNet, List[int], int]:
     """The supernet for a FLOPs range (MFLOPs): ``(model, sta_num, resolution)``.
 
-    ``sta_num`` and ``resolution`` come from ``lib.search.search_for_layer``. Further keyword
+    ``sta_num`` and ``resolution`` come from ``search_for_layer`` with the supernet's own
+    ``layer_flops_table()``. Further keyword
     arguments: ``in_chans`` and the batch-norm options ``bn_momentum``, ``bn_eps``, ``bn_tf``.
     The whole model, meta layer included, is built inside one ``paddle.utils.unique_name.guard()``.
     """
@@ -156,7 +199,7 @@ def build_supernet(flops_minimum: float = 0, flops_maximum: float = 600, num_cla
         raise ValueError(f"SUPERNET.{' and SUPERNET.'.join(unsupported)} is not supported: the published "
                          f"search spaces use neither extra candidate. Set it to False.")
     norm_kwargs = resolve_bn_args(kwargs)
-    sta_num, resolution = search_for_layer(flops_minimum, flops_maximum)
+    sta_num, resolution = search_for_layer(flops_minimum, flops_maximum, layer_flops_table())
     with paddle.utils.unique_name.guard():
         model = SuperNet(sta_num, num_classes=num_classes, drop_rate=drop_rate, global_pool=global_pool,
                          slice=slice, norm_kwargs=norm_kwargs, **kwargs)

@@ -11,6 +11,9 @@ Files in ``checkpoint_dir`` (``.pdparams`` by default, the format of docs/DEVELO
 
 ``recovery_dir`` holds ``recovery-<epoch>-<batch>.pdparams``, only the newest one.
 
+Code that resumes a run asks the class for these names (``last_file``, ``newest_recovery``,
+``resume_file``: static, usable on any rank without constructing a saver) instead of spelling them.
+
 Every file is written to a temporary name and renamed into place (:mod:`pimm.utils.file_io`);
 ``checkpoint-<epoch>`` and ``model_best`` are hard links to the ``last`` they were taken from
 (copies where the file system has no hard links). Create the saver on the primary rank only.
@@ -40,6 +43,18 @@ CHECKPOINT_VERSION = 2
 _RESERVED_KEYS = ("state_dict", "state_dict_ema", "optimizer", "scheduler", "epoch", "version",
                   "arch", "args", "metric", "batch_idx")
 _INDEX_FORMAT = 1
+_DEFAULT_EXTENSION = ".pdparams"
+_LAST_NAME = "last"
+_DEFAULT_RECOVERY_PREFIX = "recovery"
+
+
+def _recovery_pattern(prefix: str, extension: str) -> "re.Pattern[str]":
+    return re.compile(rf"{re.escape(prefix)}-(\d+)-(\d+){re.escape(extension)}")
+
+
+def _checkpoint_epoch(path: str) -> int:
+    state = paddle.load(path)  # a file this saver wrote into the run's own folder
+    return int(state.get("epoch", -1)) if isinstance(state, dict) else -1
 
 
 @dataclass
@@ -81,8 +96,8 @@ class CheckpointSaver:
         decreasing: bool = False,
         max_history: int = 10,
         checkpoint_prefix: str = "checkpoint",
-        recovery_prefix: str = "recovery",
-        extension: str = ".pdparams",
+        recovery_prefix: str = _DEFAULT_RECOVERY_PREFIX,
+        extension: str = _DEFAULT_EXTENSION,
         scheduler: Any = None,
         arch: Optional[str] = None,
     ) -> None:
@@ -106,8 +121,8 @@ class CheckpointSaver:
 
         ext = re.escape(self.extension)
         self._checkpoint_re = re.compile(rf"{re.escape(checkpoint_prefix)}-(\d+){ext}")
-        self._recovery_re = re.compile(rf"{re.escape(recovery_prefix)}-(\d+)-(\d+){ext}")
-        self.last_path = os.path.join(self.checkpoint_dir, "last" + self.extension)
+        self._recovery_re = _recovery_pattern(recovery_prefix, self.extension)
+        self.last_path = self.last_file(self.checkpoint_dir, self.extension)
         self.best_path = os.path.join(self.checkpoint_dir, "model_best" + self.extension)
         self.index_path = os.path.join(self.checkpoint_dir, f"{checkpoint_prefix}_index.json")
         remove_stale_temp_files(self.checkpoint_dir, [
@@ -289,12 +304,37 @@ class CheckpointSaver:
 
     def find_recovery(self) -> str:
         """Path of the newest recovery file (by epoch, then batch), or '' if there is none."""
+        newest = self.newest_recovery(self.recovery_dir, self.recovery_prefix, self.extension)
+        return newest[2] if newest is not None else ""
+
+    # ---- file names, for code that resumes a run --------------------------------------------
+    @staticmethod
+    def last_file(folder: str, extension: str = _DEFAULT_EXTENSION) -> str:
+        """Path of the latest epoch's checkpoint in ``folder`` (which may not exist yet)."""
+        return os.path.join(folder, _LAST_NAME + extension)
+
+    @staticmethod
+    def newest_recovery(folder: str, prefix: str = _DEFAULT_RECOVERY_PREFIX,
+                        extension: str = _DEFAULT_EXTENSION) -> Optional[Tuple[int, int, str]]:
+        """``(epoch, batch, path)`` of the newest recovery file in ``folder`` (by epoch, then
+        batch), or None."""
+        pattern = _recovery_pattern(prefix, extension)
         found = []
-        for name in os.listdir(self.recovery_dir):
-            m = self._recovery_re.fullmatch(name)
+        for name in os.listdir(folder):
+            m = pattern.fullmatch(name)
             if m:
-                found.append((int(m.group(1)), int(m.group(2)), name))
-        if not found:
-            return ""
+                found.append((int(m.group(1)), int(m.group(2)), os.path.join(folder, name)))
         # timm sorted names as strings and returned the first: recovery-10 before recovery-9
-        return os.path.join(self.recovery_dir, max(found)[2])
+        return max(found) if found else None
+
+    @classmethod
+    def resume_file(cls, folder: str, extension: str = _DEFAULT_EXTENSION) -> Optional[str]:
+        """The newest state a saver left in ``folder``: ``last`` (the end of an epoch), or the
+        newest recovery file when it belongs to a later epoch; None when there is neither."""
+        last = cls.last_file(folder, extension)
+        recovery = cls.newest_recovery(folder, extension=extension)
+        if os.path.isfile(last):
+            if recovery is not None and recovery[0] > _checkpoint_epoch(last):
+                return recovery[2]
+            return last
+        return recovery[2] if recovery is not None else None

@@ -1,31 +1,19 @@
-"""lib.deploy: exported child networks give dygraph's predictions; test-mode backend selection."""
-import logging
+"""lib.deploy: exported child networks give dygraph's predictions (the ``exported_14`` fixture is
+tests/lib/conftest.py's)."""
 import os
 
 import numpy as np
 import paddle
 import pytest
 
-import lib.deploy as deploy
-from lib.deploy import (AUTO_MIN_IMAGES, LOGITS_TOLERANCE, eval_transform_from_info, export_child_network,
-                        exported_logits_difference, predict_files, select_test_model)
+from lib.deploy import (LOGITS_TOLERANCE, eval_transform_from_info, export_child_network,
+                        exported_logits_difference, predict_files)
 from lib.models import build_childnet
 from pimm.data import ImageDataset, create_loader
-from pimm.utils.inference import InferenceLayer, InferenceModel, relative_difference
+from pimm.utils.inference import relative_difference
 
 ARCH_14 = [[0], [3], [3, 3], [3, 3], [3], [3], [0]]
-SIZE = 64
-
-
-def _decisive_net(num_classes: int = 4) -> paddle.nn.Layer:
-    """Net 14 with random weights and a scaled-up classifier: fresh classifiers give nearly equal
-    logits, whose order float rounding could flip; scaled ones make top-1 a real decision."""
-    paddle.seed(3)
-    model = build_childnet(14, num_classes=num_classes)
-    with paddle.no_grad():
-        model.classifier.weight.set_value(model.classifier.weight * 400.0)
-    model.eval()
-    return model
+SIZE = 64  # the exported_14 fixture's image size
 
 
 def _val_batches(root: str):
@@ -46,18 +34,6 @@ def _assert_same_top1(model, predictor, loader):
         margins.extend(top2[:, 1] - top2[:, 0])
         images_seen += images.shape[0]
     return images_seen, float(np.min(margins))
-
-
-@pytest.fixture(scope="module")
-def exported_14(demo_data_dir, tmp_path_factory):
-    """The decisive net 14 exported once for the module: ``(model, predictor, val dataset)``."""
-    model = _decisive_net()
-    dataset = ImageDataset(os.path.join(demo_data_dir, "val"))
-    prefix = str(tmp_path_factory.mktemp("export") / "cream_14")
-    files = export_child_network(model, prefix, SIZE, arch=ARCH_14, class_names=dataset.classes,
-                                 source="random weights")
-    assert all(os.path.isfile(path) for path in files.values())
-    return model, InferenceModel(prefix, threads=1), dataset
 
 
 def test_exported_net_gives_dygraph_top1_on_the_demo_val_set(exported_14, demo_data_dir):
@@ -116,36 +92,3 @@ def test_logits_difference_restores_train_mode(exported_14):
         assert model.training
     finally:
         model.eval()
-
-
-def test_select_test_model_backends(exported_14, tmp_path, caplog):
-    model = exported_14[0]
-    same, backend = select_test_model(model, SIZE, "dygraph", str(tmp_path), num_images=50_000)
-    assert same is model and backend == "dygraph"
-    # a small evaluation set does not pay for the export
-    same, backend = select_test_model(model, SIZE, "auto", str(tmp_path), num_images=AUTO_MIN_IMAGES - 1)
-    assert same is model and backend == "dygraph"
-    assert not os.listdir(tmp_path)
-    with caplog.at_level(logging.INFO, logger="lib.deploy"):
-        fast, backend = select_test_model(model, SIZE, "auto", str(tmp_path), num_images=AUTO_MIN_IMAGES)
-    assert backend == "paddle_inference" and isinstance(fast, InferenceLayer)  # CPU, big set: fast path
-    assert "Paddle Inference on cpu" in caplog.text
-    x = paddle.randn([3, 3, SIZE, SIZE])
-    with paddle.no_grad():
-        assert relative_difference(fast(x), model(x)) < LOGITS_TOLERANCE
-    with pytest.raises(ValueError, match="TEST.INFERENCE 'fast' is not one of"):
-        select_test_model(model, SIZE, "fast", str(tmp_path), num_images=1)
-
-
-def test_export_mismatch_falls_back_or_raises(exported_14, tmp_path, monkeypatch, caplog):
-    model, predictor, _ = exported_14
-    # a predictor whose logits disagree with dygraph's (export itself is tested above)
-    monkeypatch.setattr(deploy, "export_child_network", lambda *args, **kwargs: None)
-    monkeypatch.setattr(deploy, "InferenceModel", lambda *args, **kwargs: predictor)
-    monkeypatch.setattr(deploy, "exported_logits_difference", lambda *args, **kwargs: 0.5)
-    with caplog.at_level(logging.WARNING, logger="lib.deploy"):
-        chosen, backend = select_test_model(model, SIZE, "auto", str(tmp_path), num_images=10**6)
-    assert chosen is model and backend == "dygraph"
-    assert "differ from dygraph's by 5.00e-01" in caplog.text
-    with pytest.raises(RuntimeError, match="set TEST.INFERENCE dygraph"):
-        select_test_model(model, SIZE, "paddle_inference", str(tmp_path), num_images=1)

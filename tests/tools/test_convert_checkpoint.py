@@ -30,6 +30,7 @@ def _relative_error(actual, expected):
     return float(np.abs(actual - expected).max() / np.abs(expected).max())
 
 
+@pytest.mark.e2e  # runs the tool in a subprocess
 def test_released_checkpoint_from_the_command_line(cream14_dir, tmp_path):
     destination = str(tmp_path / "14.pdparams")
     result = subprocess.run([sys.executable, "tools/convert_checkpoint.py",

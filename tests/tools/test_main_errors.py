@@ -30,6 +30,7 @@ def _one_line(err):
     return err
 
 
+@pytest.mark.e2e  # runs tools/main.py in a subprocess
 def test_unknown_config_key_in_a_subprocess(run_main, tmp_path):
     proc = run_main("retrain", RETRAIN_14, "NET.SELECTON", 43, cwd=tmp_path, ok=False)
     assert proc.returncode == 2
@@ -82,9 +83,16 @@ def test_checkpoint_that_does_not_fit_the_selection(main, tmp_path, demo_data_di
 
 
 def test_a_mode_whose_engine_is_missing(main, demo_data_dir, monkeypatch):
-    monkeypatch.setitem(main.tool.ENGINES, "train", "lib.engine.not_written")
+    import lib.engine
+
+    monkeypatch.setitem(lib.engine.ENGINES, ("train", "cream"), "lib.engine.not_written")
     code, err = main("train", RETRAIN_14, "DATA_DIR", demo_data_dir)
     assert code == 2 and "mode 'train' is not available" in _one_line(err)
+
+
+def test_a_method_without_the_mode(main, demo_data_dir):
+    code, err = main("retrain", RETRAIN_14, "DATA_DIR", demo_data_dir, "METHOD", "pdarts")
+    assert code == 2 and "METHOD 'pdarts' has no 'retrain' mode; set METHOD to one of cream" in _one_line(err)
 
 
 def test_num_gpu_is_ignored_without_gpus_and_checked_with_them(main, monkeypatch):

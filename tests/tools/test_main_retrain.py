@@ -9,8 +9,10 @@ import paddle
 import pytest
 
 from lib.config import load_config
-from lib.engine.evaluate import create_child_model, resolve_child
+from lib.engine.child import create_child_model, resolve_child
 from pimm.models import load_checkpoint
+
+pytestmark = pytest.mark.e2e  # runs tools/main.py in subprocesses
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RETRAIN_14 = os.path.join(REPO, "experiments", "configs", "retrain", "14.yaml")

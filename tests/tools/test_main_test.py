@@ -11,6 +11,8 @@ from lib.models import build_childnet
 from pimm.data import ImageDataset, create_transform
 from pimm.models import load_checkpoint
 
+pytestmark = pytest.mark.e2e  # runs tools/main.py in subprocesses
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RETRAIN_14 = os.path.join(REPO, "experiments", "configs", "retrain", "14.yaml")
 TEST_CFG = os.path.join(REPO, "experiments", "configs", "test", "test.yaml")

@@ -7,6 +7,8 @@ import pytest
 
 from lib.models import build_childnet
 
+pytestmark = pytest.mark.e2e  # runs tools/main.py in subprocesses
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TEST_CFG = os.path.join(REPO, "experiments", "configs", "test", "test.yaml")
 

@@ -3,6 +3,10 @@ import csv
 import json
 import os
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # runs tools/main.py with the launcher in other processes
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DEMO = os.path.join(REPO, "experiments", "configs", "train", "demo.yaml")
 

@@ -6,7 +6,7 @@ import os
 import pytest
 
 from lib.config import load_config
-from lib.engine.evaluate import resolve_child
+from lib.engine.child import resolve_child
 from lib.models import CREAM_ARCHS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -10,8 +10,12 @@ import paddle
 import pytest
 
 from lib.config import ConfigError, load_config
-from lib.engine.common import (RunContext, RunError, build_loaders, find_resume_checkpoint,
+from lib.engine.child import child_loader_policy
+from lib.engine.common import (LoaderPolicy, RunContext, RunError, build_loaders, find_resume_checkpoint,
                                prepare_run, resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
+from lib.engine.search import search_loader_policy
+
+PLAIN = LoaderPolicy()
 
 
 def _cfg(tmp_path, *overrides, data_dir="unused"):
@@ -61,7 +65,7 @@ def _ctx(tmp_path, cfg, mode="retrain"):
 def test_build_loaders_shapes_batch_sizes_and_labels(tmp_path, demo_data_dir):
     cfg = _cfg(tmp_path, "DATASET.BATCH_SIZE", "8", "DATASET.VAL_BATCH_MUL", "3",
                data_dir=demo_data_dir)
-    train, val = build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32)
+    train, val = build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32, policy=PLAIN)
     assert len(train) == 48 // 8 and len(val) == 1  # eval keeps all 16 images in one 24-batch
     images, labels = next(iter(train))
     assert images.shape == [8, 3, 32, 32] and images.dtype == paddle.float32
@@ -72,8 +76,22 @@ def test_build_loaders_shapes_batch_sizes_and_labels(tmp_path, demo_data_dir):
     # eval is deterministic: two passes give the same tensors
     again, _ = next(iter(val))
     np.testing.assert_array_equal(images.numpy(), again.numpy())
-    only_val = build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32, train=False)
+    only_val = build_loaders(cfg, None, image_size=32, policy=PLAIN, train=False)  # no RunContext
     assert only_val[0] is None and len(only_val[1]) == 1
+
+
+def _transforms(loader):
+    return [repr(t) for t in loader.dataset.transform.transforms]
+
+
+def test_loaders_follow_the_engines_policies(tmp_path, demo_data_dir):
+    cfg = _cfg(tmp_path, "DATASET.INTERPOLATION", "bilinear", data_dir=demo_data_dir)
+    train, val = build_loaders(cfg, None, 32, policy=child_loader_policy(cfg))  # retrain, test
+    assert any(t.startswith("RandAugment(") for t in _transforms(train))
+    assert "interpolation=bicubic" in _transforms(val)[0]
+    train, val = build_loaders(cfg, None, 32, policy=search_loader_policy(cfg))  # the search
+    assert not any(t.startswith("RandAugment(") for t in _transforms(train))
+    assert "interpolation=bilinear" in _transforms(val)[0]
 
 
 def test_build_loaders_errors_name_data_dir_and_fix(tmp_path, demo_data_dir):
@@ -81,15 +99,15 @@ def test_build_loaders_errors_name_data_dir_and_fix(tmp_path, demo_data_dir):
     shutil.copytree(os.path.join(demo_data_dir, "val"), data / "val")
     cfg = _cfg(tmp_path, data_dir=data)
     with pytest.raises(RunError, match=r"DATA_DIR/train not found.*data/README.md"):
-        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32)
+        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32, policy=PLAIN)
     shutil.copytree(os.path.join(demo_data_dir, "train"), data / "train")
     os.makedirs(data / "val" / "04_extra")
     with pytest.raises(RunError, match=r"DATA_DIR/val.*04_extra.*holds no images"):
-        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32)
+        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32, policy=PLAIN)
     os.makedirs(data / "train" / "04_extra")
     shutil.copy(next(iter((data / "train" / "00_circle").iterdir())), data / "train" / "04_extra")
     with pytest.raises(RunError, match="5 class folders but DATASET.NUM_CLASSES is 4"):
-        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32, eval=False)
+        build_loaders(cfg, _ctx(tmp_path, cfg), image_size=32, policy=PLAIN, eval=False)
 
 
 def test_find_resume_checkpoint_prefers_newest_state(tmp_path):

@@ -15,6 +15,8 @@ import numpy as np
 import paddle
 import pytest
 
+pytestmark = pytest.mark.e2e  # two ranks through paddle.distributed.launch
+
 GLOBAL_BATCH = 4
 
 
@@ -50,7 +52,8 @@ def _gradients(model, images, labels):
 def _worker(out_dir, data_dir):
     from lib.engine.common import (broadcast_buffers, build_loaders, finish_run, prepare_run,
                                    unwrap_model, wrap_model)
-    from lib.engine.evaluate import create_child_model, evaluate, resolve_child
+    from lib.engine.child import child_loader_policy, create_child_model, resolve_child
+    from lib.engine.evaluate import evaluate
 
     ctx = prepare_run(_config(data_dir, os.path.join(out_dir, "runs")), "retrain")
     model = create_child_model(ctx.cfg, resolve_child(ctx.cfg))
@@ -59,7 +62,7 @@ def _worker(out_dir, data_dir):
     share = GLOBAL_BATCH // ctx.world_size
     mine = slice(ctx.rank * share, (ctx.rank + 1) * share)
     grads = _gradients(wrapped, images[mine], labels[mine])
-    _, val_loader = build_loaders(ctx.cfg, ctx, 32, train=False)
+    _, val_loader = build_loaders(ctx.cfg, ctx, 32, policy=child_loader_policy(ctx.cfg), train=False)
     metrics = evaluate(unwrap_model(wrapped), val_loader, ctx)
     metrics.pop("seconds")
     # training-mode forwards on different data make the ranks' BN statistics differ, until
@@ -82,7 +85,8 @@ def _worker(out_dir, data_dir):
 def test_two_gloo_ranks_match_one_process(tmp_path, demo_data_factory):
     from pimm.utils import seed_everything
     from lib.engine.common import RunContext, build_loaders
-    from lib.engine.evaluate import create_child_model, evaluate, resolve_child
+    from lib.engine.child import child_loader_policy, create_child_model, resolve_child
+    from lib.engine.evaluate import evaluate
 
     data_dir = demo_data_factory(num_classes=3, train_per_class=2, val_per_class=3, image_size=32)
     env = dict(os.environ, GLOG_minloglevel="2")
@@ -118,8 +122,8 @@ def test_two_gloo_ranks_match_one_process(tmp_path, demo_data_factory):
             np.testing.assert_allclose(got[name], grad, rtol=1e-4, atol=1e-7, err_msg=name)
 
     ctx = RunContext(cfg=cfg, mode="retrain", run_dir=str(tmp_path), logger=logging.getLogger("t"),
-                     writer=None, rank=0, world_size=1, distributed=False)
-    _, val_loader = build_loaders(cfg, ctx, 32, train=False)
+                     writer=None, rank=0, world_size=1, distributed=False)  # for evaluate's logging
+    _, val_loader = build_loaders(cfg, None, 32, policy=child_loader_policy(cfg), train=False)
     single = evaluate(model, val_loader, ctx)
     distributed = ranks[0]["metrics"]
     assert distributed["images"] == single["images"] == 9

@@ -1,5 +1,4 @@
-"""lib.engine.evaluate: which child net a config means, top-k counts, the evaluation loop."""
-import json
+"""lib.engine.evaluate: top-k counts, the evaluation loop, sharded evaluation."""
 import logging
 
 import numpy as np
@@ -7,52 +6,11 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from lib.config import ConfigError, load_config
-from lib.engine.common import RunContext, RunError, build_loaders
-from lib.engine.evaluate import (_valid_samples_on_rank, arch_from_board, evaluate, resolve_child,
-                                 topk_correct)
-from lib.models import CREAM_ARCHS
+from lib.config import load_config
+from lib.engine.child import child_loader_policy
+from lib.engine.common import RunContext, build_loaders
+from lib.engine.evaluate import _valid_samples_on_rank, evaluate, topk_correct
 from pimm.data import ShardedBatchSampler
-
-ARCH_43 = CREAM_ARCHS[43].arch_list()
-ARCH_114 = CREAM_ARCHS[114].arch_list()
-
-
-def test_resolve_child_selection_size_and_searched_paths(tmp_path):
-    spec = resolve_child(load_config(None, ["NET.SELECTION", "114", "DATASET.IMAGE_SIZE", "224"]))
-    assert (spec.arch, spec.image_size, spec.selection) == (ARCH_114, 160, 114)
-    spec = resolve_child(load_config(None, ["NET.SELECTION", "114", "DATASET.IMAGE_SIZE", "96",
-                                            "DATASET.SELECTION_IMAGE_SIZE", "False"]))
-    assert spec.image_size == 96
-    spec = resolve_child(load_config(None, ["NET.SELECTION", "-1", "NET.INPUT_ARCH", str(ARCH_43),
-                                            "DATASET.IMAGE_SIZE", "128"]))
-    assert (spec.arch, spec.image_size, spec.selection) == (ARCH_43, 128, -1)
-    with pytest.raises(ConfigError, match="both set"):
-        resolve_child(load_config(None, ["NET.SELECTION", "-1", "NET.INPUT_ARCH", str(ARCH_43),
-                                         "NET.BOARD_JSON", "board.json"]))
-    with pytest.raises(RunError, match="no file at"):
-        resolve_child(load_config(None, ["NET.SELECTION", "-1",
-                                         "NET.BOARD_JSON", str(tmp_path / "x")]))
-
-
-def _board(tmp_path, **content):
-    path = tmp_path / "board.json"
-    path.write_text(json.dumps(content))
-    return str(path)
-
-
-def test_board_path_is_the_best_one_within_the_flops_range(tmp_path):
-    paths = [{"arch": ARCH_114, "flops": 114.5, "prec1": 70.0},  # best, but above the range
-             {"arch": ARCH_43, "flops": 42.4, "prec1": 60.0},
-             {"arch": CREAM_ARCHS[14].arch_list(), "flops": 13.8, "prec1": 50.0}]
-    board = _board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100)
-    assert arch_from_board(board) == ARCH_43
-    assert arch_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100,
-                                  best_in_range={"arch": ARCH_114})) == ARCH_114
-    with pytest.raises(RunError, match=r"FLOPs range \[0.0, 10.0\]"):
-        arch_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=10))
-    with pytest.raises(RunError, match="no 'paths' list"):
-        arch_from_board(_board(tmp_path, board=[]))
 
 
 def test_topk_correct_counts():
@@ -104,7 +62,7 @@ def test_evaluate_equals_a_direct_computation_and_skips_padding(tmp_path, demo_d
                              "DATASET.BATCH_SIZE", "3", "DATASET.VAL_BATCH_MUL", "1",
                              "LOG_INTERVAL", "2"])
     ctx = _ctx(cfg, tmp_path)
-    _, loader = build_loaders(cfg, ctx, 32, train=False)
+    _, loader = build_loaders(cfg, ctx, 32, policy=child_loader_policy(cfg), train=False)
     model = _Pixels()
     images, labels = zip(*loader)
     logits = model(paddle.concat(images))
@@ -127,29 +85,3 @@ def test_evaluate_equals_a_direct_computation_and_skips_padding(tmp_path, demo_d
     assert part["images"] == 5
     expected_loss = float(F.cross_entropy(logits[mine], labels[mine]))
     assert part["loss"] == pytest.approx(expected_loss, rel=1e-6)
-
-
-def test_test_weights_are_ema_when_present_and_plain_otherwise(tmp_path):
-    from lib.engine.evaluate import ChildSpec, load_weights_for_test
-    from lib.models import build_childnet
-
-    arch = CREAM_ARCHS[14].arch_list()
-    spec = ChildSpec(arch, 64, 14, "selection 14")
-    plain, ema = build_childnet(14, num_classes=4), build_childnet(14, num_classes=4)
-    with paddle.no_grad():
-        for p in ema.parameters():
-            p.set_value(p + 1.0)
-    both = str(tmp_path / "both.pdparams")
-    paddle.save({"state_dict": plain.state_dict(), "state_dict_ema": ema.state_dict()}, both)
-    only = str(tmp_path / "plain.pdparams")
-    paddle.save({"state_dict": plain.state_dict()}, only)  # a run without EMA
-
-    for path, use_ema, expected in ((both, True, "state_dict_ema"), (both, False, "state_dict"),
-                                    (only, True, "state_dict")):
-        model = build_childnet(14, num_classes=4)
-        assert load_weights_for_test(model, path, spec, use_ema=use_ema) == expected
-        source = ema if expected == "state_dict_ema" else plain
-        np.testing.assert_array_equal(model.conv_stem.weight.numpy(),
-                                      source.conv_stem.weight.numpy())
-    with pytest.raises(RunError, match="does not fit selection 14"):
-        load_weights_for_test(build_childnet(14, num_classes=5), only, spec, use_ema=True)

@@ -5,8 +5,7 @@ import numpy as np
 import paddle
 import pytest
 
-from lib.models import SuperNet, build_childnet, build_supernet, effective_arch
-from lib.search import flops_table
+from lib.models import SuperNet, build_childnet, build_supernet, effective_arch, layer_flops_table
 from pimm.layers import layer_config
 from pimm.models import load_checkpoint, load_model_weights
 from tests.pimm.models.paddle_to_torch import torch_state_dict
@@ -165,7 +164,7 @@ def test_bad_arch_names_the_problem():
 
 
 def test_names_and_weights_are_reproducible():
-    flops_table.layer_flops_table.cache_clear()
+    layer_flops_table.cache_clear()
     paddle.seed(7)
     first = build_supernet(0, 100, num_classes=3)[0]  # measures the FLOPs table on the way
     paddle.seed(7)

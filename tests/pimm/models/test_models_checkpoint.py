@@ -175,6 +175,7 @@ def _small_kwargs():
                 act_layer=HardSwish, se_kwargs=dict(act_layer=paddle.nn.ReLU, gate_fn=hard_sigmoid))
 
 
+@pytest.mark.e2e  # resumes in a fresh Python process
 def test_resume_in_a_new_process(tmp_path):
     """Optimizer state is keyed by generated parameter names: they must be the same in a new process."""
     model = _model()

@@ -17,7 +17,8 @@ def test_warmup_steps_run_untimed_then_each_step_gets_its_clock():
     assert calls == [0, 1, 2, 3, 4]
     assert finished == [1, 2, 3, 4, 5]  # the finishing hook runs after every step, warm-up included
     assert len(times.seconds) == 3
-    assert all(0.009 < s < 1.0 for s in times.seconds)
+    # each timed step slept 10 ms; only a lower bound holds on a busy machine
+    assert all(s > 0.009 for s in times.seconds)
 
 
 def test_throughput_and_statistics_by_hand():

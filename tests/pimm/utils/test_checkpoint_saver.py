@@ -172,6 +172,25 @@ def test_recovery_keeps_only_newest_and_is_found(tmp_path):
     assert make_saver(tmp_path).find_recovery() == path
 
 
+def test_file_names_are_answered_without_a_saver(tmp_path):
+    """What a resuming rank asks: the static names match what a saver writes into one folder."""
+    folder = tmp_path / "run"
+    folder.mkdir()
+    assert CheckpointSaver.resume_file(str(folder)) is None
+    assert CheckpointSaver.newest_recovery(str(folder)) is None
+    model, opt = build_run()
+    saver = CheckpointSaver(model, opt, checkpoint_dir=str(folder), recovery_dir=str(folder))
+    saver.save_checkpoint(3, 1.0)
+    assert CheckpointSaver.last_file(str(folder)) == saver.last_path
+    assert CheckpointSaver.resume_file(str(folder)) == saver.last_path
+    early = saver.save_recovery(3, batch_idx=10)  # taken during epoch 3, before it ended
+    assert CheckpointSaver.newest_recovery(str(folder)) == (3, 10, early)
+    assert CheckpointSaver.resume_file(str(folder)) == saver.last_path
+    later = saver.save_recovery(4, batch_idx=2)  # mid epoch 4: newer than last
+    assert CheckpointSaver.resume_file(str(folder)) == later
+    assert CheckpointSaver.newest_recovery(str(folder), extension=".other") is None
+
+
 def test_crash_between_write_and_rename_leaves_previous_files(tmp_path, monkeypatch):
     model, opt = build_run()
     saver = make_saver(tmp_path, model, opt)

@@ -4,6 +4,7 @@ import os
 
 import paddle
 import paddle.distributed as dist
+import pytest
 
 from pimm.utils import barrier, get_rank, get_world_size, init_distributed, is_primary
 
@@ -31,6 +32,7 @@ def _worker(out_dir):
                    "mean": mean.numpy().tolist(), "input": value.numpy().tolist()}, f)
 
 
+@pytest.mark.e2e  # spawns two processes
 def test_two_cpu_ranks_reduce_to_the_mean(tmp_path):
     dist.spawn(_worker, args=(str(tmp_path),), nprocs=2)
     results = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]

@@ -10,6 +10,7 @@ import sys
 
 import numpy as np
 import paddle
+import pytest
 from paddle.utils import unique_name
 from yacs.config import CfgNode
 
@@ -87,6 +88,7 @@ def resume_and_finish(ckpt_dir, opt_name, out_file):
     np.savez(out_file, **snapshot(model, optimizer, ema))
 
 
+@pytest.mark.e2e  # resumes in a fresh Python process
 def test_resume_in_fresh_process_continues_identically(tmp_path):
     set_num_threads(1)  # bit-exact comparison needs the same thread count in both processes
     expected = {}

@@ -32,6 +32,7 @@ def _faults(mode: str):
     return [int(v) for v in out.split()]
 
 
+@pytest.mark.e2e  # measures fresh Python processes
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc tuning")
 def test_freed_memory_is_reused_without_page_faults():
     default, retained = _faults("default"), _faults("retain")

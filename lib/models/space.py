@@ -113,7 +113,7 @@ def _possible_range(layer_flops: LayerFlops) -> Tuple[float, float]:
 
 
 def search_for_layer(flops_minimum: float, flops_maximum: float,
-                     layer_flops: Optional[LayerFlops] = None) -> Tuple[List[int], int]:
+                     layer_flops: LayerFlops) -> Tuple[List[int], int]:
     """Size the supernet for a FLOPs range (MFLOPs): ``(sta_num, resolution)``.
 
     Reproduces the reference: layers are added in a fixed stage order while the path made of each
@@ -121,14 +121,12 @@ def search_for_layer(flops_minimum: float, flops_maximum: float,
     is too big, the resolution drops in 32 px steps. At each step the reference rescales the FLOPs
     bounds by ``7 / size_factor`` *cumulatively* (the intended area scaling would be
     ``(7 / size_factor) ** 2``, not compounded); that defines the published spaces, so it is kept.
-    ``layer_flops`` defaults to the table measured on the supernet's own blocks
-    (``lib.search.flops_table.layer_flops_table``).
+    ``layer_flops`` is the per-choice table; the supernet's own is
+    ``lib.models.supernet.layer_flops_table()`` (measured on its blocks, so it needs the network
+    and is passed in rather than built here).
 
     Raises ValueError for a reversed or impossible range, naming what is possible.
     """
-    if layer_flops is None:
-        from lib.search.flops_table import layer_flops_table  # the table builds a small supernet
-        layer_flops = layer_flops_table()
     requested = f"[{flops_minimum:g}, {flops_maximum:g}] MFLOPs"
     if flops_minimum > flops_maximum:
         # The reference accepts a reversed range and returns a space outside it.

@@ -10,16 +10,15 @@ and sums cost nothing.
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Any, Dict, Iterator, Sequence, Tuple
 
 import paddle
 from paddle import nn
 
 from pimm.utils.profile import MacRule, profile
-from lib.search.space import CHOICES, SEARCH_RESOLUTION, SEARCHED_STAGES
+from lib.models.space import SEARCH_RESOLUTION
 
-__all__ = ["FlopsEst", "PTFLOPS_RULES", "layer_flops_table"]
+__all__ = ["FlopsEst", "PTFLOPS_RULES"]
 
 
 def _input_elements(layer: nn.Layer, inputs: tuple, output: Any) -> int:
@@ -105,32 +104,3 @@ class FlopsEst:
     def get_params(self, arch: Sequence[Sequence[int]]) -> float:
         """Millions of parameters of a path, classifier and stem batch norm excluded."""
         return self._path_sum(self.params_dict, arch) + self.params_fixed
-
-
-@contextlib.contextmanager
-def _preserved_random_state() -> Iterator[None]:
-    state = paddle.get_rng_state()
-    try:
-        yield
-    finally:
-        paddle.set_rng_state(state)
-
-
-@functools.lru_cache(maxsize=1)
-def layer_flops_table() -> Tuple[Tuple[Tuple[float, float], ...], ...]:
-    """``table[i][choice] = (MFLOPs as stage i+1's first layer, MFLOPs as a later layer)`` at 224 px.
-
-    This is the table ``search_for_layer`` sizes the supernet with (the reference ships it as
-    hard-coded numbers). It is measured with ``FlopsEst`` on a supernet with two layers per
-    stage, built without touching the global random state or parameter-name counters, so building
-    it first does not change the weights a seeded run initialises.
-    """
-    # Imported here: lib.models imports lib.search, so a module-level import would make the two
-    # packages' import order matter.
-    from lib.models.supernet import SuperNet
-
-    with _preserved_random_state(), paddle.utils.unique_name.guard():
-        model = SuperNet([2] * len(SEARCHED_STAGES), num_classes=1)
-    layers = FlopsEst(model).flops_dict
-    return tuple(tuple((layers[stage][0][choice], layers[stage][1][choice]) for choice in range(len(CHOICES)))
-                 for stage in SEARCHED_STAGES)

@@ -13,8 +13,14 @@ returns one flat dict (``tools/benchmark.py`` prints it as a JSON line):
   distillation phase: a path drawn by the search's sampler, its teacher chosen on a full
   prioritized board (the meta-matching scores of every entry), the KD/CE loss, backward and the
   SGD step; with ``meta`` every timed step also takes the meta-matching network's second-order
-  update first (a search takes it every ``SUPERNET.UPDATE_ITER`` steps). Settings come from the
-  search config (``config``, by default the shipped ``experiments/configs/train/train.yaml``).
+  update first (a search takes it every ``SUPERNET.UPDATE_ITER`` steps).
+
+Settings (optimiser, loss, dropout, EMA decay, augmentation) come from the config the engine would
+run: a child network's released retrain recipe (``experiments/configs/retrain/<selection>.yaml``,
+``retrain/searched.yaml`` for an arch list), and for the supernet, a path of it or the search,
+the search config (``config``, by default the shipped ``experiments/configs/train/train.yaml``):
+a supernet path trains as the search trains it. Networks, optimisers and losses are built by the
+engines' own functions.
 
 Images are synthetic by default (drawn once, reused every step), so the figures are the
 network's; ``data_dir`` times the engine's loader and transforms as well (the training split with
@@ -32,7 +38,6 @@ hardware sense.
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -41,40 +46,35 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 import numpy as np
 import paddle
 
-from lib.config import load_config
-from lib.engine.common import RunContext, build_loaders
-from lib.engine.retrain import train_step
-from lib.engine.search import (SearchOptions, build_search_supernet, create_search_optimizer,
-                               search_step)
-from lib.models import CREAM_ARCHS, build_childnet, build_supernet, resolve_arch, validate_arch
-from lib.search import FlopsEst, MetaMatchingNetwork, PathSampler, PrioritizedBoard
-from pimm.loss import LabelSmoothingCrossEntropy, softmax
+from yacs.config import CfgNode
+
+from lib.config import load_config, shipped_config
+from lib.engine.child import child_loader_policy, create_child_model, resolve_child
+from lib.engine.common import build_loaders, device_type
+from lib.engine.retrain import create_train_loss, train_step
+from lib.engine.search import (SearchOptions, SearchParts, build_search_supernet, create_search_loss,
+                               create_search_optimizer, search_loader_policy, search_step)
+from lib.models import CREAM_ARCHS, FlopsEst, SupernetPath
+from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
+from pimm.loss import softmax
 from pimm.optim import create_optimizer
 from pimm.utils import ModelEma, profile, retain_freed_memory, seed_everything, set_num_threads
 from pimm.utils.benchmark import machine_description, peak_rss_mb, time_steps
 
-__all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "RETRAIN_SETTINGS",
-           "default_search_config"]
+__all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "default_search_config"]
 
 MODES = ("infer", "train", "search")
 BACKENDS = ("dygraph", "paddle_inference")
-# The released retrain configs' optimisation settings (experiments/configs/retrain/*.yaml)
-RETRAIN_SETTINGS = dict(OPT="rmsproptf", LR=0.064, OPT_EPS=1e-3, MOMENTUM=0.9, WEIGHT_DECAY=1e-5,
-                        DROPOUT_RATE=0.2, SMOOTHING=0.1, EMA_DECAY=0.9999)
 # Work of a step in forward-pass units of the timed network (see the module doc).
 _WORK = {"infer": 1.0, "train": 3.0, "search": 3.0}
-# the engine mode whose loader a benchmark mode uses (lib.engine.common.build_loaders)
-_ENGINE_MODE = {"infer": "test", "train": "retrain", "search": "train"}
 _DEFAULT_SUPERNET_PATH_SEED = 0
-_DEFAULT_FLOPS_RANGE = (0.0, 600.0)
 Batch = Tuple[paddle.Tensor, paddle.Tensor]
 Step = Callable[[], Any]
 
 
 def default_search_config() -> str:
     """The shipped search config, ``experiments/configs/train/train.yaml`` of this checkout."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    return os.path.join(root, "experiments", "configs", "train", "train.yaml")
+    return shipped_config("train", "train.yaml")
 
 
 @dataclass
@@ -82,14 +82,14 @@ class BenchmarkOptions:
     """What to time. For ``infer``/``train``, exactly one of ``selection`` (a released net),
     ``arch`` (an arch list) or ``supernet=True`` (with ``flops_range`` and ``path``: an arch
     list through the supernet, a seeded random path by default). ``search`` always times the
-    supernet of ``config`` (its FLOPs range unless ``flops_range`` is given); ``meta`` adds the
-    meta-matching update to every step."""
+    supernet. The supernet is that of the search config ``config`` (its FLOPs range unless
+    ``flops_range`` is given); ``meta`` adds the meta-matching update to every step."""
 
     mode: str = "infer"
     selection: Optional[int] = None
     arch: Optional[List[List[int]]] = None
     supernet: bool = False
-    flops_range: Optional[Tuple[float, float]] = None  # default 0-600, or the search config's
+    flops_range: Optional[Tuple[float, float]] = None  # default: the search config's
     path: Optional[List[List[int]]] = None
     batch_size: int = 32
     image_size: Optional[int] = None  # default: the net's published size (supernet: its space's;
@@ -103,7 +103,7 @@ class BenchmarkOptions:
     workers: int = 2
     ema: bool = True  # search: only where the config tracks an EMA (NET.EMA.USE)
     meta: bool = False
-    config: Optional[str] = None  # search: default_search_config()
+    config: Optional[str] = None  # supernet and search: default_search_config()
     seed: int = 0
 
     def check(self) -> None:
@@ -125,8 +125,9 @@ class BenchmarkOptions:
             problems.append("a path runs through the supernet: select the supernet")
         if self.meta and self.mode != "search":
             problems.append("meta is the search's meta-matching update: use mode 'search'")
-        if self.config is not None and self.mode != "search":
-            problems.append("a config sets up the search: use mode 'search'")
+        if self.config is not None and not (self.supernet or self.mode == "search"):
+            problems.append("a config sets up the supernet: select the supernet or use mode "
+                            "'search'")
         if self.selection is not None and self.selection not in CREAM_ARCHS:
             problems.append(f"selection {self.selection} is not a released net "
                             f"({sorted(CREAM_ARCHS)})")
@@ -146,20 +147,6 @@ class BenchmarkOptions:
             raise ValueError("benchmark: " + "; ".join(problems) + ".")
 
 
-class SupernetPath(paddle.nn.Layer):
-    """The supernet restricted to one path: a model that takes images only (to time, train or
-    export like a child network)."""
-
-    def __init__(self, supernet: paddle.nn.Layer, arch: List[List[int]]) -> None:
-        super().__init__()
-        supernet.chosen_blocks(arch)  # raises a clear error when the path does not fit
-        self.supernet = supernet
-        self.arch = [list(stage) for stage in arch]
-
-    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self.supernet(x, self.arch)
-
-
 @dataclass
 class _Target:
     """What is timed: the step, and what the result reports about it."""
@@ -176,46 +163,57 @@ def _thop_mflops(model: paddle.nn.Layer, image_size: int) -> float:
     return macs / 1e6
 
 
-def _build_model(opts: BenchmarkOptions) -> Tuple[str, paddle.nn.Layer, int, List[List[int]]]:
-    """``(name, model taking images, image size, arch)`` for infer/train."""
-    drop_rate = RETRAIN_SETTINGS["DROPOUT_RATE"] if opts.mode == "train" else 0.0
-    if opts.supernet:
-        low, high = opts.flops_range or _DEFAULT_FLOPS_RANGE
-        model, sta_num, resolution = build_supernet(low, high, num_classes=opts.num_classes,
-                                                    drop_rate=drop_rate)
-        path = opts.path
-        if path is None:
-            rng = np.random.default_rng(_DEFAULT_SUPERNET_PATH_SEED)
-            choices = len(model.blocks[1][0])
-            path = [[0]] + [rng.integers(0, choices, n).tolist() for n in sta_num] + [[0]]
-        return (f"supernet[{low:g},{high:g}]", SupernetPath(model, path),
-                opts.image_size or resolution, path)
-    if opts.selection is not None:
-        arch, size = resolve_arch(opts.selection)
-        name = f"cream_{opts.selection}"
-    else:
-        arch, size = validate_arch(opts.arch), 224
-        name = "cream_arch"
-    model = build_childnet(arch, num_classes=opts.num_classes, drop_rate=drop_rate)
-    return name, model, opts.image_size or size, arch
+def _uses_supernet(opts: BenchmarkOptions) -> bool:
+    return opts.supernet or opts.mode == "search"
 
 
-def _engine_config(opts: BenchmarkOptions):
-    """The run config the engine would have: the search config for ``search`` (defaults
-    otherwise, which carry the retrain augmentation), with the benchmark's sizes."""
+def _recipe(opts: BenchmarkOptions) -> CfgNode:
+    """The config the engine would run (see the module doc), with the benchmark's sizes."""
     overrides = ["DATASET.BATCH_SIZE", str(opts.batch_size), "DATASET.VAL_BATCH_MUL", "1",
                  "DATASET.NUM_CLASSES", str(opts.num_classes), "SEED", str(opts.seed),
                  "WORKERS", str(opts.workers)]
     if opts.data_dir is not None:
         overrides += ["DATA_DIR", opts.data_dir]
-    if opts.mode != "search":
-        return load_config(None, overrides)
+    if _uses_supernet(opts):
+        path = opts.config or default_search_config()
+        if opts.image_size is not None:
+            overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size)]
+    elif opts.selection is not None:
+        path = shipped_config("retrain", f"{opts.selection}.yaml")
+    else:
+        path = shipped_config("retrain", "searched.yaml")
+        overrides += ["NET.BOARD_JSON", "", "NET.INPUT_ARCH", str(opts.arch)]
+    if opts.image_size is not None and not _uses_supernet(opts):
+        overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size), "DATASET.SELECTION_IMAGE_SIZE", "False"]
+    cfg = load_config(path, overrides)
     if opts.flops_range is not None:
-        overrides += ["SUPERNET.FLOPS_MINIMUM", str(float(opts.flops_range[0])),
-                      "SUPERNET.FLOPS_MAXIMUM", str(float(opts.flops_range[1]))]
-    if opts.image_size is not None:
-        overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size)]
-    return load_config(opts.config or default_search_config(), overrides)
+        # set directly: a yacs override must match the type the YAML wrote (int or float)
+        cfg.defrost()
+        cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM = (float(v) for v in opts.flops_range)
+        cfg.freeze()
+    return cfg
+
+
+def _supernet_name(cfg: CfgNode) -> str:
+    return f"supernet[{float(cfg.SUPERNET.FLOPS_MINIMUM):g},{float(cfg.SUPERNET.FLOPS_MAXIMUM):g}]"
+
+
+def _build_model(opts: BenchmarkOptions, cfg: CfgNode
+                 ) -> Tuple[str, paddle.nn.Layer, int, List[List[int]]]:
+    """``(name, model taking images, image size, arch)`` for infer/train, built as the engine
+    builds it: the child network ``resolve_child`` picks, or a path through the search's
+    supernet (a seeded random one unless ``path`` is given)."""
+    if opts.supernet:
+        supernet, sta_num, resolution = build_search_supernet(cfg)
+        path = opts.path
+        if path is None:
+            rng = np.random.default_rng(_DEFAULT_SUPERNET_PATH_SEED)
+            choices = len(supernet.blocks[1][0])
+            path = [[0]] + [rng.integers(0, choices, n).tolist() for n in sta_num] + [[0]]
+        return _supernet_name(cfg), SupernetPath(supernet, path), opts.image_size or resolution, path
+    spec = resolve_child(cfg)
+    name = f"cream_{spec.selection}" if spec.selection != -1 else "cream_arch"
+    return name, create_child_model(cfg, spec), spec.image_size, spec.arch
 
 
 def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Batch]:
@@ -226,14 +224,11 @@ def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Batc
     return itertools.repeat((images, labels))
 
 
-def _loader_batches(opts: BenchmarkOptions, cfg, image_size: int, workdir: str
-                    ) -> Iterator[Batch]:
+def _loader_batches(opts: BenchmarkOptions, cfg: CfgNode, image_size: int) -> Iterator[Batch]:
     """Full batches from the engine's own loader (``build_loaders``) of the mode's split."""
     training = opts.mode != "infer"
-    ctx = RunContext(cfg=cfg, mode=_ENGINE_MODE[opts.mode], run_dir=workdir,
-                     logger=logging.getLogger(__name__), writer=None, rank=0, world_size=1,
-                     distributed=False, device=paddle.device.get_device())
-    train_loader, eval_loader = build_loaders(cfg, ctx, image_size, train=training,
+    policy = search_loader_policy(cfg) if _uses_supernet(opts) else child_loader_policy(cfg)
+    train_loader, eval_loader = build_loaders(cfg, None, image_size, policy=policy, train=training,
                                               eval=not training)
     loader = train_loader if training else eval_loader
     if len(loader.dataset) < opts.batch_size:
@@ -251,13 +246,9 @@ def _loader_batches(opts: BenchmarkOptions, cfg, image_size: int, workdir: str
     return forever()
 
 
-def _device() -> str:
-    return "gpu" if paddle.device.get_device().startswith("gpu") else "cpu"
-
-
-def _infer_target(opts: BenchmarkOptions, batches_for: Callable[[int], Iterator[Batch]],
-                  workdir: str) -> _Target:
-    name, model, image_size, arch = _build_model(opts)
+def _infer_target(opts: BenchmarkOptions, cfg: CfgNode,
+                  batches_for: Callable[[int], Iterator[Batch]], workdir: str) -> _Target:
+    name, model, image_size, arch = _build_model(opts, cfg)
     model.eval()
     batches = batches_for(image_size)
     if opts.backend == "paddle_inference":
@@ -265,7 +256,7 @@ def _infer_target(opts: BenchmarkOptions, batches_for: Callable[[int], Iterator[
 
         prefix = os.path.join(workdir, "model")
         export_model(model, prefix, image_size)
-        predictor = InferenceModel(prefix, device=_device(), threads=opts.threads)
+        predictor = InferenceModel(prefix, device=device_type(), threads=opts.threads)
 
         def step() -> Any:
             images, _ = next(batches)
@@ -279,17 +270,18 @@ def _infer_target(opts: BenchmarkOptions, batches_for: Callable[[int], Iterator[
     return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
 
 
-def _train_target(opts: BenchmarkOptions, batches_for: Callable[[int], Iterator[Batch]]
-                  ) -> _Target:
-    name, model, image_size, arch = _build_model(opts)
+def _train_target(opts: BenchmarkOptions, cfg: CfgNode,
+                  batches_for: Callable[[int], Iterator[Batch]]) -> _Target:
+    name, model, image_size, arch = _build_model(opts, cfg)
     model.train()
     batches = batches_for(image_size)
-    settings = dict(RETRAIN_SETTINGS)
-    if opts.supernet:  # a supernet path trains with the search's optimiser (SGD, Nesterov)
-        settings.update(OPT="sgd", LR=0.01, WEIGHT_DECAY=1e-4)
-    optimizer = create_optimizer(settings, model)
-    loss_fn = LabelSmoothingCrossEntropy(settings["SMOOTHING"])
-    ema = ModelEma(model, decay=settings["EMA_DECAY"]) if opts.ema else None
+    if opts.supernet:  # a path trains as the search trains it
+        optimizer = create_search_optimizer(cfg, model.supernet)
+        loss_fn = create_search_loss(cfg)
+    else:
+        optimizer = create_optimizer(cfg, model)
+        loss_fn = create_train_loss(cfg)
+    ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if opts.ema else None
 
     def step() -> Any:
         images, labels = next(batches)
@@ -336,7 +328,7 @@ def _search_target(opts: BenchmarkOptions, cfg,
         raise ValueError("benchmark: the search config takes no meta-matching updates "
                          "(SUPERNET.PICK_METHOD must be 'meta' and UPDATE_2ND True); drop meta "
                          "or use a config that has them")
-    supernet, sta_num, resolution = build_search_supernet(cfg, search)
+    supernet, sta_num, resolution = build_search_supernet(cfg)
     image_size = int(cfg.DATASET.IMAGE_SIZE)
     batches = batches_for(image_size)
     state = _SearchState(supernet, search,
@@ -346,11 +338,10 @@ def _search_target(opts: BenchmarkOptions, cfg,
                                      search.pre_prob, seed=opts.seed))
     if search.distills:
         _fill_board(state, FlopsEst(supernet, resolution=resolution), next(batches)[0])
-    optimizer = create_search_optimizer(cfg, supernet)
-    loss_fn = LabelSmoothingCrossEntropy(float(cfg.AUGMENTATION.SMOOTHING))
     ema = (ModelEma(supernet, decay=float(cfg.NET.EMA.DECAY))
            if cfg.NET.EMA.USE and opts.ema else None)
-    meta = MetaMatchingNetwork(search.slice)
+    parts = SearchParts(supernet, create_search_optimizer(cfg, supernet), create_search_loss(cfg),
+                        state.board, MetaMatchingNetwork(search.slice), search.pick_method, ema=ema)
     supernet.train()
 
     def step() -> Any:
@@ -358,37 +349,35 @@ def _search_target(opts: BenchmarkOptions, cfg,
         arch = state.sampler.sample(state.board)
         state.sampled.append(arch)
         distill = search.distills and bool(state.board.teachers_for(arch))
-        return search_step(supernet, optimizer, loss_fn, images, labels, arch, state.board, meta,
-                           search.pick_method, distill, meta_update=opts.meta and distill,
-                           ema=ema)
+        return search_step(parts, images, labels, arch, distill=distill,
+                           meta_update=opts.meta and distill)
 
     def mean_mflops() -> float:
         timed = state.sampled[-opts.steps:]
         return float(np.mean([_thop_mflops(SupernetPath(supernet, arch), image_size)
                               for arch in timed]))
 
-    name = f"supernet[{search.flops_minimum:g},{search.flops_maximum:g}]"
-    return _Target(name, image_size, state.sampled, step, mean_mflops)
+    return _Target(_supernet_name(cfg), image_size, state.sampled, step, mean_mflops)
 
 
 def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
     """Time ``opts`` and return the figures (see the module doc for their meaning)."""
     opts.check()
-    if _device() == "cpu":
+    if device_type() == "cpu":
         retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
     threads = set_num_threads(opts.threads)
     seed_everything(opts.seed)
-    cfg = _engine_config(opts)
+    cfg = _recipe(opts)
     with tempfile.TemporaryDirectory(prefix="cream_bench_") as workdir:
         def batches_for(image_size: int) -> Iterator[Batch]:
             if opts.data_dir is None:
                 return _synthetic_batches(opts, image_size)
-            return _loader_batches(opts, cfg, image_size, workdir)
+            return _loader_batches(opts, cfg, image_size)
 
         if opts.mode == "infer":
-            target = _infer_target(opts, batches_for, workdir)
+            target = _infer_target(opts, cfg, batches_for, workdir)
         elif opts.mode == "train":
-            target = _train_target(opts, batches_for)
+            target = _train_target(opts, cfg, batches_for)
         else:
             target = _search_target(opts, cfg, batches_for)
         times = time_steps(target.step, steps=opts.steps, warmup=opts.warmup)

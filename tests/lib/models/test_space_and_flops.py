@@ -1,10 +1,9 @@
 """search_for_layer and FlopsEst against the reference's figures (ptflops 0.6 at 224 px)."""
 import pytest
 
-from lib.models import build_childnet
-from lib.search import PTFLOPS_RULES, FlopsEst, layer_flops_table, search_for_layer
+from lib.models import PTFLOPS_RULES, FlopsEst, build_childnet, layer_flops_table, search_for_layer
+from lib.models.space import layer_block_string, supernet_stage_strings, template_choice
 from pimm.utils.profile import profile
-from lib.search.space import layer_block_string, supernet_stage_strings, template_choice
 
 # The reference's hard-coded per-layer table (MFLOPs of a searched stage's first layer, of a later
 # layer) for choices 0..5, which defines the published search spaces.
@@ -55,7 +54,7 @@ def test_measured_layer_table_is_the_reference_table():
     ((500, 600), ([4, 4, 4, 4, 4], 224)),
 ])
 def test_search_for_layer_examples(flops_range, expected):
-    assert search_for_layer(*flops_range) == expected
+    assert search_for_layer(*flops_range, layer_flops_table()) == expected
     assert search_for_layer(*flops_range, layer_flops=REFERENCE_LAYER_FLOPS) == expected
 
 
@@ -66,7 +65,7 @@ def test_search_for_layer_examples(flops_range, expected):
 ])
 def test_impossible_ranges_say_what_is_possible(flops_range, fragment):
     with pytest.raises(ValueError, match=f"{flops_range[0]}, {flops_range[1]}.*{fragment}"):
-        search_for_layer(*flops_range)
+        search_for_layer(*flops_range, REFERENCE_LAYER_FLOPS)
 
 
 @pytest.fixture(scope="module")

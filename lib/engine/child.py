@@ -1,0 +1,86 @@
+"""The child network a config asks for (``retrain`` and ``test``): a released ``NET.SELECTION``,
+an explicit ``NET.INPUT_ARCH``, or the best path of a search's ``NET.BOARD_JSON``."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import List
+
+import paddle
+from yacs.config import CfgNode
+
+from lib.config import ConfigError
+from lib.engine.common import LoaderPolicy, RunError
+from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
+from lib.models.childnet import EVAL_INTERPOLATION
+from lib.search.board_file import best_board_arch
+
+__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy"]
+
+
+@dataclass(frozen=True)
+class ChildSpec:
+    """The child network a config asks for."""
+
+    arch: List[List[int]]
+    image_size: int
+    selection: int  # -1 for an explicit arch list or a board path
+    source: str  # where the arch came from, for logs and metrics.json
+
+
+def arch_from_board(path: str) -> List[List[int]]:
+    """``NET.BOARD_JSON``'s best path within its FLOPs range (``lib.search.board_file``); a
+    missing or unusable file is a RunError naming the key."""
+    try:
+        return best_board_arch(path)
+    except FileNotFoundError:
+        raise RunError(f"NET.BOARD_JSON: no file at {path}; point it at the board.json a search "
+                       "wrote into its run folder") from None
+    except ValueError as err:
+        raise RunError(f"NET.BOARD_JSON: {err}") from err
+
+
+def resolve_child(cfg: CfgNode) -> ChildSpec:
+    """A released ``NET.SELECTION``, or ``SELECTION -1`` with ``NET.INPUT_ARCH`` or
+    ``NET.BOARD_JSON``. Released nets run at their published size unless
+    ``DATASET.SELECTION_IMAGE_SIZE`` is False; other paths at ``DATASET.IMAGE_SIZE``."""
+    selection = int(cfg.NET.SELECTION)
+    board, input_arch = str(cfg.NET.BOARD_JSON or ""), list(cfg.NET.INPUT_ARCH)
+    size = int(cfg.DATASET.IMAGE_SIZE)
+    if selection != -1:
+        if selection not in CREAM_ARCHS:
+            raise ConfigError(
+                f"NET.SELECTION {selection} is not a released Cream net; choose one of "
+                f"{sorted(CREAM_ARCHS)}, or -1 with NET.INPUT_ARCH (an arch list) or "
+                "NET.BOARD_JSON (a search's board.json)")
+        if board or input_arch:
+            raise ConfigError(f"NET.SELECTION {selection} conflicts with NET.INPUT_ARCH/"
+                              "NET.BOARD_JSON: set NET.SELECTION -1 to use a searched path")
+        arch, published_size = resolve_arch(selection)
+        if cfg.DATASET.SELECTION_IMAGE_SIZE:
+            size = published_size
+        return ChildSpec(arch, size, selection, f"selection {selection}")
+    if board and input_arch:
+        raise ConfigError("NET.INPUT_ARCH and NET.BOARD_JSON are both set: keep one of them")
+    if board:
+        return ChildSpec(arch_from_board(board), size, -1, f"best path of {board}")
+    if not input_arch:
+        raise ConfigError("NET.SELECTION -1 needs NET.INPUT_ARCH (e.g. "
+                          f"\"{CREAM_ARCHS[14].arch_list()}\") or NET.BOARD_JSON")
+    try:
+        arch = validate_arch(input_arch)
+    except ValueError as err:
+        raise ConfigError(f"NET.INPUT_ARCH: {err}") from None
+    return ChildSpec(arch, size, -1, "NET.INPUT_ARCH")
+
+
+def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
+    """The child network with the config's classes, dropout and pooling."""
+    return build_childnet(spec.arch, num_classes=int(cfg.DATASET.NUM_CLASSES),
+                          drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
+
+
+def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:
+    """A child network's loaders (retrain, test): RandAugment ``AUGMENTATION.AA`` on training
+    images, the released nets' bicubic evaluation resize."""
+    return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
+                        eval_interpolation=EVAL_INTERPOLATION)

@@ -1,0 +1,58 @@
+"""``board.json``: the file a search writes into its run folder after every epoch, and reads back
+when a child network is retrained or tested from it (``NET.BOARD_JSON``).
+
+Content (``PrioritizedBoard.to_json`` plus the space's resolution): ``paths`` (best first, each
+with ``arch``, ``flops``, ``params``, ``prec1``), ``best_in_range``, ``flops_minimum``,
+``flops_maximum``, ``epoch``, ``resolution``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Dict, List
+
+from lib.models import validate_arch
+from pimm.utils import atomic_write_text
+
+__all__ = ["BOARD_FILE", "write_board_file", "best_board_arch"]
+
+BOARD_FILE = "board.json"
+
+
+def write_board_file(folder: str, content: Dict[str, Any]) -> str:
+    """Write ``content`` as ``folder/board.json`` (atomically); returns the path."""
+    path = os.path.join(folder, BOARD_FILE)
+    atomic_write_text(json.dumps(content, indent=1) + "\n", path)
+    return path
+
+
+def best_board_arch(path: str) -> List[List[int]]:
+    """The best path of a ``board.json`` whose FLOPs lie in the board's own
+    ``[flops_minimum, flops_maximum]``: ``best_in_range`` when present, else the first such
+    entry of ``paths`` (the board lists them best first).
+
+    Raises FileNotFoundError for a missing file and ValueError, naming the file, for one that is
+    not a usable board.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            board = json.load(f)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as JSON ({err})") from err
+    best = board.get("best_in_range") if isinstance(board, dict) else None
+    if isinstance(best, dict) and best.get("arch"):
+        return validate_arch(best["arch"])
+    paths = board.get("paths") if isinstance(board, dict) else None
+    if not isinstance(paths, list):
+        raise ValueError(f"{path} has no 'paths' list; it is not a Cream board.json")
+    low = float(board.get("flops_minimum", -math.inf))
+    high = float(board.get("flops_maximum", math.inf))
+    for entry in paths:
+        flops = entry.get("flops")
+        if entry.get("arch") and (flops is None or low <= float(flops) <= high):
+            return validate_arch(entry["arch"])
+    raise ValueError(f"no path in {path} lies within its FLOPs range [{low}, {high}]; give the path "
+                     "you want as NET.SELECTION -1 with NET.INPUT_ARCH")

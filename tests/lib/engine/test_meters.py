@@ -1,0 +1,67 @@
+"""lib.engine.meters: weighted epoch means, the latest batch, counts, the log line, TensorBoard."""
+import logging
+import math
+
+import paddle
+import pytest
+
+from lib.config import load_config
+from lib.engine.common import RunContext
+from lib.engine.meters import EpochMeters, Meter
+
+
+class _Scalars:
+    """Records what a tensorboardX writer would be asked to write."""
+
+    def __init__(self):
+        self.written = []
+
+    def add_scalar(self, tag, value, step):
+        self.written.append((tag, value, step))
+
+
+def _ctx(writer=None, log_interval=2):
+    cfg = load_config(None, ["LOG_INTERVAL", str(log_interval)])
+    return RunContext(cfg=cfg, mode="train", run_dir=".", logger=logging.getLogger("cream.test_meters"),
+                      writer=writer, rank=0, world_size=1, distributed=False)
+
+
+METERS = (Meter("loss", "Loss", precision=6), Meter("kd", "KD"), Meter("hidden", tag="meta/hidden"))
+
+
+def test_means_are_weighted_by_batch_and_nan_until_measured(caplog):
+    writer = _Scalars()
+    meters = EpochMeters(_ctx(writer), epoch=3, num_batches=4, meters=METERS)
+    assert math.isnan(meters.averages()["loss"])
+    seen = []
+    with caplog.at_level(logging.INFO, logger="cream.test_meters"):
+        for batch_idx, batch in meters.batches(["a", "b", "c", "d"], skip=1):
+            seen.append(batch)
+            size = 2 if batch_idx < 3 else 4
+            kd = paddle.to_tensor(0.5 * batch_idx) if batch_idx >= 2 else None  # on the device
+            meters.update(size, loss=float(batch_idx), kd=kd)
+            if meters.log_due(batch_idx):
+                meters.log(batch_idx, lr=0.1, extra="Board: 7", scalars={"train/board_size": 7})
+    assert seen == ["b", "c", "d"]  # skipped batches are drawn but not handed out
+    means = meters.averages()
+    assert means["loss"] == pytest.approx((1 * 2 + 2 * 2 + 3 * 4) / 8)
+    assert means["kd"] == pytest.approx((1.0 * 2 + 1.5 * 4) / 6)
+    assert math.isnan(means["hidden"]) and meters.counts == {"loss": 3, "kd": 2, "hidden": 0}
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2  # batch 2 (interval) and the last batch
+    assert lines[0].startswith("Train: 3 [   2/4]  Loss: 2.000000 (1.5000)  KD: 1.0000 (1.0000)  ")
+    assert "LR: 1.000e-01" in lines[0] and lines[0].endswith("  Board: 7")
+    assert "Loss: 3.000000 (2.2500)  KD: 1.5000 (1.3333)" in lines[1]
+    tags = {(tag, step): value for tag, value, step in writer.written}
+    assert tags[("train/loss", 3 * 4 + 3)] == pytest.approx(2.25)
+    assert tags[("train/lr", 3 * 4 + 2)] == 0.1 and tags[("train/board_size", 3 * 4 + 3)] == 7
+    assert not any(tag == "meta/hidden" for tag, _ in tags)  # never measured: not written
+
+
+def test_a_meter_without_steps_shows_a_dash(caplog):
+    meters = EpochMeters(_ctx(), epoch=0, num_batches=1, meters=METERS)
+    with caplog.at_level(logging.INFO, logger="cream.test_meters"):
+        meters.update(4, loss=paddle.to_tensor(2.0))
+        meters.log(0, lr=1.0)
+    assert "KD: -" in caplog.records[0].getMessage()
+    assert meters.averages()["loss"] == 2.0
