@@ -28,7 +28,7 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
-from pimm.models import CheckpointMismatchError, resume_checkpoint
+from pimm.models import CheckpointMismatchError, read_paddle_checkpoint, resume_checkpoint
 from pimm.utils import (atomic_write_text, available_cpus, init_distributed, retain_freed_memory,
                         seed_everything, set_num_threads, setup_logger)
 from pimm.utils import unwrap_model as _unwrap_model
@@ -306,7 +306,10 @@ def broadcast_buffers(model: Any, ctx: RunContext) -> None:
 
 # ---- resume ------------------------------------------------------------------------------------
 def _checkpoint_epoch(path: str) -> int:
-    state = paddle.load(path)
+    try:
+        state = read_paddle_checkpoint(path, return_numpy=True)
+    except ValueError as err:  # refused or unreadable: the same message a resume would give
+        raise RunError(f"cannot resume from {path}: {err}") from err
     return int(state.get("epoch", -1)) if isinstance(state, dict) else -1
 
 

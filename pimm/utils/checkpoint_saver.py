@@ -27,6 +27,8 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import paddle
 
+from pimm.models.paddle_checkpoint import read_paddle_checkpoint
+
 from .file_io import atomic_link, atomic_save, atomic_write_text, remove_stale_temp_files
 from .model_ema import unwrap_model
 from .options import to_plain_dict
@@ -172,7 +174,7 @@ class CheckpointSaver:
 
     def _read_file_metric(self, path: str) -> Optional[Tuple[int, Optional[float]]]:
         try:
-            checkpoint = paddle.load(path)
+            checkpoint = read_paddle_checkpoint(path, return_numpy=True)
             return int(checkpoint["epoch"]), _as_metric(checkpoint.get("metric"))
         except Exception as err:  # a foreign or damaged file must not stop a resume
             _logger.warning("skipping %s while rebuilding the checkpoint ranking: %s", path, err)
