@@ -86,7 +86,7 @@ class MemoryBudget:
         if nbytes > self.left:
             raise Malformed(
                 f"{what} would take {format_bytes(nbytes)}, more than a file of "
-                f"{format_bytes(self.file_size)} holds: its sizes are forged or the file is corrupt")
+                f"{format_bytes(self.file_size)} can hold")
         self.left -= nbytes
 
 
@@ -153,7 +153,7 @@ def _check_room(file: BinaryIO, length: int, end: int, what: str) -> None:
     left = end - file.tell()
     if length > left:
         raise Malformed(f"a {what} record claims {format_bytes(length)} but the file has only "
-                        f"{format_bytes(left)} left (truncated or forged)")
+                        f"{format_bytes(left)} left")
 
 
 # --------------------------------------------------------------------------------------------
