@@ -344,7 +344,10 @@ def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Opt
 
 def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
     cfg = ctx.cfg
-    in_run_dir = CheckpointSaver.resume_file(ctx.run_dir, extension)
+    try:
+        in_run_dir = CheckpointSaver.resume_file(ctx.run_dir, extension)
+    except ValueError as err:  # refused or unreadable: the message a resume would give
+        raise RunError(f"cannot resume from the run folder {ctx.run_dir}: {err}") from err
     if in_run_dir is not None:
         return in_run_dir
     resume_path = str(cfg.RESUME_PATH or "")

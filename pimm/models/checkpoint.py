@@ -6,7 +6,8 @@ Weights are also read from checkpoints of the ``model`` / ``model_ema`` layout (
 PeleeNet reproduction, DeiT-style training code), from a bare state dict (name -> tensor) and from
 PyTorch files (legacy and zip ``torch.save`` formats, read without torch by
 ``pimm.models.torch_checkpoint``). Every file is read by ``read_checkpoint_file``, the single place
-that tells file formats apart.
+that tells file formats apart; neither format's reader runs code from the
+file (``pimm.models.restricted_pickle``).
 """
 import logging
 import os
@@ -19,6 +20,7 @@ import numpy as np
 import paddle
 from paddle import nn
 
+from .paddle_checkpoint import read_paddle_checkpoint
 from .torch_checkpoint import is_torch_checkpoint, read_torch_checkpoint, torch_to_paddle_state_dict
 
 _logger = logging.getLogger(__name__)
@@ -64,24 +66,21 @@ def read_checkpoint_file(path: str) -> Any:
     """Read a checkpoint file into Python objects, whatever its format.
 
     PyTorch files (zip or legacy ``torch.save`` format, or any file named ``*.pth``, ``*.pt``,
-    ``*.tar``, ``*.ckpt``) are read by ``pimm.models.torch_checkpoint``, which runs nothing the file
-    asks for: tensors come back as numpy arrays, yacs configs as dicts, and the weights under
-    ``state_dict`` / ``state_dict_ema`` (or a bare state dict) as ``TorchStateDict``. Anything else
-    goes to ``paddle.load`` (a pickle: load only Paddle checkpoints you trust).
+    ``*.tar``, ``*.ckpt``) are read by ``pimm.models.torch_checkpoint``: tensors come back as numpy
+    arrays, yacs configs as dicts, and the weights under ``state_dict`` / ``state_dict_ema`` (or a
+    bare state dict) as ``TorchStateDict``. Anything else is read as a ``paddle.save`` file by
+    ``pimm.models.paddle_checkpoint`` (what ``paddle.load`` returns). Neither runs code from the file.
 
-    Raises FileNotFoundError for a missing file, ``UnsafeCheckpointError`` for a PyTorch-style
-    file whose pickle calls anything but tensor rebuilding, and ValueError for a corrupt file.
+    Raises FileNotFoundError for a missing file, ``UnsafeCheckpointError`` for a file whose pickle
+    names anything but the containers, arrays and tensors a checkpoint holds, and
+    ``CheckpointReadError`` (a ValueError) for a corrupt, truncated or forged file.
     """
     if not path or not os.path.isfile(path):
         raise FileNotFoundError(f"No checkpoint file at {path!r}: check the path (and the run "
                                 f"directory it should be in).")
     if _is_torch_file(path):
         return _mark_torch_weights(read_torch_checkpoint(path))
-    try:
-        return paddle.load(path)
-    except Exception as err:  # paddle.load raises many types for a corrupt file
-        raise ValueError(f"Cannot read checkpoint {path!r} ({type(err).__name__}: {err}); "
-                         f"the file is corrupt or not a Paddle checkpoint.") from err
+    return read_paddle_checkpoint(path)
 
 
 def _strip_wrapper_prefixes(name: str) -> str:

@@ -2,10 +2,13 @@
 anything the file asks for.
 
 ``torch.save`` writes pickles, and unpickling an untrusted pickle can run arbitrary code. This
-reader unpickles with an explicit allow-list of the few globals a weights checkpoint needs
-(containers, torch's tensor-rebuild functions and storage classes, yacs ``CfgNode``); each is
-replaced by a local stand-in, so no torch code runs either. Any other global stops the load with
-:class:`UnsafeCheckpointError` before it can be called.
+reader unpickles (``pimm.models.restricted_pickle``) with an explicit allow-list of the few
+globals a weights checkpoint needs (containers, torch's tensor-rebuild functions and storage
+classes, yacs ``CfgNode``); each is replaced by a local stand-in, so no torch code runs either.
+Any other global stops the load with :class:`UnsafeCheckpointError` before it can be called.
+Sizes are checked before anything is allocated: storage counts against the bytes present, zip
+records against their declared and the archive's sizes, tensor views against their storage, and
+all tensors together against a small multiple of the file's size.
 
 Both on-disk layouts are supported:
 
@@ -19,8 +22,8 @@ Both on-disk layouts are supported:
 from __future__ import annotations
 
 import io
+import math
 import os
-import pickle
 import struct
 import zipfile
 import zlib
@@ -29,12 +32,17 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 
+from .restricted_pickle import (READ_ERRORS, CheckpointReadError, Malformed, MemoryBudget,
+                                RefusedGlobal, RestrictedUnpickler, UnsafeCheckpointError,
+                                materialize, refusal_message)
+
 if TYPE_CHECKING:
     import paddle
 
 __all__ = [
     "TorchCheckpointError",
     "UnsafeCheckpointError",
+    "UnsafeTorchCheckpointError",
     "is_torch_checkpoint",
     "read_torch_checkpoint",
     "extract_state_dict",
@@ -45,28 +53,21 @@ _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _LEGACY_PROTOCOL_VERSION = 1001
 # The magic-number pickle is ~16 bytes (a few more with protocol-4 framing).
 _SNIFF_BYTES = 64
+# "little" or "big"
+_MAX_BYTEORDER_RECORD = 16
 
 
-class TorchCheckpointError(ValueError):
-    """The file is not a PyTorch checkpoint this reader can load (corrupt, truncated, unsupported)."""
+class TorchCheckpointError(CheckpointReadError):
+    """The file is not a PyTorch checkpoint this reader can load (corrupt, truncated, forged
+    sizes, unsupported)."""
 
 
-class UnsafeCheckpointError(TorchCheckpointError):
-    """The checkpoint's pickle names a Python global outside the allow-list; nothing was run."""
-
-
-class _Malformed(Exception):
-    """Internal: the bytes do not follow the checkpoint format (reported with the path on top)."""
+class UnsafeTorchCheckpointError(UnsafeCheckpointError, TorchCheckpointError):
+    """A PyTorch checkpoint's pickle names a global outside the allow-list; nothing was run."""
 
 
 class _NotACheckpoint(Exception):
     """Internal: the file is neither torch container format."""
-
-
-class _RefusedGlobal(Exception):
-    def __init__(self, module: str, name: str) -> None:
-        super().__init__(f"{module}.{name}")
-        self.qualified_name = f"{module}.{name}"
 
 
 # --------------------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ class _ElementType:
         return self.decode(copied) if self.decode is not None else copied
 
     def __setstate__(self, state: Any) -> None:
-        raise _Malformed("a pickle instruction tried to modify a storage type")
+        raise Malformed("a pickle instruction tried to modify a storage type")
 
 
 def _bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
@@ -158,7 +159,7 @@ class _Storage:
     def bytes_view(self) -> np.ndarray:
         if self.base is None:
             if self.raw is None:
-                raise _Malformed(f"storage {self.key!r} is used by a tensor but its data is missing")
+                raise Malformed(f"storage {self.key!r} is used by a tensor but its data is missing")
             return self.raw
         start = self.base_offset * self.element_type.itemsize
         return self.base.bytes_view()[start:start + self.numel * self.element_type.itemsize]
@@ -166,11 +167,13 @@ class _Storage:
     def elements(self, element_type: _ElementType) -> np.ndarray:
         return element_type.disk_view(self.bytes_view(), self.byteorder)
 
-    def to_array(self) -> np.ndarray:
-        return self.element_type.to_native(self.elements(self.element_type))
+    def to_array(self, budget: MemoryBudget) -> np.ndarray:
+        elements = self.elements(self.element_type)
+        budget.charge(elements.nbytes, f"storage {self.key!r}")
+        return self.element_type.to_native(elements)
 
     def __setstate__(self, state: Any) -> None:
-        raise _Malformed("a pickle instruction tried to modify a storage")
+        raise Malformed("a pickle instruction tried to modify a storage")
 
 
 class _PendingTensor:
@@ -181,33 +184,35 @@ class _PendingTensor:
     def __init__(self, storage: Any, offset: Any, shape: Any, strides: Any,
                  element_type: _ElementType | None = None) -> None:
         if not isinstance(storage, _Storage):
-            raise _Malformed(f"a tensor record refers to {type(storage).__name__}, not a storage")
+            raise Malformed(f"a tensor record refers to {type(storage).__name__}, not a storage")
         self.storage = storage
         self.offset = _as_index(offset, "storage offset")
         self.shape = _as_index_tuple(shape, "size")
         self.strides = _as_index_tuple(strides, "stride")
         if len(self.shape) != len(self.strides):
-            raise _Malformed(f"tensor size {self.shape} and stride {self.strides} differ in length")
+            raise Malformed(f"tensor size {self.shape} and stride {self.strides} differ in length")
         self.element_type = element_type or storage.element_type
 
-    def to_array(self) -> np.ndarray:
+    def to_array(self, budget: MemoryBudget) -> np.ndarray:
         elements = self.storage.elements(self.element_type)
         if 0 in self.shape:
             return self.element_type.to_native(elements[:0].reshape(self.shape))
         last = self.offset + sum((dim - 1) * step for dim, step in zip(self.shape, self.strides))
         if last >= elements.size:
-            raise _Malformed(
+            raise Malformed(
                 f"a tensor of size {list(self.shape)} (offset {self.offset}, stride "
                 f"{list(self.strides)}) reaches element {last} of storage {self.storage.key!r}, "
                 f"which holds {elements.size}")
         itemsize = elements.itemsize
+        # inside its storage, a view with stride 0 can still repeat one element a billion times
+        budget.charge(math.prod(self.shape) * itemsize, f"a tensor of size {list(self.shape)}")
         strided = np.lib.stride_tricks.as_strided(
             elements[self.offset:], shape=self.shape,
             strides=[step * itemsize for step in self.strides], writeable=False)
         return self.element_type.to_native(strided)
 
     def __setstate__(self, state: Any) -> None:
-        raise _Malformed("a pickle instruction tried to modify a tensor")
+        raise Malformed("a pickle instruction tried to modify a tensor")
 
 
 class _ConfigNode(dict):
@@ -219,18 +224,18 @@ class _ConfigNode(dict):
         # CfgNode pickles __immutable__, __deprecated_keys__, __renamed_keys__, __new_allowed__:
         # flags for yacs' own merge logic that a plain dict does not need.
         if not isinstance(state, dict):
-            raise _Malformed("a yacs CfgNode record carries a non-dict state")
+            raise Malformed("a yacs CfgNode record carries a non-dict state")
 
 
 def _as_index(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _Malformed(f"tensor {what} {value!r} is not a non-negative integer")
+        raise Malformed(f"tensor {what} {value!r} is not a non-negative integer")
     return value
 
 
 def _as_index_tuple(values: Any, what: str) -> tuple[int, ...]:
     if not isinstance(values, (tuple, list)):
-        raise _Malformed(f"tensor {what} {values!r} is not a tuple")
+        raise Malformed(f"tensor {what} {values!r} is not a tuple")
     return tuple(_as_index(value, what) for value in values)
 
 
@@ -249,13 +254,13 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, bac
 def _rebuild_tensor_v3(storage, storage_offset, size, stride, requires_grad, backward_hooks,
                        dtype, metadata=None):
     if not isinstance(dtype, _ElementType):
-        raise _Malformed(f"_rebuild_tensor_v3 got {dtype!r} where a dtype belongs")
+        raise Malformed(f"_rebuild_tensor_v3 got {dtype!r} where a dtype belongs")
     return _PendingTensor(storage, storage_offset, size, stride, element_type=dtype)
 
 
 def _rebuild_parameter(data, requires_grad, backward_hooks):
     if not isinstance(data, _PendingTensor):
-        raise _Malformed(f"a parameter record wraps {type(data).__name__}, not a tensor")
+        raise Malformed(f"a parameter record wraps {type(data).__name__}, not a tensor")
     return data
 
 
@@ -265,7 +270,7 @@ def _rebuild_parameter_with_state(data, requires_grad, backward_hooks, state):
 
 def _device_string(kind: Any, index: Any = None) -> str:
     if not isinstance(kind, str) or not (index is None or isinstance(index, int)):
-        raise _Malformed(f"malformed torch.device({kind!r}, {index!r})")
+        raise Malformed(f"malformed torch.device({kind!r}, {index!r})")
     return kind if index is None else f"{kind}:{index}"
 
 
@@ -301,43 +306,27 @@ def _build_allowed_globals() -> dict[tuple[str, str], Any]:
 _ALLOWED_GLOBALS = _build_allowed_globals()
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-    """Resolves only allow-listed globals; storages come from ``load_storage``."""
-
-    def __init__(self, file: BinaryIO, load_storage: Callable[[tuple], _Storage] | None) -> None:
-        super().__init__(file, encoding="utf-8")
-        self._load_storage = load_storage
-
-    def find_class(self, module: str, name: str) -> Any:
-        # Python-2 pickles (protocol <= 2 from torch 1.2) spell the builtins module __builtin__.
-        module = "builtins" if module == "__builtin__" else module
-        try:
-            return _ALLOWED_GLOBALS[(module, name)]
-        except KeyError:
-            raise _RefusedGlobal(module, name) from None
-
-    def persistent_load(self, pid: Any) -> Any:
-        if self._load_storage is None:
-            raise _Malformed("a storage reference appears where none is expected")
+def _unpickle(file: BinaryIO, load_storage: Callable[[tuple], _Storage] | None = None) -> Any:
+    def persistent_load(pid: Any) -> _Storage:
+        if load_storage is None:
+            raise Malformed("a storage reference appears where none is expected")
         if not isinstance(pid, tuple) or len(pid) < 5 or _as_str(pid[0]) != "storage":
-            raise _Malformed(f"unsupported persistent record {pid!r:.80}")
-        return self._load_storage(pid)
+            raise Malformed(f"unsupported persistent record {pid!r:.80}")
+        return load_storage(pid)
+
+    return RestrictedUnpickler(file, _ALLOWED_GLOBALS, persistent_load).load()
 
 
 def _as_str(value: Any) -> Any:
     return value.decode("ascii") if isinstance(value, bytes) else value
 
 
-def _unpickle(file: BinaryIO, load_storage: Callable[[tuple], _Storage] | None = None) -> Any:
-    return _RestrictedUnpickler(file, load_storage).load()
-
-
 def _storage_record(pid: tuple) -> tuple[_ElementType, str, int]:
     element_type, key, numel = pid[1], _as_str(pid[2]), pid[4]
     if element_type not in _STORAGE_TYPES:
-        raise _Malformed(f"storage record names {element_type!r}, not a storage type")
+        raise Malformed(f"storage record names {element_type!r}, not a storage type")
     if not isinstance(key, str):
-        raise _Malformed(f"storage key {key!r} is not a string")
+        raise Malformed(f"storage key {key!r} is not a string")
     return element_type, key, _as_index(numel, "storage size")
 
 
@@ -346,16 +335,17 @@ def _storage_record(pid: tuple) -> tuple[_ElementType, str, int]:
 
 
 def _read_exact(file: BinaryIO, count: int, what: str) -> bytes:
-    data = file.read(count)
-    if len(data) != count:
-        raise _Malformed(f"the file ends inside {what} ({len(data)} of {count} bytes present)")
-    return data
+    # checked before reading: a forged count must not become an allocation
+    left = os.fstat(file.fileno()).st_size - file.tell()
+    if count > left:
+        raise Malformed(f"the file ends inside {what} ({left} of {count} bytes present)")
+    return file.read(count)
 
 
 def _read_legacy(file: BinaryIO) -> Any:
     try:
         magic = _unpickle(file)
-    except _RefusedGlobal:
+    except RefusedGlobal:
         raise  # a plain pickle calling e.g. os.system is reported as such
     except Exception as error:
         raise _NotACheckpoint() from error
@@ -363,14 +353,14 @@ def _read_legacy(file: BinaryIO) -> Any:
         raise _NotACheckpoint()
     protocol = _unpickle(file)
     if protocol != _LEGACY_PROTOCOL_VERSION:
-        raise _Malformed(f"unsupported legacy protocol version {protocol!r}")
+        raise Malformed(f"unsupported legacy protocol version {protocol!r}")
     _unpickle(file)  # system info: the data section is little-endian whatever it says
 
     storages: dict[str, _Storage] = {}
 
     def load_storage(pid: tuple) -> _Storage:
         if len(pid) != 6:
-            raise _Malformed(f"legacy storage record has {len(pid)} fields, expected 6")
+            raise Malformed(f"legacy storage record has {len(pid)} fields, expected 6")
         element_type, key, _ = _storage_record(pid)
         root = storages.setdefault(key, _Storage(key, element_type, "little"))
         view = pid[5]
@@ -378,7 +368,7 @@ def _read_legacy(file: BinaryIO) -> Any:
             return root
         # Storage views (torch < 0.4): (view key, offset, size) in elements of the root.
         if not isinstance(view, tuple) or len(view) != 3:
-            raise _Malformed(f"malformed storage view record {view!r}")
+            raise Malformed(f"malformed storage view record {view!r}")
         view_key = _as_str(view[0])
         if view_key not in storages:
             sub = _Storage(view_key, element_type, "little")
@@ -391,12 +381,12 @@ def _read_legacy(file: BinaryIO) -> Any:
     checkpoint = _unpickle(file, load_storage)
     keys = _unpickle(file)
     if not isinstance(keys, list):
-        raise _Malformed("the storage key list is missing")
+        raise Malformed("the storage key list is missing")
     for key in keys:
         key = _as_str(key)
         storage = storages.get(key)
         if storage is None or storage.base is not None:
-            raise _Malformed(f"the data section lists storage {key!r}, which no tensor uses")
+            raise Malformed(f"the data section lists storage {key!r}, which no tensor uses")
         (count,) = struct.unpack("<q", _read_exact(file, 8, f"the header of storage {key!r}"))
         nbytes = _as_index(count, "storage size") * storage.element_type.itemsize
         raw = _read_exact(file, nbytes, f"the data of storage {key!r}")
@@ -412,14 +402,37 @@ def _zip_root(archive: zipfile.ZipFile) -> str:
     raise _NotACheckpoint()
 
 
-def _read_zip(archive: zipfile.ZipFile) -> Any:
+def _read_record(archive: zipfile.ZipFile, name: str, nbytes: int | None,
+                 inflated: MemoryBudget) -> bytes:
+    """The first ``nbytes`` (all when None) of record ``name``, checked against its declared size
+    and the archive's size before anything is inflated."""
+    info = archive.getinfo(name)
+    if nbytes is None:
+        nbytes = info.file_size
+    elif info.file_size < nbytes:
+        raise Malformed(f"record {name!r} holds {info.file_size} bytes, fewer than the {nbytes} "
+                        "its storage declares")
+    inflated.charge(nbytes, f"record {name!r}")
+    with archive.open(info) as record:
+        data = record.read(nbytes)
+    if len(data) != nbytes:
+        raise Malformed(f"record {name!r} ends after {len(data)} of its {nbytes} bytes")
+    return data
+
+
+def _read_zip(archive: zipfile.ZipFile, archive_size: int) -> Any:
     root = _zip_root(archive)
     names = set(archive.namelist())
+    # torch stores records uncompressed; a deflated copy may inflate to twice the archive, no more
+    inflated = MemoryBudget(archive_size)
     byteorder = "little"
     if f"{root}/byteorder" in names:
-        byteorder = archive.read(f"{root}/byteorder").decode("ascii", "replace").strip()
+        if archive.getinfo(f"{root}/byteorder").file_size > _MAX_BYTEORDER_RECORD:
+            raise Malformed("the byteorder record is too long")
+        raw_order = _read_record(archive, f"{root}/byteorder", None, inflated)
+        byteorder = raw_order.decode("ascii", "replace").strip()
         if byteorder not in ("little", "big"):
-            raise _Malformed(f"unknown byte order {byteorder!r}")
+            raise Malformed(f"unknown byte order {byteorder!r}")
     storages: dict[str, _Storage] = {}
 
     def load_storage(pid: tuple) -> _Storage:
@@ -427,46 +440,28 @@ def _read_zip(archive: zipfile.ZipFile) -> Any:
         if key not in storages:
             record = f"{root}/data/{key}"
             if record not in names:
-                raise _Malformed(f"the archive lacks the record {record!r}")
+                raise Malformed(f"the archive lacks the record {record!r}")
             storage = _Storage(key, element_type, byteorder)
-            storage.raw = np.frombuffer(archive.read(record), dtype=np.uint8)
-            if storage.raw.size < numel * element_type.itemsize:
-                raise _Malformed(f"record {record!r} is shorter than its {numel} elements")
+            raw = _read_record(archive, record, numel * element_type.itemsize, inflated)
+            storage.raw = np.frombuffer(raw, dtype=np.uint8)
             storages[key] = storage
         return storages[key]
 
-    return _unpickle(io.BytesIO(archive.read(f"{root}/data.pkl")), load_storage)
+    data_pkl = _read_record(archive, f"{root}/data.pkl", None, inflated)
+    return _unpickle(io.BytesIO(data_pkl), load_storage)
 
 
-def _materialize(obj: Any, memo: dict[int, Any]) -> Any:
-    """Replace tensor/storage/CfgNode stand-ins by numpy arrays and plain dicts.
+def _converter(budget: MemoryBudget) -> Callable[[Any], Any]:
+    """Turns tensor and storage stand-ins into numpy arrays, charging ``budget`` first."""
 
-    Shared references stay shared and cycles are kept (the memo), as the unpickler built them.
-    """
-    if id(obj) in memo:
-        return memo[id(obj)]
-    if isinstance(obj, (_PendingTensor, _Storage)):
-        result: Any = obj.to_array()
-    elif isinstance(obj, dict):
-        # OrderedDict keeps its type (state dicts); CfgNode stand-ins and other dicts become dict.
-        result = OrderedDict() if isinstance(obj, OrderedDict) else {}
-        memo[id(obj)] = result
-        for key, value in obj.items():
-            result[key] = _materialize(value, memo)
-        return result
-    elif isinstance(obj, list):
-        result = []
-        memo[id(obj)] = result
-        result.extend(_materialize(item, memo) for item in obj)
-        return result
-    elif isinstance(obj, (tuple, set, frozenset)):
-        result = type(obj)(_materialize(item, memo) for item in obj)
-    elif isinstance(obj, _ElementType):
-        raise _Malformed(f"a storage type ({obj.torch_name}) appears outside a storage record")
-    else:
-        return obj
-    memo[id(obj)] = result
-    return result
+    def convert(item: Any) -> Any:
+        if isinstance(item, (_PendingTensor, _Storage)):
+            return item.to_array(budget)
+        if isinstance(item, _ElementType):
+            raise Malformed(f"a storage type ({item.torch_name}) appears outside a storage record")
+        return item
+
+    return convert
 
 
 # --------------------------------------------------------------------------------------------
@@ -507,9 +502,11 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
     shared; bfloat16 widened to float32), OrderedDicts kept, yacs ``CfgNode`` objects turned into
     plain dicts. Storage devices (``cuda:0``, ...) are ignored.
 
-    Raises FileNotFoundError for a missing file, :class:`UnsafeCheckpointError` when the pickle
-    names a global outside the allow-list, and :class:`TorchCheckpointError` for anything that is
-    not a readable checkpoint (garbage, truncated or corrupt data, unsupported dtypes).
+    Raises FileNotFoundError for a missing file, :class:`UnsafeTorchCheckpointError` (an
+    ``UnsafeCheckpointError`` and a ``TorchCheckpointError``) when the pickle names a global
+    outside the allow-list, and :class:`TorchCheckpointError` for anything that is
+    not a readable checkpoint (garbage, truncated or corrupt data, unsupported dtypes, sizes the
+    file's bytes cannot back: tensors may take at most about twice the file's size).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
@@ -518,33 +515,27 @@ def read_torch_checkpoint(path: str | os.PathLike) -> Any:
         with open(path, "rb") as file:
             head = file.read(_SNIFF_BYTES)
             file.seek(0)
+            file_size = os.fstat(file.fileno()).st_size
             if head.startswith(b"PK"):
                 try:
                     archive = zipfile.ZipFile(file)
                 except zipfile.BadZipFile as error:
-                    raise _Malformed(f"broken zip archive ({error})") from error
+                    raise Malformed(f"broken zip archive ({error})") from error
                 with archive:
-                    checkpoint = _read_zip(archive)
+                    checkpoint = _read_zip(archive, file_size)
             else:
                 checkpoint = _read_legacy(file)
-        return _materialize(checkpoint, {})
+        return materialize(checkpoint, _converter(MemoryBudget(file_size)))
     except _NotACheckpoint:
         raise TorchCheckpointError(
             f"{path!r} is not a PyTorch checkpoint: it is neither a zip archive with "
             "<root>/data.pkl (torch >= 1.6) nor a legacy torch.save file (torch <= 1.5)") from None
-    except _RefusedGlobal as error:
-        raise UnsafeCheckpointError(
-            f"Refused to load {path!r}: its pickle references the Python global "
-            f"'{error.qualified_name}', which is not on the allow-list of a weights checkpoint "
-            "(tensors, OrderedDict, set, yacs CfgNode). Nothing from the file was executed and it "
-            "was not loaded. If you trust the file, re-save only its tensors and plain values "
-            "(e.g. the state_dict) with torch.") from None
-    except (_Malformed, pickle.UnpicklingError, EOFError, struct.error, zipfile.BadZipFile,
-            zlib.error, KeyError, IndexError, TypeError, AttributeError, ValueError,
-            UnicodeDecodeError, OverflowError, RecursionError) as error:
-        if isinstance(error, TorchCheckpointError):
-            raise
-        detail = str(error) if isinstance(error, _Malformed) else f"{type(error).__name__}: {error}"
+    except RefusedGlobal as error:
+        raise UnsafeTorchCheckpointError(refusal_message(path, error)) from None
+    except CheckpointReadError:
+        raise
+    except (*READ_ERRORS, zipfile.BadZipFile, zlib.error) as error:
+        detail = str(error) if isinstance(error, Malformed) else f"{type(error).__name__}: {error}"
         raise TorchCheckpointError(
             f"Cannot read PyTorch checkpoint {path!r}: it is truncated or corrupt ({detail}). "
             "The file was not loaded; download or save it again.") from error

@@ -30,6 +30,8 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import paddle
 
+from pimm.models.paddle_checkpoint import read_paddle_checkpoint
+
 from .file_io import atomic_link, atomic_save, atomic_write_text, remove_stale_temp_files
 from .model_ema import unwrap_model
 from .options import to_plain_dict
@@ -53,7 +55,8 @@ def _recovery_pattern(prefix: str, extension: str) -> "re.Pattern[str]":
 
 
 def _checkpoint_epoch(path: str) -> int:
-    state = paddle.load(path)  # a file this saver wrote into the run's own folder
+    # a planted file is refused (CheckpointReadError, a ValueError) by the restricted reader
+    state = read_paddle_checkpoint(path, return_numpy=True)
     return int(state.get("epoch", -1)) if isinstance(state, dict) else -1
 
 
@@ -187,7 +190,7 @@ class CheckpointSaver:
 
     def _read_file_metric(self, path: str) -> Optional[Tuple[int, Optional[float]]]:
         try:
-            checkpoint = paddle.load(path)
+            checkpoint = read_paddle_checkpoint(path, return_numpy=True)
             return int(checkpoint["epoch"]), _as_metric(checkpoint.get("metric"))
         except Exception as err:  # a foreign or damaged file must not stop a resume
             _logger.warning("skipping %s while rebuilding the checkpoint ranking: %s", path, err)

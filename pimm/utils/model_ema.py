@@ -8,6 +8,8 @@ from typing import Any, Dict, Mapping, Union
 import paddle
 from paddle.utils import unique_name
 
+from pimm.models.paddle_checkpoint import read_paddle_checkpoint
+
 __all__ = ["ModelEma", "unwrap_model"]
 
 _logger = logging.getLogger(__name__)
@@ -67,7 +69,7 @@ class ModelEma:
         """Load the average from a checkpoint's ``state_dict_ema`` (path or loaded dict)."""
         source = checkpoint if isinstance(checkpoint, str) else "the given checkpoint"
         if isinstance(checkpoint, str):
-            checkpoint = paddle.load(checkpoint)
+            checkpoint = read_paddle_checkpoint(checkpoint)
         if not isinstance(checkpoint, Mapping):
             raise ValueError(f"ModelEma.resume: {source} is not a checkpoint dict")
         if "state_dict_ema" not in checkpoint:

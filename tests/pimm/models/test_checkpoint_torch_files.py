@@ -113,7 +113,7 @@ def test_code_in_a_checkpoint_is_refused_and_not_run(tmp_path, fmt):
     else:
         weights = torch_state_dict(_model())
         SAVERS[fmt]({"state_dict": weights, "optimizer": Call(Global("os", "system"), f"touch '{marker}'")}, path)
-    with pytest.raises(UnsafeCheckpointError, match=r"system'.*Nothing from the file was executed"):
+    with pytest.raises(UnsafeCheckpointError, match=r"system', which a checkpoint never needs"):
         load_checkpoint(_model(), path)
     assert not os.path.exists(marker)
 

@@ -103,7 +103,7 @@ def test_file_errors(tmp_path):
         load_checkpoint(model, str(tmp_path / "new.pth"))
     corrupt = tmp_path / "corrupt.pdparams"
     corrupt.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(ValueError, match="corrupt or not a Paddle checkpoint"):
+    with pytest.raises(ValueError, match="corrupt.pdparams: it is not a checkpoint written by paddle.save"):
         load_checkpoint(model, str(corrupt))
     paddle.save({"epoch": 1}, str(tmp_path / "no_weights.pdparams"))
     with pytest.raises(ValueError, match="holds no model weights"):
