@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import paddle
 
-from .restricted_pickle import (READ_ERRORS, CheckpointReadError, Malformed, MemoryBudget,
+from .restricted_pickle import (READ_ERRORS, ArgsNamespace, CheckpointReadError, Malformed, MemoryBudget,
                                 RefusedGlobal, RestrictedUnpickler, UnsafeCheckpointError,
                                 materialize, refusal_message)
 
@@ -197,6 +197,7 @@ def _empty_bytes() -> bytes:
 def _build_allowed_globals() -> dict[tuple[str, str], Any]:
     allowed: dict[tuple[str, str], Any] = {
         ("collections", "OrderedDict"): OrderedDict,
+        ("argparse", "Namespace"): ArgsNamespace,
         ("builtins", "tuple"): _Tensor,
         ("builtins", "bytes"): _empty_bytes,
         ("_codecs", "encode"): _latin1_bytes,

@@ -28,6 +28,7 @@ __all__ = [
     "RefusedGlobal",
     "MemoryBudget",
     "RestrictedUnpickler",
+    "ArgsNamespace",
     "materialize",
     "READ_ERRORS",
     "check_declared_lengths",
@@ -49,6 +50,18 @@ class UnsafeCheckpointError(CheckpointReadError):
 
 class Malformed(Exception):
     """The bytes do not follow the format; readers report it with the file's path on top."""
+
+
+class ArgsNamespace(dict):
+    """Stand-in for ``argparse.Namespace``, which training scripts save as the run's ``args``: its
+    attributes arrive as the pickle's state dict and are kept as plain items; nothing runs."""
+
+    __slots__ = ()
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise Malformed("an argparse.Namespace record carries something other than attributes")
+        self.update(state)
 
 
 class RefusedGlobal(Exception):

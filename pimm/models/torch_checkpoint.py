@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Mapping
 
 import numpy as np
 
-from .restricted_pickle import (READ_ERRORS, CheckpointReadError, Malformed, MemoryBudget,
+from .restricted_pickle import (READ_ERRORS, ArgsNamespace, CheckpointReadError, Malformed, MemoryBudget,
                                 RefusedGlobal, RestrictedUnpickler, UnsafeCheckpointError,
                                 materialize, refusal_message)
 
@@ -293,6 +293,7 @@ def _build_allowed_globals() -> dict[tuple[str, str], Any]:
         ("torch", "UntypedStorage"): _UNTYPED_STORAGE,
         ("torch.storage", "UntypedStorage"): _UNTYPED_STORAGE,
         ("yacs.config", "CfgNode"): _ConfigNode,
+        ("argparse", "Namespace"): ArgsNamespace,
     }
     for name, element_type in _STORAGE_ELEMENT_TYPES.items():
         # Files saved from GPU tensors by very old torch name the CUDA storage class.
