@@ -35,6 +35,7 @@ def layer_flops_table() -> Tuple[Tuple[int, ...], ...]:
     return tuple(table)
 
 
+@functools.lru_cache(maxsize=None)
 def fixed_flops(num_classes: int = 1000) -> int:
     """FLOPs every path shares: the stem, the 1x1 head convolution and the classifier."""
     stem, head = stem_layout(), head_layout()
