@@ -31,7 +31,11 @@ def conv_bn_sequence(convs: Sequence[ConvSpec], affine: bool = True) -> nn.Seque
 def channel_split(x: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
     """(even channels, odd channels): the channel shuffle of the previous block's ``[pass, main]``
     output fused with this block's split."""
-    return x[:, 0::2], x[:, 1::2]
+    # unbind of a [N, C/2, 2, H, W] view: several times faster than strided slices, backward
+    # included; the batch stays dynamic for exports (their spatial size is fixed)
+    _, channels, height, width = x.shape
+    even, odd = paddle.unbind(x.reshape([-1, channels // 2, 2, height, width]), axis=2)
+    return even, odd
 
 
 class ShuffleBlock(nn.Layer):

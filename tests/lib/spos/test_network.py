@@ -106,3 +106,4 @@ def test_supernet_training_updates_only_the_path_and_loss_falls():
     assert losses[-1] < 0.3 * losses[0], losses
     for name, p in off_path.named_parameters():
         np.testing.assert_array_equal(p.numpy(), before[name], err_msg=name)
+
