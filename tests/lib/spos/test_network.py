@@ -56,8 +56,9 @@ def test_official_checkpoint_layouts_load_strictly(golden_supernet, tmp_path):
     save_zip({"state_dict": state}, str(tmp_path / "checkpoint-150000.pth.tar"))
     fresh = build_supernet()
     load_checkpoint(fresh, str(tmp_path / "checkpoint-150000.pth.tar"), strict=True)
+    loaded = fresh.state_dict()
     for name, value in golden_supernet.state_dict().items():
-        np.testing.assert_array_equal(fresh.state_dict()[name].numpy(), value.numpy(), err_msg=name)
+        np.testing.assert_array_equal(loaded[name].numpy(), value.numpy(), err_msg=name)
 
     # child: a bare state dict with affine batch norm
     child = build_childnet(RELEASED_ARCH)
