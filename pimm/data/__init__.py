@@ -16,9 +16,11 @@ from .mixup import Mixup, mixup_target, one_hot
 from .random_erasing import RandomErasing
 from .random_state import AugRandom, augmentation_rng, seed_augmentation
 from .transforms import (
+    COLOR_ORDERS,
     CenterCrop,
     ColorJitter,
     Compose,
+    PixelNormalization,
     RandomHorizontalFlip,
     RandomResizedCropAndInterpolation,
     Resize,
@@ -29,6 +31,7 @@ from .transforms_factory import create_transform, transforms_imagenet_eval, tran
 
 __all__ = [
     "AugRandom",
+    "COLOR_ORDERS",
     "AugmentOp",
     "AutoAugment",
     "CenterCrop",
@@ -44,6 +47,7 @@ __all__ = [
     "ImageLoader",
     "ImageReadError",
     "Mixup",
+    "PixelNormalization",
     "RandAugment",
     "RandomErasing",
     "RandomHorizontalFlip",

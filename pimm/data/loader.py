@@ -8,6 +8,7 @@ import paddle
 from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from .random_erasing import RandomErasing
 from .random_state import seed_augmentation
+from .transforms import PixelNormalization
 from .transforms_factory import ColorJitterArg, create_transform
 
 
@@ -90,18 +91,17 @@ class NormalizingCollate:
         mean: Sequence[float],
         std: Sequence[float],
         random_erasing: Optional[RandomErasing] = None,
+        max_pixel_value: float = 255.0,
+        color_order: str = "rgb",
     ) -> None:
         self.collate_fn = collate_fn
         self.random_erasing = random_erasing
-        self._offset = (np.asarray(mean, dtype=np.float32) * 255.0).reshape(1, -1, 1, 1)
-        self._scale = (1.0 / (np.asarray(std, dtype=np.float32) * 255.0)).reshape(1, -1, 1, 1)
+        self.normalization = PixelNormalization(mean, std, max_pixel_value, color_order)
 
     def __call__(self, batch):
         images, *rest = self.collate_fn(batch)
         if isinstance(images, np.ndarray) and images.dtype == np.uint8:
-            images = images.astype(np.float32)
-            images -= self._offset
-            images *= self._scale
+            images = self.normalization(images.astype(np.float32), channel_axis=1)
             if self.random_erasing is not None:
                 images = self.random_erasing(images)
         return (images, *rest)
@@ -189,6 +189,8 @@ def create_loader(
     rank: Optional[int] = None,
     use_shared_memory: bool = True,
     scale: Tuple[float, float] = (0.08, 1.0),
+    max_pixel_value: float = 255.0,
+    color_order: str = "rgb",
 ) -> ImageLoader:
     """Loader over ``dataset`` (an :class:`~pimm.data.ImageDataset`) with timm 0.1.20's pipeline.
 
@@ -206,6 +208,8 @@ def create_loader(
     ``collate_fn`` then receives uint8 ``[3, H, W]`` arrays and should return ``(images, labels,
     ...)`` with images stacked as uint8 (normalised afterwards) or already float32 (left alone).
     ``scale``: the range of image area the training random-resized crop keeps (timm's ``--scale``).
+    ``max_pixel_value`` and ``color_order``: see :class:`~pimm.data.transforms.PixelNormalization`
+    (mean 0, std 1, ``max_pixel_value=1``, ``'bgr'``: raw BGR pixel values, as official SPOS).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -230,6 +234,8 @@ def create_loader(
         re_count=re_count,
         crop_pct=crop_pct,
         scale=tuple(scale),
+        max_pixel_value=max_pixel_value,
+        color_order=color_order,
     )
     batch_sampler = ShardedBatchSampler(
         dataset,
@@ -245,7 +251,7 @@ def create_loader(
         batch_erasing = None
         if is_training and re_prob > 0:
             batch_erasing = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
-        collate_fn = NormalizingCollate(collate_fn, mean, std, batch_erasing)
+        collate_fn = NormalizingCollate(collate_fn, mean, std, batch_erasing, max_pixel_value, color_order)
     return ImageLoader(
         dataset,
         batch_sampler,

@@ -243,21 +243,56 @@ class ToNumpy:
         return f"{type(self).__name__}()"
 
 
-class ToNormalizedArray:
-    """PIL RGB image -> float32 array [3, H, W] equal to ``(pixel / 255 - mean) / std``."""
+COLOR_ORDERS = ("rgb", "bgr")
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
-        self.mean = tuple(mean)
-        self.std = tuple(std)
-        # One subtract and one multiply on the uint8 values, instead of /255, -mean, /std.
-        self._offset = np.asarray(mean, dtype=np.float32) * 255.0
-        self._scale = 1.0 / (np.asarray(std, dtype=np.float32) * 255.0)
+
+class PixelNormalization:
+    """``(pixel / max_pixel_value - mean) / std`` per channel, then the channels in ``color_order``.
+
+    ``mean``/``std`` are fractions of ``max_pixel_value`` and in RGB order whatever the output
+    order (the ImageNet constants as usual). ``max_pixel_value=255`` is timm's ``/ 255``; mean 0,
+    std 1 and ``max_pixel_value=1`` keep raw 0-255 values, which with ``color_order='bgr'`` is the
+    input of networks trained on OpenCV images (the official SPOS checkpoints).
+    """
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], max_pixel_value: float = 255.0,
+                 color_order: str = "rgb") -> None:
+        if color_order not in COLOR_ORDERS:
+            raise ValueError(f"color_order must be one of {COLOR_ORDERS}, got {color_order!r}")
+        if not max_pixel_value > 0:
+            raise ValueError(f"max_pixel_value must be positive, got {max_pixel_value}")
+        self.mean, self.std = tuple(mean), tuple(std)
+        self.max_pixel_value = max_pixel_value
+        self.color_order = color_order
+        # One subtract and one multiply on the pixel values, instead of /max, -mean, /std.
+        self._offset = np.asarray(mean, dtype=np.float32) * max_pixel_value
+        self._scale = 1.0 / (np.asarray(std, dtype=np.float32) * max_pixel_value)
+
+    def __call__(self, images: np.ndarray, channel_axis: int) -> np.ndarray:
+        """Normalise float32 ``images`` in place along ``channel_axis``; returns the result."""
+        shape = [1] * images.ndim
+        shape[channel_axis] = -1
+        images -= self._offset.reshape(shape)
+        images *= self._scale.reshape(shape)
+        if self.color_order == "bgr":
+            images = np.ascontiguousarray(np.flip(images, axis=channel_axis))
+        return images
+
+    def __repr__(self) -> str:
+        return (f"mean={self.mean}, std={self.std}, max_pixel_value={self.max_pixel_value}, "
+                f"color_order={self.color_order!r}")
+
+
+class ToNormalizedArray:
+    """PIL RGB image -> float32 array [3, H, W] normalised by :class:`PixelNormalization`."""
+
+    def __init__(self, mean: Sequence[float], std: Sequence[float], max_pixel_value: float = 255.0,
+                 color_order: str = "rgb") -> None:
+        self.normalization = PixelNormalization(mean, std, max_pixel_value, color_order)
 
     def __call__(self, img: Image.Image) -> np.ndarray:
-        arr = np.asarray(img, dtype=np.float32)
-        arr -= self._offset
-        arr *= self._scale
+        arr = self.normalization(np.asarray(img, dtype=np.float32), channel_axis=-1)
         return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(mean={self.mean}, std={self.std})"
+        return f"{type(self).__name__}({self.normalization!r})"

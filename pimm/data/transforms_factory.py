@@ -49,18 +49,24 @@ def transforms_imagenet_train(
     re_mode: str = "const",
     re_count: int = 1,
     rng: Optional[AugRandom] = None,
+    max_pixel_value: float = 255.0,
+    color_order: str = "rgb",
 ) -> Compose:
     """Random resized crop, horizontal flip, then auto-augmentation or colour jitter, then to array.
 
-    With ``use_prefetcher`` the result is a uint8 ``[3, H, W]`` array and the loader normalises and
-    erases whole batches; otherwise a normalised float32 array, randomly erased here.
+    With ``use_prefetcher`` the result is a uint8 RGB ``[3, H, W]`` array and the loader normalises
+    and erases whole batches; otherwise a float32 array normalised by ``PixelNormalization(mean,
+    std, max_pixel_value, color_order)``, randomly erased here.
     """
+    normalization = ToNormalizedArray(mean, std, max_pixel_value, color_order)  # checks the arguments
     steps = [
         RandomResizedCropAndInterpolation(img_size, scale=scale, ratio=ratio, interpolation=interpolation, rng=rng),
         RandomHorizontalFlip(rng=rng),
     ]
     if auto_augment:
-        steps.append(augment_from_string(auto_augment, pair(img_size), mean, interpolation, rng=rng))
+        # the fill colour is the mean as a fraction of 255
+        fill = [m * max_pixel_value / 255.0 for m in mean]
+        steps.append(augment_from_string(auto_augment, pair(img_size), fill, interpolation, rng=rng))
     else:
         # Colour jitter only without auto-augmentation, as in timm.
         jitter = _color_jitter(color_jitter, rng)
@@ -69,7 +75,7 @@ def transforms_imagenet_train(
     if use_prefetcher:
         steps.append(ToNumpy())
     else:
-        steps.append(ToNormalizedArray(mean, std))
+        steps.append(normalization)
         if re_prob > 0:
             steps.append(RandomErasing(re_prob, mode=re_mode, max_count=re_count, rng=rng))
     return Compose(steps)
@@ -91,12 +97,16 @@ def transforms_imagenet_eval(
     use_prefetcher: bool = False,
     mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
     std: Sequence[float] = IMAGENET_DEFAULT_STD,
+    max_pixel_value: float = 255.0,
+    color_order: str = "rgb",
 ) -> Compose:
-    """Resize the shorter side to ``size / crop_pct`` (default 0.875), centre crop ``size``, to array."""
+    """Resize the shorter side to ``size / crop_pct`` (default 0.875), centre crop ``size``, to array
+    (uint8 RGB with ``use_prefetcher``, else normalised as in ``transforms_imagenet_train``)."""
+    normalization = ToNormalizedArray(mean, std, max_pixel_value, color_order)  # checks the arguments
     # timm resolves 'random' to bilinear outside training crops.
     interpolation = "bilinear" if interpolation == "random" else interpolation
     steps = [Resize(eval_resize_size(img_size, crop_pct), interpolation), CenterCrop(img_size)]
-    steps.append(ToNumpy() if use_prefetcher else ToNormalizedArray(mean, std))
+    steps.append(ToNumpy() if use_prefetcher else normalization)
     return Compose(steps)
 
 
@@ -116,6 +126,8 @@ def create_transform(
     scale: Tuple[float, float] = (0.08, 1.0),
     ratio: Tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
     rng: Optional[AugRandom] = None,
+    max_pixel_value: float = 255.0,
+    color_order: str = "rgb",
 ) -> Compose:
     """The per-image pipeline: PIL RGB image -> array ``[3, H, W]``.
 
@@ -124,6 +136,9 @@ def create_transform(
     ('rand-m9-mstd0.5', 'original', 'v0', ...) or else colour jitter, normalise, random erasing with
     ``re_prob``/``re_mode``/``re_count``. Eval: resize to ``size / crop_pct``, centre crop, normalise.
     ``use_prefetcher`` stops at uint8 and leaves normalising and erasing to the loader.
+    Normalisation is ``(pixel / max_pixel_value - mean) / std`` with channels in ``color_order``
+    (``pimm.data.transforms.PixelNormalization``; ``mean=(0, 0, 0), std=(1, 1, 1),
+    max_pixel_value=1, color_order='bgr'`` gives the raw BGR 0-255 input of official SPOS).
     """
     if isinstance(input_size, int):
         img_size = input_size
@@ -144,7 +159,10 @@ def create_transform(
             re_mode=re_mode,
             re_count=re_count,
             rng=rng,
+            max_pixel_value=max_pixel_value,
+            color_order=color_order,
         )
     return transforms_imagenet_eval(
-        img_size, crop_pct=crop_pct, interpolation=interpolation, use_prefetcher=use_prefetcher, mean=mean, std=std
+        img_size, crop_pct=crop_pct, interpolation=interpolation, use_prefetcher=use_prefetcher, mean=mean, std=std,
+        max_pixel_value=max_pixel_value, color_order=color_order,
     )

@@ -10,6 +10,8 @@ class BatchNorm2d(nn.BatchNorm2D):
     """``paddle.nn.BatchNorm2D`` built from PyTorch-style arguments.
 
     ``momentum`` is PyTorch's (weight of the new batch statistic): 0.1 becomes Paddle's 0.9.
+    ``affine=False`` (PyTorch's option) normalises without a learnt scale and shift: ``weight`` and
+    ``bias`` are None and absent from the state dict, as in PyTorch's non-affine batch norm.
     State names: ``weight``, ``bias``, ``_mean``, ``_variance``. Running variance follows Paddle's
     fused kernel (biased batch variance) in both modes so that the modes stay interchangeable.
 
@@ -17,10 +19,13 @@ class BatchNorm2d(nn.BatchNorm2D):
     kernel's double grad is extremely slow and fails when only some inputs need gradients.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True) -> None:
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm2d momentum must be in [0, 1] (PyTorch convention), got {momentum}.")
-        super().__init__(num_features, momentum=1.0 - momentum, epsilon=eps)
+        learnt = None if affine else False  # False: Paddle creates no parameter
+        super().__init__(num_features, momentum=1.0 - momentum, epsilon=eps, weight_attr=learnt,
+                         bias_attr=learnt)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if x.ndim != 4:
@@ -43,6 +48,10 @@ class BatchNorm2d(nn.BatchNorm2D):
                 paddle.assign(keep * self._variance + (1.0 - keep) * var, output=self._variance)
         else:
             mean, var = self._mean, self._variance
-        scale = paddle.rsqrt(var + self._epsilon) * self.weight
-        shift = self.bias - mean * scale
+        scale = paddle.rsqrt(var + self._epsilon)
+        if self.weight is not None:
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.bias is not None:
+            shift = shift + self.bias
         return x * scale.reshape([1, -1, 1, 1]) + shift.reshape([1, -1, 1, 1])

@@ -278,8 +278,9 @@ def efficientnet_init_weights(model: nn.Layer) -> None:
             if layer.bias is not None:
                 nn.initializer.Constant(0.0)(layer.bias)
         elif isinstance(layer, (nn.BatchNorm1D, nn.BatchNorm2D, nn.BatchNorm3D)):
-            nn.initializer.Constant(1.0)(layer.weight)
-            nn.initializer.Constant(0.0)(layer.bias)
+            if layer.weight is not None:  # None for non-affine batch norm
+                nn.initializer.Constant(1.0)(layer.weight)
+                nn.initializer.Constant(0.0)(layer.bias)
         elif isinstance(layer, nn.Linear):
             bound = 1.0 / math.sqrt(layer.weight.shape[1])  # Paddle stores Linear weights [in, out]
             nn.initializer.Uniform(-bound, bound)(layer.weight)

@@ -34,6 +34,17 @@ def test_eval_loader_keeps_order_and_every_sample(demo_data_dir):
     np.testing.assert_allclose(again[0][0], x, atol=1e-5)
 
 
+def test_raw_bgr_batches_equal_the_per_image_transform(demo_data_dir):
+    ds = ImageDataset(os.path.join(demo_data_dir, "val"))
+    raw_bgr = dict(mean=(0, 0, 0), std=(1, 1, 1), max_pixel_value=1.0, color_order="bgr")
+    x, _ = next(iter(create_loader(ds, (3, 32, 32), 4, num_workers=0, **raw_bgr)))  # prefetcher
+    per_image = create_transform(32, **raw_bgr)
+    for i in range(4):
+        expected = per_image(load_rgb(ds.samples[i][0]))
+        np.testing.assert_array_equal(x.numpy()[i], expected)
+        assert expected.max() > 1.0 and expected.min() >= 0.0  # 0-255 values
+
+
 def test_train_loader_shapes_drop_last_and_shuffle(demo_data_dir):
     loader = _train_loader(demo_data_dir)
     batches = _batches(loader)

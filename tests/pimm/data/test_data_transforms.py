@@ -160,3 +160,35 @@ def test_pipelines_pickle_for_spawned_workers():
         expected = transform(img)
         seed_augmentation(1)
         np.testing.assert_array_equal(clone(img), expected)
+
+
+# Official SPOS checkpoints take OpenCV's BGR images, 0-255, unnormalised.
+RAW_BGR = dict(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), max_pixel_value=1.0, color_order="bgr")
+
+
+def test_raw_bgr_option_gives_the_pixel_values_in_bgr_order():
+    img = _pattern(36, 50)  # eval: no resize, centre crop rows 9..41, columns 2..34
+    crop = np.asarray(img)[9:41, 2:34]
+    out = create_transform(32, crop_pct=0.875, **RAW_BGR)(img)
+    assert out.dtype == np.float32 and out.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(out, crop[:, :, ::-1].transpose(2, 0, 1).astype(np.float32))
+    # training pipeline without randomness: resize, then the same conversion
+    img = _pattern(40, 40)
+    t = create_transform(20, is_training=True, color_jitter=0.0, **RAW_BGR)
+    t.transforms[0].scale, t.transforms[0].ratio = (1.0, 1.0), (1.0, 1.0)
+    t.transforms[1].p = 0.0
+    resized = np.asarray(img.resize((20, 20), Image.BILINEAR))
+    np.testing.assert_array_equal(t(img), resized[:, :, ::-1].transpose(2, 0, 1).astype(np.float32))
+
+
+def test_mean_and_std_stay_in_rgb_order_whatever_the_output_order():
+    img = _pattern(32, 32)
+    rgb = create_transform(32, crop_pct=1.0)(img)
+    bgr = create_transform(32, crop_pct=1.0, color_order="bgr")(img)
+    np.testing.assert_array_equal(bgr, rgb[::-1])
+    scaled = create_transform(32, crop_pct=1.0, max_pixel_value=1.0, mean=[m * 255 for m in MEAN],
+                              std=[s * 255 for s in STD])(img)
+    np.testing.assert_allclose(scaled, rgb, atol=2e-6)
+    for bad in (dict(color_order="BGR"), dict(max_pixel_value=0.0)):
+        with pytest.raises(ValueError, match="color_order|max_pixel_value"):
+            create_transform(32, **bad)

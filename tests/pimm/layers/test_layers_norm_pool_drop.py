@@ -32,20 +32,46 @@ def test_batchnorm_torch_convention_and_state_names():
         BatchNorm2d(3, momentum=0.9 + 1)
 
 
+def test_batchnorm_without_affine_has_only_running_stats_and_loads_torch_names():
+    from pimm.models import TorchStateDict, load_model_weights
+
+    bn = BatchNorm2d(3, affine=False)
+    assert bn.weight is None and bn.bias is None
+    assert list(bn.state_dict()) == ["_mean", "_variance"]
+    assert not [p for p in bn.parameters() if not p.stop_gradient]  # nothing to train
+    # PyTorch's BatchNorm2d(affine=False) state dict, as pimm's torch reader returns it
+    torch_state = TorchStateDict(running_mean=np.array([1.0, 2.0, 3.0], "float32"),
+                                 running_var=np.array([4.0, 5.0, 6.0], "float32"),
+                                 num_batches_tracked=np.array(7, "int64"))
+    load_model_weights(bn, torch_state, strict=True)
+    np.testing.assert_array_equal(bn._variance.numpy(), [4.0, 5.0, 6.0])
+    with pytest.raises(ValueError, match="unexpected keys.*weight"):
+        load_model_weights(bn, {"weight": np.ones(3, "float32"), "_mean": np.zeros(3, "float32"),
+                                "_variance": np.ones(3, "float32")})
+
+
+@pytest.mark.parametrize("affine", [True, False])
 @pytest.mark.parametrize("second_order", [False, True])
-def test_batchnorm_train_and_eval_follow_formulas(second_order):
+def test_batchnorm_train_and_eval_follow_formulas(second_order, affine):
     x_np = (np.random.RandomState(0).randn(6, 3, 4, 5) * [[[[2.0]], [[0.5]], [[3.0]]]] + 1.5).astype("float32")
-    bn = BatchNorm2d(3)
-    bn.weight.set_value(paddle.to_tensor([1.0, 2.0, 0.5]))
-    bn.bias.set_value(paddle.to_tensor([0.0, -1.0, 0.25]))
-    mean, var = x_np.mean(axis=(0, 2, 3)), x_np.var(axis=(0, 2, 3))
+    bn = BatchNorm2d(3, affine=affine)
     w, b = np.array([1.0, 2.0, 0.5]), np.array([0.0, -1.0, 0.25])
+    if affine:
+        bn.weight.set_value(paddle.to_tensor(w, dtype="float32"))
+        bn.bias.set_value(paddle.to_tensor(b, dtype="float32"))
+    else:
+        w, b = np.ones(3), np.zeros(3)
+    mean, var = x_np.mean(axis=(0, 2, 3)), x_np.var(axis=(0, 2, 3))
     expand = lambda v: v.reshape(1, -1, 1, 1)  # noqa: E731
     with layer_config(second_order=second_order):
         bn.train()
-        out = bn(paddle.to_tensor(x_np)).numpy()
-        np.testing.assert_allclose(out, (x_np - expand(mean)) / np.sqrt(expand(var) + 1e-5) * expand(w) + expand(b),
-                                   rtol=1e-4, atol=1e-4)
+        x = paddle.to_tensor(x_np, stop_gradient=False)
+        out = bn(x)
+        np.testing.assert_allclose(out.numpy(), (x_np - expand(mean)) / np.sqrt(expand(var) + 1e-5) * expand(w)
+                                   + expand(b), rtol=1e-4, atol=1e-4)
+        # the input gets a gradient with or without learnt parameters
+        (out * paddle.to_tensor(x_np)).sum().backward()
+        assert float(x.grad.abs().sum()) > 0
         # torch momentum 0.1: running = 0.9 * running + 0.1 * batch (biased variance, Paddle's rule)
         np.testing.assert_allclose(bn._mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(bn._variance.numpy(), 0.9 + 0.1 * var, rtol=1e-5)
