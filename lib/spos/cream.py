@@ -1,14 +1,14 @@
 """Cream's supernet as a ``PathSpace``, so SPOS's evolution searches it too.
 
 A Cream path is ``[[0], stage1, ..., stage5, [0]]`` with one choice per layer of the searched
-stages (``lib.search.space.CHOICES``); its genes are the searched layers' choices in order.
+stages (``lib.models.space.CHOICES``); its genes are the searched layers' choices in order.
 Evolved paths never skip layers (-1), as Cream's own path sampler never does.
 """
 from __future__ import annotations
 
 from typing import Any, Callable, List, Sequence
 
-from lib.search.space import CHOICES, SEARCHED_STAGES
+from lib.models.space import CHOICES, SEARCHED_STAGES
 from lib.spos.paths import Genes, PathSpace
 
 __all__ = ["cream_path_space"]

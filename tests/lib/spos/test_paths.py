@@ -7,7 +7,7 @@ import paddle
 import pytest
 
 from lib.models.supernet import SuperNet
-from lib.search import FlopsEst
+from lib.models import FlopsEst
 from lib.spos import Evolution, EvolutionConfig, UniformPathSampler, cream_path_space, spos_path_space
 
 WINDOW_BINS = [(290e6 + 10e6 * k, 300e6 + 10e6 * k) for k in range(7)]
