@@ -10,17 +10,24 @@ class BatchNorm2d(nn.BatchNorm2D):
     """``paddle.nn.BatchNorm2D`` built from PyTorch-style arguments.
 
     ``momentum`` is PyTorch's (weight of the new batch statistic): 0.1 becomes Paddle's 0.9.
-    State names: ``weight``, ``bias``, ``_mean``, ``_variance``. Running variance follows Paddle's
-    fused kernel (biased batch variance) in both modes so that the modes stay interchangeable.
+    State names: ``weight``, ``bias``, ``_mean``, ``_variance``; with ``affine=False`` (PyTorch's
+    flag) there is no ``weight`` or ``bias`` at all, as in torch's state dict. Running variance
+    follows Paddle's fused kernel (biased batch variance) in both modes so that the modes stay
+    interchangeable.
 
     In second-order mode the normalisation is written with elementwise ops and reductions: the fused
     kernel's double grad is extremely slow and fails when only some inputs need gradients.
     """
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float = 0.1,
+                 affine: bool = True) -> None:
         if not 0.0 <= momentum <= 1.0:
             raise ValueError(f"BatchNorm2d momentum must be in [0, 1] (PyTorch convention), got {momentum}.")
-        super().__init__(num_features, momentum=1.0 - momentum, epsilon=eps)
+        # weight_attr=False leaves weight and bias None (no parameters), not frozen ones.
+        no_affine = None if affine else False
+        super().__init__(num_features, momentum=1.0 - momentum, epsilon=eps,
+                         weight_attr=no_affine, bias_attr=no_affine)
+        self.affine = affine
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if x.ndim != 4:
@@ -43,6 +50,10 @@ class BatchNorm2d(nn.BatchNorm2D):
                 paddle.assign(keep * self._variance + (1.0 - keep) * var, output=self._variance)
         else:
             mean, var = self._mean, self._variance
-        scale = paddle.rsqrt(var + self._epsilon) * self.weight
-        shift = self.bias - mean * scale
+        scale = paddle.rsqrt(var + self._epsilon)
+        if self.affine:
+            scale = scale * self.weight
+        shift = -mean * scale
+        if self.affine:
+            shift = shift + self.bias
         return x * scale.reshape([1, -1, 1, 1]) + shift.reshape([1, -1, 1, 1])
