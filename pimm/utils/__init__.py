@@ -7,7 +7,7 @@ from .log import get_outdir, setup_logger
 from .metrics import AverageMeter, accuracy
 from .model_ema import ModelEma, check_state_fits, unwrap_model
 from .options import REQUIRED, read_options, to_plain_dict
-from .profile import count_parameters, format_count, profile
+from .profile import PTFLOPS_RULES, count_parameters, format_count, profile
 from .runtime import (available_cpus, get_num_threads, get_rng_state, retain_freed_memory,
                       seed_everything, set_num_threads, set_rng_state)
 from .summary import update_summary
@@ -44,6 +44,7 @@ __all__ = [
     "read_options",
     "to_plain_dict",
     "profile",
+    "PTFLOPS_RULES",
     "count_parameters",
     "format_count",
 ]
