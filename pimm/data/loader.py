@@ -5,10 +5,10 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import paddle
 
-from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from .cutout import Cutout
 from .random_erasing import RandomErasing
 from .random_state import seed_augmentation
-from .transforms_factory import ColorJitterArg, create_transform
+from .transforms_factory import ColorJitterArg, create_transform, pipeline_mean_std
 
 
 class ShardedBatchSampler(paddle.io.DistributedBatchSampler):
@@ -77,11 +77,12 @@ def fast_collate(batch: Sequence[Tuple[np.ndarray, int]]) -> Tuple[np.ndarray, n
 
 
 class NormalizingCollate:
-    """Collate, then turn uint8 image batches into normalised float32 and randomly erase them.
+    """Collate, then turn uint8 image batches into normalised float32 and augment them (random
+    erasing or Cutout, which work on normalised batches).
 
     The prefetcher path: workers ship small uint8 images and normalise a whole batch in one
     vectorised numpy pass (Paddle's broadcasting ops on CPU are several times slower, and would run
-    on the training thread). Erasing draws from the worker's seeded augmentation generator.
+    on the training thread). The augmentation draws from the worker's seeded generator.
     """
 
     def __init__(
@@ -89,10 +90,10 @@ class NormalizingCollate:
         collate_fn: Callable,
         mean: Sequence[float],
         std: Sequence[float],
-        random_erasing: Optional[RandomErasing] = None,
+        batch_augment: Optional[Callable] = None,
     ) -> None:
         self.collate_fn = collate_fn
-        self.random_erasing = random_erasing
+        self.batch_augment = batch_augment
         self._offset = (np.asarray(mean, dtype=np.float32) * 255.0).reshape(1, -1, 1, 1)
         self._scale = (1.0 / (np.asarray(std, dtype=np.float32) * 255.0)).reshape(1, -1, 1, 1)
 
@@ -102,8 +103,8 @@ class NormalizingCollate:
             images = images.astype(np.float32)
             images -= self._offset
             images *= self._scale
-            if self.random_erasing is not None:
-                images = self.random_erasing(images)
+            if self.batch_augment is not None:
+                images = self.batch_augment(images)
         return (images, *rest)
 
 
@@ -177,8 +178,8 @@ def create_loader(
     color_jitter: ColorJitterArg = 0.4,
     auto_augment: Optional[str] = None,
     interpolation: str = "bilinear",
-    mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-    std: Sequence[float] = IMAGENET_DEFAULT_STD,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
     num_workers: int = 1,
     distributed: bool = False,
     crop_pct: Optional[float] = None,
@@ -189,8 +190,12 @@ def create_loader(
     rank: Optional[int] = None,
     use_shared_memory: bool = True,
     scale: Tuple[float, float] = (0.08, 1.0),
+    pipeline: str = "imagenet",
+    cutout_length: int = 0,
 ) -> ImageLoader:
-    """Loader over ``dataset`` (an :class:`~pimm.data.ImageDataset`) with timm 0.1.20's pipeline.
+    """Loader over ``dataset`` (an :class:`~pimm.data.ImageDataset` or :class:`~pimm.data.CIFAR10`)
+    with timm 0.1.20's pipeline, or the CIFAR one with ``pipeline='cifar'`` (random crop with
+    padding, flip, Cutout of ``cutout_length``; see :func:`create_transform`).
 
     Sets ``dataset.transform`` to :func:`create_transform` of the same arguments (as timm does).
     Training shuffles and drops the last incomplete batch; evaluation keeps order and every sample.
@@ -206,6 +211,7 @@ def create_loader(
     ``collate_fn`` then receives uint8 ``[3, H, W]`` arrays and should return ``(images, labels,
     ...)`` with images stacked as uint8 (normalised afterwards) or already float32 (left alone).
     ``scale``: the range of image area the training random-resized crop keeps (timm's ``--scale``).
+    ``mean``/``std`` default to the pipeline's dataset statistics (ImageNet's or CIFAR-10's).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -216,6 +222,7 @@ def create_loader(
         num_replicas, rank = 1, 0
     if seed is None:
         seed = 0 if distributed else int(np.random.randint(0, 2**31 - 1))
+    mean, std = pipeline_mean_std(pipeline, mean, std)
     dataset.transform = create_transform(
         input_size,
         is_training=is_training,
@@ -230,6 +237,8 @@ def create_loader(
         re_count=re_count,
         crop_pct=crop_pct,
         scale=tuple(scale),
+        pipeline=pipeline,
+        cutout_length=cutout_length,
     )
     batch_sampler = ShardedBatchSampler(
         dataset,
@@ -242,10 +251,12 @@ def create_loader(
     )
     collate_fn = collate_fn or fast_collate
     if use_prefetcher:
-        batch_erasing = None
+        batch_augment = None
         if is_training and re_prob > 0:
-            batch_erasing = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
-        collate_fn = NormalizingCollate(collate_fn, mean, std, batch_erasing)
+            batch_augment = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
+        elif is_training and cutout_length > 0:  # create_transform allows it with the cifar pipeline only
+            batch_augment = Cutout(cutout_length)
+        collate_fn = NormalizingCollate(collate_fn, mean, std, batch_augment)
     return ImageLoader(
         dataset,
         batch_sampler,
