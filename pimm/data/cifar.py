@@ -49,9 +49,12 @@ class _NdarrayClass:
 class _Dtype:
     """Stands for ``numpy.dtype(spec, align, copy)``; only uint8 ('u1') is accepted."""
 
+    uint8 = False  # set only by a checked construction (not by pickle's NEWOBJ, which skips __init__)
+
     def __init__(self, spec: Any, align: Any = 0, copy: Any = 0) -> None:
         if _text(spec) != "u1":
             raise CifarFormatError(f"array of dtype {spec!r}; CIFAR images are uint8")
+        self.uint8 = True
 
     def __setstate__(self, state: Any) -> None:
         if not isinstance(state, tuple) or len(state) < 2 or _text(state[1]) != "|":
@@ -75,8 +78,8 @@ def _text(value: Any) -> Any:
 
 
 def _array_from(raw: Any, dtype: Any, shape: Any, fortran: Any) -> np.ndarray:
-    if not isinstance(dtype, _Dtype):
-        raise CifarFormatError("array without a numpy dtype")
+    if not isinstance(dtype, _Dtype) or not dtype.uint8:
+        raise CifarFormatError("array without a uint8 numpy dtype")
     if (not isinstance(shape, tuple) or not all(isinstance(d, int) and d >= 0 for d in shape)
             or fortran not in (False, "C", b"C")):
         raise CifarFormatError(f"array of shape {shape!r} / order {fortran!r}")
