@@ -26,6 +26,7 @@ class BatchNorm2d(nn.BatchNorm2D):
         learnt = None if affine else False  # False: Paddle creates no parameter
         super().__init__(num_features, momentum=1.0 - momentum, epsilon=eps, weight_attr=learnt,
                          bias_attr=learnt)
+        self.affine = affine
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if x.ndim != 4:

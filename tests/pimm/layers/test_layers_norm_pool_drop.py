@@ -83,6 +83,24 @@ def test_batchnorm_train_and_eval_follow_formulas(second_order, affine):
         np.testing.assert_array_equal(bn._mean.numpy(), run_mean)  # eval does not update
 
 
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_batchnorm_without_affine_has_no_weight_and_normalizes(second_order):
+    x_np = (np.random.RandomState(1).randn(4, 2, 3, 3) * 2.0 + 0.5).astype("float32")
+    bn = BatchNorm2d(2, affine=False)
+    assert bn.weight is None and bn.bias is None
+    assert list(bn.state_dict()) == ["_mean", "_variance"]
+    assert all(p.stop_gradient for p in bn.parameters())  # only the running statistics
+    mean, var = x_np.mean(axis=(0, 2, 3), keepdims=True), x_np.var(axis=(0, 2, 3), keepdims=True)
+    with layer_config(second_order=second_order):
+        bn.train()
+        out = bn(paddle.to_tensor(x_np)).numpy()
+        np.testing.assert_allclose(out, (x_np - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-4)
+        bn.eval()
+        run_mean, run_var = bn._mean.numpy().reshape(1, -1, 1, 1), bn._variance.numpy().reshape(1, -1, 1, 1)
+        out = bn(paddle.to_tensor(x_np)).numpy()
+        np.testing.assert_allclose(out, (x_np - run_mean) / np.sqrt(run_var + 1e-5), rtol=1e-4, atol=1e-4)
+
 def test_pooling_modes_values_and_feat_mult():
     x_np = np.random.RandomState(1).randn(2, 3, 5, 4).astype("float32")
     avg, mx = x_np.mean(axis=(2, 3)), x_np.max(axis=(2, 3))
