@@ -48,6 +48,7 @@ from lib.engine.search import (SearchOptions, build_search_supernet, create_sear
                                search_step)
 from lib.models import CREAM_ARCHS, build_childnet, build_supernet, resolve_arch, validate_arch
 from lib.search import FlopsEst, MetaMatchingNetwork, PathSampler, PrioritizedBoard
+from pimm.layers.native import build_native_kernels
 from pimm.loss import LabelSmoothingCrossEntropy, softmax
 from pimm.optim import create_optimizer
 from pimm.utils import ModelEma, profile, retain_freed_memory, seed_everything, set_num_threads
@@ -376,6 +377,7 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
     opts.check()
     if _device() == "cpu":
         retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
+        build_native_kernels()
     threads = set_num_threads(opts.threads)
     seed_everything(opts.seed)
     cfg = _engine_config(opts)

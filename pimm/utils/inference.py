@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Sequence, Union
 import numpy as np
 import paddle
 
-from pimm.layers import layer_config
+from pimm.layers import layer_modes
 
 from .file_io import atomic_write_text
 from .runtime import available_cpus
@@ -55,7 +55,7 @@ def export_model(model: paddle.nn.Layer, prefix: str, image_size: Union[int, Seq
     model.eval()
     spec = [paddle.static.InputSpec([None, in_chans, height, width], "float32", "images")]
     try:
-        with layer_config(exporting=True):  # ops Paddle Inference fuses (pimm.layers.config)
+        with layer_modes(model, exporting=True):  # ops Paddle Inference fuses (pimm.layers.modes)
             paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
     finally:
         for sub, training in flags:
