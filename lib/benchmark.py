@@ -6,7 +6,7 @@ returns one flat dict (``tools/benchmark.py`` prints it as a JSON line):
 
 * ``infer``: a forward pass in eval mode without gradients (``backend='dygraph'``), or a call of
   the Paddle Inference predictor of the exported model (``backend='paddle_inference'``, the
-  test mode's fast path, see :mod:`pimm.utils.inference`);
+  test mode's fast path, see :mod:`pimm.deploy`);
 * ``train``: one retrain step, ``lib.engine.retrain.train_step``: forward in train mode (dropout),
   label-smoothing cross-entropy, backward, RMSpropTF step, EMA update;
 * ``search``: one step of the architecture search, ``lib.engine.search.search_step``, in its
@@ -262,7 +262,7 @@ def _infer_target(opts: BenchmarkOptions, batches_for: Callable[[int], Iterator[
     model.eval()
     batches = batches_for(image_size)
     if opts.backend == "paddle_inference":
-        from pimm.utils.inference import InferenceModel, export_model
+        from pimm.deploy import InferenceModel, export_model
 
         prefix = os.path.join(workdir, "model")
         export_model(model, prefix, image_size)

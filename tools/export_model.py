@@ -49,7 +49,7 @@ def main(argv=None) -> int:
     from pimm.data import ImageDataset
     from pimm.models import load_checkpoint
     from pimm.utils import set_num_threads
-    from pimm.utils.inference import InferenceModel
+    from pimm.deploy import InferenceModel
 
     set_num_threads()
     try:

@@ -39,7 +39,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     from lib.deploy import predict_files
     from pimm.data import ImageReadError
-    from pimm.utils.inference import InferenceModel
+    from pimm.deploy import InferenceModel
 
     try:
         predictor = InferenceModel(args.model, device=args.device, threads=args.threads,

@@ -7,11 +7,11 @@ import paddle
 import pytest
 
 import lib.deploy as deploy
-from lib.deploy import (AUTO_MIN_IMAGES, LOGITS_TOLERANCE, eval_transform_from_info, export_child_network,
-                        exported_logits_difference, predict_files, select_test_model)
+from lib.deploy import (AUTO_MIN_IMAGES, LOGITS_TOLERANCE, export_child_network, exported_logits_difference,
+                        predict_files, select_test_model)
 from lib.models import build_childnet
 from pimm.data import ImageDataset, create_loader
-from pimm.utils.inference import InferenceLayer, InferenceModel, relative_difference
+from pimm.deploy import InferenceLayer, InferenceModel, eval_transform_from_info, relative_difference
 
 ARCH_14 = [[0], [3], [3, 3], [3, 3], [3], [3], [0]]
 SIZE = 64

@@ -101,7 +101,7 @@ def test_bad_weight_is_refused():
 
 def test_exported_programs_keep_the_convolution(tmp_path):
     # Paddle Inference fuses conv + batch norm + activation; a traced matmul would not fuse
-    from pimm.utils.inference import export_model
+    from pimm.deploy import export_model
 
     model = paddle.nn.Sequential(create_conv2d(3, 4, 1), create_conv2d(4, 5, 1, bias=True))
     files = export_model(model, str(tmp_path / "pointwise"), 4)
