@@ -54,11 +54,11 @@ class Conv2d(ModeAware, nn.Conv2D):
     so such a convolution runs as the same grouped convolution over a depth of one on the
     generic ``conv3d`` op (exactly the computation of the generic ``conv2d`` op with those
     groups; groups of several channels with zero filters off their own channel ran 2-3x slower
-    on Paddle's CPU kernel). It also ties the input to the weight with ``+ 0 * sum(w)``: Paddle 3.3's conv double grad silently drops the weight-gradient term
-    when the first ``paddle.grad`` did not also compute the gradient of the convolution's input.
-    The tie makes that input gradient always needed when the weight's is, so the second
-    derivative is right whatever tensors the first ``paddle.grad`` was asked for. It adds exact
-    zeros to values and grads.
+    on Paddle's CPU kernel). It also ties the input to the weight with ``+ 0 * sum(w)``: Paddle
+    3.3's conv double grad silently drops the weight-gradient term when the first ``paddle.grad``
+    did not also compute the gradient of the convolution's input. The tie makes that input
+    gradient always needed when the weight's is, so the second derivative is right whatever
+    tensors the first ``paddle.grad`` was asked for. It adds exact zeros to values and grads.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: Union[int, Sequence[int]],
