@@ -59,7 +59,8 @@ from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
 from pimm.layers.native import build_native_kernels
 from pimm.loss import softmax
 from pimm.optim import create_optimizer
-from pimm.utils import ModelEma, profile, retain_freed_memory, seed_everything, set_num_threads
+from pimm.utils import (ModelEma, profile, retain_freed_memory, seed_everything, select_mkl_kernels,
+                        set_num_threads)
 from pimm.utils.benchmark import machine_description, peak_rss_mb, time_steps
 
 __all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "default_search_config"]
@@ -366,6 +367,7 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
     opts.check()
     if device_type() == "cpu":
         retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
+        select_mkl_kernels()
         build_native_kernels()
     threads = set_num_threads(opts.threads)
     seed_everything(opts.seed)
