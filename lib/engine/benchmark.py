@@ -14,6 +14,11 @@ returns one flat dict (``tools/benchmark.py`` prints it as a JSON line):
   prioritized board (the meta-matching scores of every entry), the KD/CE loss, backward and the
   SGD step; with ``meta`` every timed step also takes the meta-matching network's second-order
   update first (a search takes it every ``SUPERNET.UPDATE_ITER`` steps).
+* ``loader``: one batch of the engine's data loader (``lib.engine.common.build_loaders`` over
+  ``data_dir``, ``workers`` processes), with the ``transforms`` of a child network's retraining
+  (``retrain``: RandAugment, random erasing), its evaluation (``eval``) or the search
+  (``search``: colour jitter, random erasing); besides images/s, the peak memory of each worker
+  and the CPU time per image of every stage of the pipeline (``pimm.data.pipeline_stage_times``).
 
 Settings (optimiser, loss, dropout, EMA decay, augmentation) come from the config the engine would
 run: a child network's released retrain recipe (``experiments/configs/retrain/<selection>.yaml``,
@@ -56,17 +61,25 @@ from lib.engine.search import (SearchOptions, SearchParts, build_search_supernet
                                create_search_optimizer, search_loader_policy, search_step)
 from lib.models import CREAM_ARCHS, FlopsEst, SupernetPath
 from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
+from pimm.data import ImageLoader, pipeline_stage_times
 from pimm.layers.native import build_native_kernels
 from pimm.loss import softmax
 from pimm.optim import create_optimizer
 from pimm.utils import (ModelEma, profile, retain_freed_memory, seed_everything, select_mkl_kernels,
                         set_num_threads)
-from pimm.utils.benchmark import machine_description, peak_rss_mb, time_steps
+from pimm.utils.benchmark import (children_peak_rss_mb, machine_description, peak_rss_mb,
+                                  time_steps)
 
-__all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "default_search_config"]
+__all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "LOADER_TRANSFORMS",
+           "default_search_config"]
 
-MODES = ("infer", "train", "search")
+MODES = ("infer", "train", "search", "loader")
 BACKENDS = ("dygraph", "paddle_inference")
+#: the loader mode's pipelines: a child's retraining and evaluation, the search's training
+LOADER_TRANSFORMS = ("retrain", "eval", "search")
+#: the released net whose recipe the loader mode's retrain/eval pipelines use by default (224 px)
+DEFAULT_LOADER_SELECTION = 287
+_STAGE_BATCHES = 4  # batches of images whose stages the loader mode times (2 uncounted)
 # Work of a step in forward-pass units of the timed network (see the module doc).
 _WORK = {"infer": 1.0, "train": 3.0, "search": 3.0}
 _DEFAULT_SUPERNET_PATH_SEED = 0
@@ -107,6 +120,7 @@ class BenchmarkOptions:
     meta: bool = False
     config: Optional[str] = None  # supernet and search: default_search_config()
     seed: int = 0
+    transforms: str = "retrain"  # loader: one of LOADER_TRANSFORMS
 
     def check(self) -> None:
         problems = []
@@ -117,7 +131,9 @@ class BenchmarkOptions:
         elif self.backend != "dygraph" and self.mode != "infer":
             problems.append(f"backend {self.backend!r} only runs inference; use mode 'infer'")
         chosen = [self.selection is not None, self.arch is not None, self.supernet]
-        if self.mode == "search":
+        if self.mode == "loader":
+            self._check_loader(problems)
+        elif self.mode == "search":
             if self.selection is not None or self.arch is not None or self.path is not None:
                 problems.append("mode 'search' trains the supernet on sampled paths: give no "
                                 "selection, arch or path")
@@ -141,12 +157,30 @@ class BenchmarkOptions:
             problems.append(f"image_size must be >= 32 (five stride-2 stages), got "
                             f"{self.image_size}")
         if self.data_dir is not None:
-            split = os.path.join(self.data_dir, "train" if self.mode != "infer" else "val")
+            split = os.path.join(self.data_dir, "val" if self._evaluates() else "train")
             if not os.path.isdir(split):
                 problems.append(f"data folder {split} does not exist (give a folder with train/ "
                                 "and val/ class folders, e.g. from tools/make_demo_data.py)")
         if problems:
             raise ValueError("benchmark: " + "; ".join(problems) + ".")
+
+    def _evaluates(self) -> bool:
+        return self.mode == "infer" or (self.mode == "loader" and self.transforms == "eval")
+
+    def _check_loader(self, problems: List[str]) -> None:
+        if self.transforms not in LOADER_TRANSFORMS:
+            problems.append(f"transforms {self.transforms!r} is not one of {LOADER_TRANSFORMS}")
+        if self.data_dir is None:
+            problems.append("mode 'loader' reads a folder: give data_dir (--data)")
+        if self.arch is not None or self.supernet or self.path is not None or self.meta:
+            problems.append("mode 'loader' times a data pipeline: give no arch, supernet, path or "
+                            "meta")
+        if self.transforms == "search" and self.selection is not None:
+            problems.append("the search's pipeline has no selection: drop it")
+        if self.warmup < self.workers:
+            # the first batch of every worker arrives at once; timing starts after them
+            problems.append(f"mode 'loader' needs warmup >= workers ({self.workers}) so that the "
+                            f"timed batches follow the workers' first burst, got {self.warmup}")
 
 
 @dataclass
@@ -157,7 +191,8 @@ class _Target:
     image_size: int
     arch: Any  # the child's arch, the supernet path, or the search's sampled paths
     step: Step
-    mflops: Callable[[], float]  # called after timing
+    mflops: Callable[[], Optional[float]]  # called after timing (None: no network)
+    details: Callable[[], Dict[str, Any]] = dict  # mode-specific fields, called after timing
 
 
 def _thop_mflops(model: paddle.nn.Layer, image_size: int) -> float:
@@ -166,7 +201,8 @@ def _thop_mflops(model: paddle.nn.Layer, image_size: int) -> float:
 
 
 def _uses_supernet(opts: BenchmarkOptions) -> bool:
-    return opts.supernet or opts.mode == "search"
+    return (opts.supernet or opts.mode == "search"
+            or (opts.mode == "loader" and opts.transforms == "search"))
 
 
 def _recipe(opts: BenchmarkOptions) -> CfgNode:
@@ -180,8 +216,9 @@ def _recipe(opts: BenchmarkOptions) -> CfgNode:
         path = opts.config or default_search_config()
         if opts.image_size is not None:
             overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size)]
-    elif opts.selection is not None:
-        path = shipped_config("retrain", f"{opts.selection}.yaml")
+    elif opts.selection is not None or opts.mode == "loader":
+        selection = opts.selection if opts.selection is not None else DEFAULT_LOADER_SELECTION
+        path = shipped_config("retrain", f"{selection}.yaml")
     else:
         path = shipped_config("retrain", "searched.yaml")
         overrides += ["NET.BOARD_JSON", "", "NET.INPUT_ARCH", str(opts.arch)]
@@ -226,13 +263,18 @@ def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Batc
     return itertools.repeat((images, labels))
 
 
-def _loader_batches(opts: BenchmarkOptions, cfg: CfgNode, image_size: int) -> Iterator[Batch]:
-    """Full batches from the engine's own loader (``build_loaders``) of the mode's split."""
-    training = opts.mode != "infer"
+def _build_loader(opts: BenchmarkOptions, cfg: CfgNode, image_size: int) -> ImageLoader:
+    """The engine's own loader (``build_loaders``) of the mode's split."""
+    training = not opts._evaluates()
     policy = search_loader_policy(cfg) if _uses_supernet(opts) else child_loader_policy(cfg)
     train_loader, eval_loader = build_loaders(cfg, None, image_size, policy=policy, train=training,
                                               eval=not training)
-    loader = train_loader if training else eval_loader
+    return train_loader if training else eval_loader
+
+
+def _loader_batches(opts: BenchmarkOptions, cfg: CfgNode, image_size: int) -> Iterator[Batch]:
+    """Full batches from the engine's own loader of the mode's split, epoch after epoch."""
+    loader = _build_loader(opts, cfg, image_size)
     if len(loader.dataset) < opts.batch_size:
         raise ValueError(f"benchmark: {loader.dataset.root} has {len(loader.dataset)} images, "
                          f"fewer than one batch of {opts.batch_size}; lower the batch size or use "
@@ -290,6 +332,30 @@ def _train_target(opts: BenchmarkOptions, cfg: CfgNode,
         return train_step(model, images, labels, optimizer, loss_fn, ema)
 
     return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
+
+
+def _loader_target(opts: BenchmarkOptions, cfg: CfgNode) -> _Target:
+    """One batch of the loader per step, within one epoch (a new epoch restarts the workers);
+    after timing, the workers' peak memory and the pipeline's stage times."""
+    image_size = opts.image_size or (int(cfg.DATASET.IMAGE_SIZE) if _uses_supernet(opts)
+                                     else resolve_child(cfg).image_size)
+    loader = _build_loader(opts, cfg, image_size)
+    wanted = opts.warmup + opts.steps
+    if len(loader) < max(wanted, _STAGE_BATCHES):
+        raise ValueError(f"benchmark: {loader.dataset.root} gives {len(loader)} batches of "
+                         f"{opts.batch_size} per epoch, fewer than the {wanted} to time (warmup + "
+                         "steps); lower them or the batch size, or use a bigger folder")
+    batches = iter(loader)
+
+    def details() -> Dict[str, Any]:  # while the workers still run
+        workers = children_peak_rss_mb()
+        indices = list(range(_STAGE_BATCHES * opts.batch_size))
+        stages = pipeline_stage_times(loader, indices, warmup=2)
+        return {"transforms": opts.transforms, "workers": opts.workers,
+                "worker_peak_rss_mb": round(max(workers), 1) if workers else None,
+                "stage_cpu_ms_per_image": {k: round(v, 3) for k, v in stages.items()}}
+
+    return _Target("loader", image_size, None, lambda: next(batches), lambda: None, details)
 
 
 @dataclass
@@ -382,9 +448,12 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
             target = _infer_target(opts, cfg, batches_for, workdir)
         elif opts.mode == "train":
             target = _train_target(opts, cfg, batches_for)
+        elif opts.mode == "loader":
+            target = _loader_target(opts, cfg)
         else:
             target = _search_target(opts, cfg, batches_for)
         times = time_steps(target.step, steps=opts.steps, warmup=opts.warmup)
+        details = target.details()
     mflops = target.mflops()
     images_per_s = times.images_per_s(opts.batch_size)
     arch = target.arch[-opts.steps:] if opts.mode == "search" else target.arch
@@ -406,8 +475,10 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
         "ms_per_step_best": round(1000.0 * times.best, 3),
         "step_ms": [round(1000.0 * t, 1) for t in times.seconds],
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "mflops": round(mflops, 3),
-        "gflops_per_s": round(mflops * _WORK[opts.mode] * images_per_s / 1000.0, 3),
+        "mflops": None if mflops is None else round(mflops, 3),
+        "gflops_per_s": (None if mflops is None
+                         else round(mflops * _WORK[opts.mode] * images_per_s / 1000.0, 3)),
     }
+    result.update(details)
     result.update(machine_description())
     return result

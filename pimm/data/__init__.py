@@ -17,6 +17,7 @@ from .dataset import IMG_EXTENSIONS, Dataset, ImageDataset, ImageReadError, find
 from .demo import DEMO_KINDS, demo_class_names, make_demo_dataset
 from .loader import ImageLoader, ShardedBatchSampler, create_loader, fast_collate
 from .mixup import Mixup, mixup_target, one_hot
+from .profile import pipeline_stage_times
 from .random_erasing import RandomErasing
 from .random_state import AugRandom, augmentation_rng, seed_augmentation
 from .transforms import (
@@ -88,6 +89,7 @@ __all__ = [
     "make_demo_dataset",
     "mixup_target",
     "one_hot",
+    "pipeline_stage_times",
     "rand_augment_transform",
     "read_cifar_batch",
     "seed_augmentation",

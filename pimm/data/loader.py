@@ -5,6 +5,8 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import paddle
 
+from pimm.utils.runtime import retain_freed_memory
+
 from .cutout import Cutout
 from .random_erasing import RandomErasing
 from .random_state import seed_augmentation
@@ -50,8 +52,11 @@ class ShardedBatchSampler(paddle.io.DistributedBatchSampler):
             yield indices[start : start + self.batch_size].tolist()
 
 
-class _WorkerSeeder:
-    """``worker_init_fn``: a distinct, reproducible random state for each (seed, rank, epoch, worker)."""
+class _WorkerInit:
+    """``worker_init_fn``: a distinct, reproducible random state for each (seed, rank, epoch, worker),
+    and freed memory kept in the worker (``pimm.utils.retain_freed_memory``): each batch then reuses
+    the pages of the one before instead of faulting in a fresh float32 batch (19 MB at 224 px),
+    which the glibc default would unmap after every batch."""
 
     def __init__(self, seed: int, rank: int) -> None:
         self.seed = seed
@@ -62,6 +67,7 @@ class _WorkerSeeder:
         return [self.seed, self.rank, self.epoch, worker_id]
 
     def __call__(self, worker_id: int) -> None:
+        retain_freed_memory()
         entropy = self.entropy(worker_id)
         seed_augmentation(entropy)
         # Custom transforms that use the global generators get the same guarantee.
@@ -99,10 +105,14 @@ class NormalizingCollate:
         self.batch_augment = batch_augment
         self.normalization = PixelNormalization(mean, std, max_pixel_value, color_order)
 
+    def normalize(self, images: np.ndarray) -> np.ndarray:
+        """A uint8 ``[B, C, H, W]`` batch as normalised float32."""
+        return self.normalization(images.astype(np.float32), channel_axis=1)
+
     def __call__(self, batch):
         images, *rest = self.collate_fn(batch)
         if isinstance(images, np.ndarray) and images.dtype == np.uint8:
-            images = self.normalization(images.astype(np.float32), channel_axis=1)
+            images = self.normalize(images)
             if self.batch_augment is not None:
                 images = self.batch_augment(images)
         return (images, *rest)
@@ -130,15 +140,16 @@ class ImageLoader:
         self.dataset = dataset
         self.batch_sampler = batch_sampler
         self.num_workers = num_workers
+        self.collate_fn = collate_fn
         self.seed = seed
         self.epoch = 0
-        self._seeder = _WorkerSeeder(seed, rank)
+        self._worker_init = _WorkerInit(seed, rank)
         self.loader = paddle.io.DataLoader(
             dataset,
             batch_sampler=batch_sampler,
             num_workers=num_workers,
             collate_fn=collate_fn,
-            worker_init_fn=self._seeder if num_workers > 0 else None,
+            worker_init_fn=self._worker_init if num_workers > 0 else None,
             use_shared_memory=use_shared_memory,
         )
         # Paddle pins host memory by default on GPU; follow the caller's choice instead.
@@ -158,10 +169,10 @@ class ImageLoader:
         epoch = self.epoch
         self.epoch += 1
         self.batch_sampler.set_epoch(epoch)
-        self._seeder.epoch = epoch
+        self._worker_init.epoch = epoch
         if self.num_workers == 0:
             # Batches are decoded in this process (on Paddle's reader thread): seed it like worker 0.
-            seed_augmentation(self._seeder.entropy(0))
+            seed_augmentation(self._worker_init.entropy(0))
         for batch in self.loader:
             yield tuple(batch)
 

@@ -17,7 +17,8 @@ from typing import Any, Callable, Dict, List, Optional
 
 import paddle
 
-__all__ = ["StepTimes", "time_steps", "peak_rss_mb", "synchronize", "machine_description"]
+__all__ = ["StepTimes", "time_steps", "peak_rss_mb", "children_peak_rss_mb", "synchronize",
+           "machine_description"]
 
 
 def synchronize() -> None:
@@ -31,6 +32,32 @@ def peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def children_peak_rss_mb() -> List[float]:
+    """The peak resident set size (VmHWM) of each live child process (e.g. data-loader workers),
+    in MiB; empty where /proc does not tell (off Linux)."""
+    import glob
+    import os
+
+    pids = set()
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        try:
+            with open(path, encoding="utf-8") as children:
+                pids.update(children.read().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    peaks = []
+    for pid in sorted(pids, key=int):
+        try:
+            with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024.0)  # kB
+                        break
+        except OSError:  # the child exited meanwhile
+            continue
+    return peaks
 
 
 @dataclass
