@@ -16,7 +16,8 @@ step_ms, peak_rss_mb, mflops (thop multiply-adds of one image; search: mean of t
 paths), gflops_per_s (mflops x 1 for infer or x 3 for train/search, x images/s), and the machine
 (cpu, cpu_cores, device, gpu, paddle, python). The loader mode has no network (model "loader",
 mflops and gflops_per_s null) and adds transforms, workers, worker_peak_rss_mb (the largest
-worker's) and stage_cpu_ms_per_image (CPU time of each stage of the pipeline, in this process).
+worker's) and stage_cpu_ms_per_image (CPU time of each stage of the pipeline, in this process);
+the search mode adds board (the paths on the prioritized board the steps used).
 docs/BENCHMARKS.md has the measured table.
 """
 import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
@@ -69,6 +70,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="loader mode: a child's retraining or evaluation pipeline, or the "
                              "search's (default retrain)")
     parser.add_argument("--no-ema", action="store_true", help="train without the EMA update")
+    parser.add_argument("--override", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="a config key for this run, e.g. --override SUPERNET.PICK_METHOD top1 "
+                             "(repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "gpu"),
                         help="default: gpu when Paddle sees one")
@@ -93,7 +97,8 @@ def main(argv=None) -> int:
         batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes,
         threads=args.threads, warmup=args.warmup, steps=args.steps, backend=args.backend,
         data_dir=args.data, workers=args.workers, ema=not args.no_ema, meta=args.meta,
-        config=args.config, seed=args.seed, transforms=args.transforms)
+        config=args.config, seed=args.seed, transforms=args.transforms,
+        overrides=tuple(part for pair in args.override for part in pair))
     print(json.dumps(run_benchmark(opts)))
     return 0
 

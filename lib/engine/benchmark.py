@@ -21,7 +21,7 @@ returns one flat dict (``tools/benchmark.py`` prints it as a JSON line):
   and the CPU time per image of every stage of the pipeline (``pimm.data.pipeline_stage_times``).
 
 Settings (optimiser, loss, dropout, EMA decay, augmentation) come from the config the engine would
-run: a child network's released retrain recipe (``experiments/configs/retrain/<selection>.yaml``,
+run (``overrides``: ``KEY VALUE`` pairs on top, e.g. ``SUPERNET.PICK_METHOD top1``): a child network's released retrain recipe (``experiments/configs/retrain/<selection>.yaml``,
 ``retrain/searched.yaml`` for an arch list), and for the supernet, a path of it or the search,
 the search config (``config``, by default the shipped ``experiments/configs/train/train.yaml``):
 a supernet path trains as the search trains it. Networks, optimisers and losses are built by the
@@ -121,6 +121,7 @@ class BenchmarkOptions:
     config: Optional[str] = None  # supernet and search: default_search_config()
     seed: int = 0
     transforms: str = "retrain"  # loader: one of LOADER_TRANSFORMS
+    overrides: Tuple[str, ...] = ()  # KEY VALUE pairs applied to the config last
 
     def check(self) -> None:
         problems = []
@@ -224,7 +225,7 @@ def _recipe(opts: BenchmarkOptions) -> CfgNode:
         overrides += ["NET.BOARD_JSON", "", "NET.INPUT_ARCH", str(opts.arch)]
     if opts.image_size is not None and not _uses_supernet(opts):
         overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size), "DATASET.SELECTION_IMAGE_SIZE", "False"]
-    cfg = load_config(path, overrides)
+    cfg = load_config(path, overrides + list(opts.overrides))
     if opts.flops_range is not None:
         # set directly: a yacs override must match the type the YAML wrote (int or float)
         cfg.defrost()
@@ -425,7 +426,10 @@ def _search_target(opts: BenchmarkOptions, cfg,
         return float(np.mean([_thop_mflops(SupernetPath(supernet, arch), image_size)
                               for arch in timed]))
 
-    return _Target(_supernet_name(cfg), image_size, state.sampled, step, mean_mflops)
+    def details() -> Dict[str, Any]:
+        return {"board": [entry.arch for entry in state.board.entries]}
+
+    return _Target(_supernet_name(cfg), image_size, state.sampled, step, mean_mflops, details)
 
 
 def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:

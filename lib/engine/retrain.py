@@ -19,7 +19,8 @@ import paddle
 
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
-                               resume_training, seed_epoch, unwrap_model, wrap_model)
+                               amp_extra_state, create_amp, resume_amp, resume_training, seed_epoch,
+                               unwrap_model, wrap_model)
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
@@ -27,24 +28,31 @@ from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
+from pimm.utils.amp import Amp
 from pimm.utils.profile import format_count, profile
 
 __all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
-               loss_fn, model_ema: Optional[ModelEma] = None
+               loss_fn, model_ema: Optional[ModelEma] = None, amp: Optional[Amp] = None
                ) -> Tuple[paddle.Tensor, paddle.Tensor]:
-    """One optimisation step on a batch (forward, loss, backward, update, EMA); returns the
-    output and the loss, without a host sync. tools/benchmark.py times exactly this."""
-    output = model(images)
-    loss = loss_fn(output, labels)
+    """One optimisation step on a batch (forward, loss, backward, update, EMA), in ``amp``'s
+    mixed precision (float32 without); returns the output and the loss, without a host sync.
+    tools/benchmark.py times exactly this."""
+    amp = amp or _FLOAT32
+    with amp.autocast():
+        output = model(images)
+        loss = loss_fn(output, labels)
     optimizer.clear_grad()
-    loss.backward()
-    optimizer.step()
+    amp.backward(loss)
+    amp.step(optimizer)
     if model_ema is not None:
         model_ema.update(model)
     return output, loss
+
+
+_FLOAT32 = Amp()
 
 
 def create_train_loss(cfg) -> paddle.nn.Layer:
@@ -61,16 +69,17 @@ TRAIN_METERS = (Meter("loss", "Loss", precision=6), Meter("prec1", "Prec@1"), Me
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
                     saver: Optional[CheckpointSaver] = None,
-                    skip_batches: int = 0) -> Dict[str, float]:
+                    skip_batches: int = 0, amp: Optional[Amp] = None) -> Dict[str, float]:
     """One pass over ``loader``; returns the epoch's loss and accuracies (averaged over all
     samples of all ranks). Host syncs happen only at log intervals and the last batch."""
+    amp = amp or _FLOAT32
     model.train()
     recovery_interval = int(ctx.cfg.RECOVERY_INTERVAL)
     num_batches, last_idx = len(loader), len(loader) - 1
     num_updates = epoch * num_batches + skip_batches
     meters = EpochMeters(ctx, epoch, num_batches, TRAIN_METERS)
     for batch_idx, (images, labels) in meters.batches(loader, skip=skip_batches):
-        output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema)
+        output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema, amp)
         num_updates += 1
         if scheduler is not None:
             scheduler.step_update(num_updates)
@@ -82,8 +91,9 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
             meters.log(batch_idx, lr=optimizer.get_lr())
         if saver is not None and recovery_interval and (batch_idx + 1) % recovery_interval == 0 \
                 and batch_idx != last_idx:
-            saver.save_recovery(epoch, batch_idx)
+            saver.save_recovery(epoch, batch_idx, extra_state=amp_extra_state(amp))
     return meters.averages()
+
 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
@@ -113,12 +123,17 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if ctx.is_primary:
         _log_model(ctx, model, spec)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
-    model = wrap_model(model, ctx)
+    amp = create_amp(cfg, ctx.device)
     optimizer = create_optimizer(cfg, model)
+    model, optimizer = amp.decorate(model, optimizer)  # O2: float16 weights, float32 masters
+    model = wrap_model(model, ctx)
     scheduler, num_epochs = create_scheduler(cfg, optimizer)
     train_loss = create_train_loss(cfg)
+    if amp.enabled:
+        ctx.logger.info("mixed precision: %s", amp)
 
     resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")
+    resume_amp(ctx, amp, resume)
     saver = None
     if ctx.is_primary:
         saver = CheckpointSaver(model, optimizer, args=cfg, model_ema=model_ema,
@@ -136,15 +151,17 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         train_metrics = train_one_epoch(
             epoch, model, train_loader, optimizer, train_loss, ctx, scheduler=scheduler,
             model_ema=model_ema, saver=saver,
-            skip_batches=resume.skip_batches if epoch == resume.start_epoch else 0)
+            skip_batches=resume.skip_batches if epoch == resume.start_epoch else 0, amp=amp)
         train_metrics["lr"] = optimizer.get_lr()
 
         broadcast_buffers(model, ctx)
-        eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
+        with amp.autocast():  # an O2 model's float16 weights need it; O1 evaluates as it trains
+            eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
         ranked = eval_metrics
         if model_ema is not None:
             broadcast_buffers(model_ema.ema, ctx)
-            # the reference ranks checkpoints (and steps the scheduler) by the EMA weights
+            # the reference ranks checkpoints (and steps the scheduler) by the EMA weights (kept
+            # in float32: evaluated without autocast)
             ranked = evaluate(model_ema.ema, eval_loader, ctx, log_name="Test_EMA")
             eval_metrics.update((f"ema_{k}", v) for k, v in ranked.items())
         eval_metrics = OrderedDict((k, v) for k, v in eval_metrics.items()
@@ -157,7 +174,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                 ctx.writer.add_scalar(f"eval/{name}", eval_metrics[name], epoch)
                 if model_ema is not None:
                     ctx.writer.add_scalar(f"eval_ema/{name}", eval_metrics[f"ema_{name}"], epoch)
-            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=ranked[eval_metric])
+            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=ranked[eval_metric],
+                                                            extra_state=amp_extra_state(amp))
             ctx.logger.info("*** epoch %d: %s %.4f; best %s (epoch %s)", epoch, eval_metric,
                             ranked[eval_metric], best_metric, best_epoch)
     return {"best_metric": best_metric, "best_epoch": best_epoch, "eval": dict(eval_metrics),

@@ -33,7 +33,7 @@ import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -43,7 +43,8 @@ from paddle import nn
 
 from lib.config import ConfigError
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, build_loaders,
-                               check_data_splits, resume_training, seed_epoch)
+                               amp_extra_state, check_data_splits, create_amp, resume_amp,
+                               resume_training, seed_epoch)
 from lib.engine.evaluate import evaluate
 from lib.engine.meters import EpochMeters, Meter
 from lib.models import FlopsEst, SuperNet, SupernetPath, build_supernet
@@ -54,6 +55,7 @@ from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, sof
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
 from pimm.utils import CheckpointSaver, ModelEma, accuracy, reduce_tensor, update_summary
+from pimm.utils.amp import Amp, parse_amp_level
 
 __all__ = ["run", "preflight", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
            "create_search_loss", "average_gradients", "recalibrated_batch_norm", "search_loader_policy",
@@ -122,6 +124,9 @@ class SearchOptions:
         if cfg.BATCHNORM.SYNC_BN:
             problems.append("BATCHNORM.SYNC_BN is not supported by the search: the meta-matching step "
                             "needs pimm's BatchNorm2d (second-order mode). Set it to False")
+        if parse_amp_level(cfg.AMP) == "O2":
+            problems.append("AMP O2 is not supported by the search: the meta-matching update "
+                            "differentiates through float16 weights twice. Use AMP O1")
         if problems:
             raise ConfigError("; ".join(problems))
         return opts
@@ -218,6 +223,7 @@ class SearchParts:
     pick_method: str
     world_size: int = 1
     ema: Optional[ModelEma] = None
+    amp: Amp = field(default_factory=Amp)  # the path's step in mixed precision (AMP O1)
 
 
 @dataclass
@@ -237,29 +243,32 @@ def search_step(parts: SearchParts, images: paddle.Tensor, targets: paddle.Tenso
     first when ``meta_update``, then the path's forward, with ``distill`` its teacher from the
     board and the KD/CE mix, backward (gradients averaged over the ranks), the optimizer step on
     the path's parameters and the EMA update. tools/benchmark.py --mode search times exactly
-    this."""
-    supernet, optimizer, loss_fn, board, meta = (parts.supernet, parts.optimizer, parts.loss_fn,
-                                                 parts.board, parts.meta)
+    this. With ``parts.amp`` the forward passes run in mixed precision and the loss is scaled;
+    the meta-matching update stays in float32 (its second-order gradients are not scaled)."""
+    supernet, optimizer, loss_fn, board, meta, amp = (parts.supernet, parts.optimizer, parts.loss_fn,
+                                                      parts.board, parts.meta, parts.amp)
     meta_info = None
     if meta_update:
         meta_info = meta.update(supernet, optimizer, images, targets, arch, board, loss_fn,
                                 lr=optimizer.get_lr())
-    output = supernet(images, arch)
-    loss = loss_fn(output, targets)
     kd_loss = rho = None
-    if distill:
-        teacher_index, rho = meta.select_teacher(supernet, arch, board, parts.pick_method)
-        with paddle.no_grad():
-            soft_target = softmax(supernet(images, board.entries[teacher_index].arch), axis=-1)
-        kd_loss = soft_target_cross_entropy(output, soft_target)
-        # rho is a number: the main loss never moves the meta layer (the reference's kept
-        # its graph, so this step also trained the meta layer)
-        loss = (rho * kd_loss + (2.0 - rho) * loss) / 2.0
+    with amp.autocast():
+        output = supernet(images, arch)
+        loss = loss_fn(output, targets)
+        if distill:
+            teacher_index, rho = meta.select_teacher(supernet, arch, board, parts.pick_method)
+            with paddle.no_grad():
+                soft_target = softmax(supernet(images, board.entries[teacher_index].arch), axis=-1)
+            kd_loss = soft_target_cross_entropy(output, soft_target)
+            # rho is a number: the main loss never moves the meta layer (the reference's kept
+            # its graph, so this step also trained the meta layer)
+            loss = (rho * kd_loss + (2.0 - rho) * loss) / 2.0
 
     optimizer.clear_grad(set_to_zero=False)
-    loss.backward()
+    amp.backward(loss)
+    # scaled gradients average like unscaled ones, and an overflow on any rank reaches all
     average_gradients(supernet.path_parameters(arch), parts.world_size)
-    optimizer.step()
+    amp.step(optimizer)
     optimizer.clear_grad(set_to_zero=False)
     if parts.ema is not None:
         parts.ema.update(supernet)
@@ -357,7 +366,10 @@ class _Search:
                                    seed=int(cfg.SEED))
         self.parts = SearchParts(self.supernet, self.optimizer, create_search_loss(cfg), self.board,
                                  MetaMatchingNetwork(opts.slice, reduce=self._mean_over_ranks),
-                                 opts.pick_method, ctx.world_size, self.ema)
+                                 opts.pick_method, ctx.world_size, self.ema,
+                                 create_amp(cfg, ctx.device))
+        if self.parts.amp.enabled:
+            log.info("mixed precision: %s", self.parts.amp)
         self.bn_batches: List[np.ndarray] = []  # the epoch's last training batches, for validation
         self.val_paths = _validation_paths(int(cfg.SEED) + 1, self.sta_num, self.num_choices, opts.val_paths)
         self.saver = None
@@ -379,7 +391,8 @@ class _Search:
         return self._path_cost[key]
 
     def extra_state(self) -> Dict[str, Any]:
-        return {"board": self.board.state_dict(), "path_sampler": self.sampler.state_dict()}
+        return {"board": self.board.state_dict(), "path_sampler": self.sampler.state_dict(),
+                **amp_extra_state(self.parts.amp)}
 
     # ---- resume ----------------------------------------------------------------------------
     def resume(self) -> Tuple[int, int]:
@@ -399,6 +412,7 @@ class _Search:
             self.ctx.logger.warning("%s has no prioritized board (not written by this search): the "
                                     "board starts empty", point.path)
         self.ctx.logger.info("resumed board: %d paths", len(self.board))
+        resume_amp(self.ctx, self.parts.amp, point)
         return point.start_epoch, point.skip_batches
 
     # ---- training --------------------------------------------------------------------------

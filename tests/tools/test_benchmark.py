@@ -152,8 +152,9 @@ def test_search_step_samples_paths_and_takes_meta_updates(bench, tiny_search_con
                            "--steps", "2", "--warmup", "1", "--threads", "1")
     assert code == 0, err
     result = _result(out)
-    assert set(result) == FIELDS
+    assert set(result) == FIELDS | {"board"}
     assert (result["model"], result["mode"], result["meta"]) == ("supernet[0,100]", "search", meta)
+    assert len(result["board"]) == 2 and result["board"][0] != result["board"][1]  # POOL_SIZE 2
     paths = result["arch"]
     assert len(paths) == 2 and all(len(path) == 7 and path[0] == path[-1] == [0] for path in paths)
     # every timed step and the warm-up step updated the meta layer, on the path it sampled
@@ -166,12 +167,14 @@ def test_search_step_samples_paths_and_takes_meta_updates(bench, tiny_search_con
     _check_timing(result, 4, 2, work=3.0)
 
 
-def test_search_refuses_what_it_cannot_time(bench, tmp_path):
-    no_meta = tmp_path / "top1.yaml"
-    no_meta.write_text(TINY_SEARCH.replace("'meta'", "'top1'"))
-    code, _, err = bench("--mode", "search", "--meta", "--config", str(no_meta), "--threads", "1",
+def test_search_refuses_what_it_cannot_time(bench, tmp_path, tiny_search_config):
+    code, _, err = bench("--mode", "search", "--meta", "--config", tiny_search_config,
+                         "--override", "SUPERNET.PICK_METHOD", "top1", "--threads", "1",
                          "--image-size", "32", "--batch-size", "4")
     assert code == 2 and "takes no meta-matching updates" in err
+    code, _, err = bench("--mode", "search", "--config", tiny_search_config, "--override",
+                         "SUPERNET.NO_SUCH_KEY", "1", "--threads", "1")
+    assert code == 2 and "SUPERNET.NO_SUCH_KEY" in err
     code, _, err = bench("--mode", "search", "--config", str(tmp_path / "none.yaml"), "--threads",
                          "1", "--image-size", "32", "--batch-size", "4")
     assert code == 2 and "config file not found" in err

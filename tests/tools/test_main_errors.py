@@ -60,6 +60,10 @@ def test_empty_class_folder(main, tmp_path, demo_data_dir):
      "set NET.SELECTION -1"),
     (["EVAL_METRICS", "top1"], "EVAL_METRICS 'top1' is not measured"),
     (["NUM_GPU", 1, "--nproc", 0], "--nproc must be >= 1"),
+    (["AMP", "O1"], "AMP O1 needs a GPU"),
+    (["AMP", "True"], "AMP O1 needs a GPU"),  # the reference's boolean reads as O1
+    (["AMP", "O5"], "AMP must be one of ('O0', 'O1', 'O2')"),
+    (["BATCHNORM.SYNC_BN", "True"], "BATCHNORM.SYNC_BN needs GPUs"),
 ])
 def test_unsupported_settings(main, demo_data_dir, overrides, message):
     code, err = main("retrain", RETRAIN_14, "DATA_DIR", demo_data_dir, "DATASET.NUM_CLASSES", 4,

@@ -57,3 +57,12 @@ def test_searched_config_retrains_the_best_path_of_a_board(tmp_path):
 def test_test_config_evaluates_ema_weights_of_selection_14():
     cfg = load_config(os.path.join(CONFIGS, "test", "test.yaml"))
     assert resolve_child(cfg).image_size == 64 and cfg.NET.EMA.USE and not cfg.AUTO_RESUME
+
+
+def test_amp_takes_levels_and_the_references_booleans(tmp_path):
+    assert load_config(os.path.join(CONFIGS, "train", "train.yaml")).AMP == "O0"  # AMP: False
+    reference = tmp_path / "reference.yaml"
+    reference.write_text("AMP: True\n")
+    assert load_config(str(reference)).AMP == "O1"
+    assert load_config(str(reference), ["AMP", "False"]).AMP == "O0"
+    assert load_config(str(reference), ["AMP", "O2", "AMP_DTYPE", "bfloat16"]).AMP == "O2"

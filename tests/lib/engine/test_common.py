@@ -11,8 +11,9 @@ import pytest
 
 from lib.config import ConfigError, load_config
 from lib.engine.child import child_loader_policy
-from lib.engine.common import (LoaderPolicy, RunContext, RunError, build_loaders, find_resume_checkpoint,
-                               prepare_run, resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
+from lib.engine.common import (LoaderPolicy, RunContext, RunError, amp_extra_state, build_loaders,
+                               find_resume_checkpoint, prepare_run, resolve_run_dir, resume_amp,
+                               resume_training, seed_epoch, unwrap_model, wrap_model)
 from lib.engine.search import search_loader_policy
 
 PLAIN = LoaderPolicy()
@@ -156,3 +157,27 @@ def test_wrap_model_is_identity_in_one_process(tmp_path):
         warnings.simplefilter("ignore")  # DataParallel warns when it runs in one process
         wrapped = paddle.DataParallel(model)
     assert unwrap_model(wrapped) is model
+
+
+# a float16 loss scaler's state (pimm.utils.amp.Amp.state_dict() on a GPU): plain numbers
+SCALER_STATE = {"scale": 4096.0, "incr_ratio": 2.0, "decr_ratio": 0.5, "incr_every_n_steps": 1000,
+                "decr_every_n_nan_or_inf": 1, "incr_count": 37, "decr_count": 0,
+                "use_dynamic_loss_scaling": True}
+
+
+def test_loss_scaler_state_survives_the_checkpoint_readers(tmp_path):
+    from pimm.utils import CheckpointSaver
+    from pimm.utils.amp import Amp
+
+    cfg = _cfg(tmp_path, "AUTO_RESUME", "True")
+    ctx = _ctx(tmp_path, cfg)
+    model = paddle.nn.Linear(3, 2)
+    optimizer = paddle.optimizer.Momentum(0.1, parameters=model.parameters())
+    saver = CheckpointSaver(model, optimizer, args=cfg, checkpoint_dir=str(tmp_path),
+                            recovery_dir=str(tmp_path))
+    saver.save_checkpoint(0, metric=1.0, extra_state={"amp_scaler": SCALER_STATE})
+    point = resume_training(ctx, model, optimizer, None, None, what="network")
+    assert point.start_epoch == 1 and point.extra["amp_scaler"] == SCALER_STATE
+    # float32 (and any CPU run) has no scaler: the state is left alone, nothing fails
+    assert amp_extra_state(Amp()) == {}
+    resume_amp(ctx, Amp(), point)
