@@ -17,7 +17,11 @@ paths), gflops_per_s (mflops x 1 for infer or x 3 for train/search, x images/s),
 (cpu, cpu_cores, device, gpu, paddle, python). The loader mode has no network (model "loader",
 mflops and gflops_per_s null) and adds transforms, workers, worker_peak_rss_mb (the largest
 worker's) and stage_cpu_ms_per_image (CPU time of each stage of the pipeline, in this process);
-the search mode adds board (the paths on the prioritized board the steps used).
+the search mode adds board (the paths on the prioritized board the steps used); on a GPU,
+peak_gpu_memory_mb (Paddle's allocator high-water mark) and amp are added.
+
+    python tools/benchmark.py --device gpu --selection 287 --mode train --amp O1
+    python tools/benchmark.py --device gpu --selection 287 --mode infer --backend paddle_inference --tensorrt
 docs/BENCHMARKS.md has the measured table.
 """
 import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
@@ -29,6 +33,7 @@ import sys
 
 def parse_args(argv=None) -> argparse.Namespace:
     from lib.engine.benchmark import BACKENDS, DEFAULT_LOADER_SELECTION, LOADER_TRANSFORMS, MODES
+    from pimm.utils.amp import AMP_LEVELS
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,6 +81,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "gpu"),
                         help="default: gpu when Paddle sees one")
+    parser.add_argument("--amp", choices=AMP_LEVELS, default="O0",
+                        help="GPU: mixed precision of train/search steps and dygraph inference "
+                             "(the config's AMP key; AMP_DTYPE through --override), fp16 for "
+                             "--backend paddle_inference (default O0: float32)")
+    parser.add_argument("--tensorrt", action="store_true",
+                        help="GPU, --backend paddle_inference: run the program paddle.tensorrt "
+                             "converts")
     return parser.parse_args(argv)
 
 
@@ -98,7 +110,8 @@ def main(argv=None) -> int:
         threads=args.threads, warmup=args.warmup, steps=args.steps, backend=args.backend,
         data_dir=args.data, workers=args.workers, ema=not args.no_ema, meta=args.meta,
         config=args.config, seed=args.seed, transforms=args.transforms,
-        overrides=tuple(part for pair in args.override for part in pair))
+        overrides=tuple(part for pair in args.override for part in pair), amp=args.amp,
+        tensorrt=args.tensorrt)
     print(json.dumps(run_benchmark(opts)))
     return 0
 

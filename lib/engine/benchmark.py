@@ -55,7 +55,7 @@ from yacs.config import CfgNode
 
 from lib.config import load_config, shipped_config
 from lib.engine.child import child_loader_policy, create_child_model, resolve_child
-from lib.engine.common import build_loaders, device_type
+from lib.engine.common import build_loaders, create_amp, device_type
 from lib.engine.retrain import create_train_loss, train_step
 from lib.engine.search import (SearchOptions, SearchParts, build_search_supernet, create_search_loss,
                                create_search_optimizer, search_loader_policy, search_step)
@@ -67,6 +67,7 @@ from pimm.loss import softmax
 from pimm.optim import create_optimizer
 from pimm.utils import (ModelEma, profile, retain_freed_memory, seed_everything, select_mkl_kernels,
                         set_num_threads)
+from pimm.utils.amp import AMP_LEVELS
 from pimm.utils.benchmark import (children_peak_rss_mb, machine_description, peak_rss_mb,
                                   time_steps)
 
@@ -122,6 +123,8 @@ class BenchmarkOptions:
     seed: int = 0
     transforms: str = "retrain"  # loader: one of LOADER_TRANSFORMS
     overrides: Tuple[str, ...] = ()  # KEY VALUE pairs applied to the config last
+    amp: str = "O0"  # mixed precision (GPU): train/search steps, dygraph infer; fp16 predictor
+    tensorrt: bool = False  # paddle_inference on GPU: the program converted by paddle.tensorrt
 
     def check(self) -> None:
         problems = []
@@ -144,6 +147,12 @@ class BenchmarkOptions:
             problems.append("a path runs through the supernet: select the supernet")
         if self.meta and self.mode != "search":
             problems.append("meta is the search's meta-matching update: use mode 'search'")
+        if self.tensorrt and self.backend != "paddle_inference":
+            problems.append("tensorrt runs the exported model: use backend 'paddle_inference'")
+        if self.amp not in AMP_LEVELS:
+            problems.append(f"amp {self.amp!r} is not one of {AMP_LEVELS}")
+        elif self.amp != "O0" and self.mode == "loader":
+            problems.append("amp applies to networks: drop it in mode 'loader'")
         if self.config is not None and not (self.supernet or self.mode == "search"):
             problems.append("a config sets up the supernet: select the supernet or use mode "
                             "'search'")
@@ -225,6 +234,7 @@ def _recipe(opts: BenchmarkOptions) -> CfgNode:
         overrides += ["NET.BOARD_JSON", "", "NET.INPUT_ARCH", str(opts.arch)]
     if opts.image_size is not None and not _uses_supernet(opts):
         overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size), "DATASET.SELECTION_IMAGE_SIZE", "False"]
+    overrides += ["AMP", opts.amp]
     cfg = load_config(path, overrides + list(opts.overrides))
     if opts.flops_range is not None:
         # set directly: a yacs override must match the type the YAML wrote (int or float)
@@ -301,15 +311,19 @@ def _infer_target(opts: BenchmarkOptions, cfg: CfgNode,
 
         prefix = os.path.join(workdir, "model")
         export_model(model, prefix, image_size)
-        predictor = InferenceModel(prefix, device=device_type(), threads=opts.threads)
+        predictor = InferenceModel(prefix, device=device_type(), threads=opts.threads,
+                                   tensorrt=opts.tensorrt,
+                                   precision="fp16" if opts.amp != "O0" else "fp32")
 
         def step() -> Any:
             images, _ = next(batches)
             return predictor(images)
     else:
+        amp = create_amp(cfg, device_type())
+
         def step() -> Any:
             images, _ = next(batches)
-            with paddle.no_grad():
+            with paddle.no_grad(), amp.autocast():
                 return model(images)
 
     return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
@@ -327,10 +341,12 @@ def _train_target(opts: BenchmarkOptions, cfg: CfgNode,
         optimizer = create_optimizer(cfg, model)
         loss_fn = create_train_loss(cfg)
     ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if opts.ema else None
+    amp = create_amp(cfg, device_type())
+    model, optimizer = amp.decorate(model, optimizer)
 
     def step() -> Any:
         images, labels = next(batches)
-        return train_step(model, images, labels, optimizer, loss_fn, ema)
+        return train_step(model, images, labels, optimizer, loss_fn, ema, amp)
 
     return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
 
@@ -410,7 +426,8 @@ def _search_target(opts: BenchmarkOptions, cfg,
     ema = (ModelEma(supernet, decay=float(cfg.NET.EMA.DECAY))
            if cfg.NET.EMA.USE and opts.ema else None)
     parts = SearchParts(supernet, create_search_optimizer(cfg, supernet), create_search_loss(cfg),
-                        state.board, MetaMatchingNetwork(search.slice), search.pick_method, ema=ema)
+                        state.board, MetaMatchingNetwork(search.slice), search.pick_method, ema=ema,
+                        amp=create_amp(cfg, device_type()))
     supernet.train()
 
     def step() -> Any:
@@ -484,5 +501,8 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
                          else round(mflops * _WORK[opts.mode] * images_per_s / 1000.0, 3)),
     }
     result.update(details)
+    if device_type() == "gpu":
+        result["peak_gpu_memory_mb"] = round(paddle.device.cuda.max_memory_allocated() / 2**20, 1)
+        result["amp"] = opts.amp
     result.update(machine_description())
     return result

@@ -192,6 +192,8 @@ def test_search_refuses_what_it_cannot_time(bench, tmp_path, tiny_search_config)
      "does not fit the supernet"),
     (["--selection", "14", "--data", "/no/such/folder"], "/no/such/folder/val does not exist"),
     (["--selection", "14", "--steps", "0"], "steps must be >= 1"),
+    (["--selection", "14", "--amp", "O1"], "AMP O1 needs a GPU"),
+    (["--selection", "14", "--tensorrt"], "tensorrt runs the exported model"),
     (["--mode", "loader"], "mode 'loader' reads a folder"),
     (["--mode", "loader", "--data", "/tmp", "--workers", "4"], "needs warmup >= workers (4)"),
     (["--mode", "loader", "--transforms", "search", "--selection", "14", "--data", "/tmp"],
