@@ -229,11 +229,13 @@ def test_crash_between_write_and_rename_leaves_previous_files(tmp_path, monkeypa
             assert "epoch" in paddle.load(str(tmp_path / "ckpt" / name)), name
     with open(tmp_path / "ckpt" / "checkpoint_index.json") as f:
         assert [c["epoch"] for c in json.load(f)["checkpoints"]] == [1, 0]
+    # the next saver (a resumed run, which continues after epoch 2) finishes that save
     restarted = make_saver(tmp_path, model, opt)
-    assert [m for _, m in restarted.checkpoint_files] == [7.0, 5.0]
-    restarted.save_checkpoint(2, 9.0)
+    assert [m for _, m in restarted.checkpoint_files] == [9.0, 7.0, 5.0]
     assert ckpt_epochs(tmp_path) == [0, 1, 2]
     assert epoch_of(tmp_path / "ckpt" / "model_best.pdparams") == 2
+    with open(tmp_path / "ckpt" / "checkpoint_index.json") as f:
+        assert json.load(f)["last_epoch"] == 2
 
 
 def test_stale_temp_files_from_a_crash_are_removed(tmp_path):
