@@ -421,9 +421,10 @@ class CheckpointSaver:
 
         A truncated or corrupt candidate is passed over, with a warning naming it and the file
         used instead, for the next newest: ``last`` or the recovery file, then (``last`` being
-        unreadable) the other recovery files, the ``checkpoint-<epoch>`` files, newest epoch
-        first, and ``model_best``. Raises ValueError when files exist but none is intact, and at
-        once for a file the restricted reader refuses (a planted file is reported, never skipped).
+        unreadable) the recovery and ``checkpoint-<epoch>`` files from the newest on (a recovery
+        file of epoch N comes before ``checkpoint-N``, which ends that epoch), and ``model_best``.
+        Raises ValueError when files exist but none is intact, and at once for a file the
+        restricted reader refuses (a planted file is reported, never skipped).
         """
         last = cls.last_file(folder, extension)
         problems: List[Tuple[str, BaseException]] = []
@@ -432,7 +433,10 @@ class CheckpointSaver:
         if last_epoch is not None:
             candidates = [path for epoch, _, path in recoveries if epoch > last_epoch]
         else:
-            candidates = [path for _, _, path in recoveries] + _epoch_files(folder, extension)
+            newest_first = sorted(recoveries + _epoch_files(folder, extension), reverse=True)
+            best = os.path.join(folder, _BEST_NAME + extension)
+            candidates = ([path for _, _, path in newest_first]
+                          + ([best] if os.path.isfile(best) else []))
         chosen = next((path for path in candidates if _intact_epoch(path, problems) is not None),
                       last if last_epoch is not None else None)
         if chosen is None and problems:
@@ -466,11 +470,9 @@ def _recovery_files(folder: str, prefix: str, extension: str) -> List[Tuple[int,
     return sorted(found, reverse=True)
 
 
-def _epoch_files(folder: str, extension: str) -> List[str]:
-    """The ``checkpoint-<epoch>`` files of ``folder``, newest epoch first, then ``model_best``."""
+def _epoch_files(folder: str, extension: str) -> List[Tuple[int, float, str]]:
+    """``(epoch, inf, path)`` of the ``checkpoint-<epoch>`` files of ``folder``: the end of the
+    epoch, after any of its recovery points."""
     pattern = re.compile(rf"{_DEFAULT_CHECKPOINT_PREFIX}-(\d+){re.escape(extension)}")
-    numbered = sorted(((int(m.group(1)), name) for name in os.listdir(folder)
-                       for m in [pattern.fullmatch(name)] if m), reverse=True)
-    best = os.path.join(folder, _BEST_NAME + extension)
-    return [os.path.join(folder, name) for _, name in numbered] + (
-        [best] if os.path.isfile(best) else [])
+    return [(int(m.group(1)), math.inf, os.path.join(folder, name))
+            for name in os.listdir(folder) for m in [pattern.fullmatch(name)] if m]

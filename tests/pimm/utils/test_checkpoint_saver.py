@@ -266,8 +266,10 @@ def test_resume_falls_back_from_a_damaged_last_to_the_newest_intact_file(tmp_pat
         assert CheckpointSaver.resume_file(str(folder)) == str(folder / "checkpoint-2.pdparams")
     assert f"cannot resume from {last}" in caplog.text
     assert f"resuming from {folder / 'checkpoint-2.pdparams'} instead" in caplog.text
-    # a truncated last next to a recovery file of the same epoch: the recovery file
-    recovery = saver.save_recovery(2, batch_idx=4)
+    # a recovery point within epoch 2 is older than checkpoint-2; one of epoch 3 is newer
+    saver.save_recovery(2, batch_idx=4)
+    assert CheckpointSaver.resume_file(str(folder)) == str(folder / "checkpoint-2.pdparams")
+    recovery = saver.save_recovery(3, batch_idx=1)
     assert CheckpointSaver.resume_file(str(folder)) == recovery
     # garbage everywhere: one error naming the folder and last
     for name in os.listdir(folder):
