@@ -330,8 +330,7 @@ class CheckpointSaver:
         try:
             state = self._state(epoch, metric, extra_state)
         except NonFiniteStateError as err:
-            raise NonFiniteStateError(f"refusing to save epoch {epoch}: {err}; the checkpoints "
-                                      f"in {self.checkpoint_dir} stay as they were") from None
+            raise self._diverged(f"epoch {epoch}", err, self.checkpoint_dir) from None
         atomic_save(state, self.last_path)
         self._commit(int(epoch), metric)
         # a crash between writing a recovery file and deleting the one before leaves both
@@ -378,15 +377,21 @@ class CheckpointSaver:
         try:
             state = self._state(epoch, None, extra_state)
         except NonFiniteStateError as err:
-            raise NonFiniteStateError(f"refusing to save the recovery point of epoch {epoch}, "
-                                      f"batch {batch_idx}: {err}; the checkpoints in "
-                                      f"{self.recovery_dir} stay as they were") from None
+            raise self._diverged(f"epoch {epoch}, batch {batch_idx}", err,
+                                 self.recovery_dir) from None
         state["batch_idx"] = int(batch_idx)
         name = f"{self.recovery_prefix}-{epoch}-{batch_idx}{self.extension}"
         path = os.path.join(self.recovery_dir, name)
         atomic_save(state, path)
         self._remove_recoveries_but(name)
         return path
+
+    @staticmethod
+    def _diverged(when: str, err: NonFiniteStateError, folder: str) -> NonFiniteStateError:
+        return NonFiniteStateError(
+            f"training diverged: the weights of {when} are not finite ({err}); refusing to save "
+            f"them, so the checkpoints in {folder} stay as they were and a rerun resumes from the "
+            "last finite one. Lower LR (or check the data) and run again")
 
     def _remove_recoveries_but(self, name: str) -> None:
         for other in os.listdir(self.recovery_dir):

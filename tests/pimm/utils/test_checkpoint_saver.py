@@ -288,10 +288,11 @@ def test_a_diverged_state_is_never_written(tmp_path):
     with paddle.no_grad():
         model[0].weight.set_value(paddle.full_like(model[0].weight, float("nan")))
     before = {name: (tmp_path / "ckpt" / name).read_bytes() for name in os.listdir(tmp_path / "ckpt")}
-    with pytest.raises(NonFiniteStateError, match=r"refusing to save epoch 1: state_dict entry "
-                                                  r"'0.weight' holds NaN or Inf"):
+    with pytest.raises(NonFiniteStateError, match=r"training diverged: the weights of epoch 1 "
+                       r"are not finite \(state_dict entry '0.weight' holds NaN or Inf\); "
+                       r"refusing to save them"):
         saver.save_checkpoint(1, 2.0)
-    with pytest.raises(NonFiniteStateError, match="recovery point of epoch 1, batch 3"):
+    with pytest.raises(NonFiniteStateError, match="the weights of epoch 1, batch 3 are not"):
         saver.save_recovery(1, batch_idx=3)
     assert {n: (tmp_path / "ckpt" / n).read_bytes() for n in os.listdir(tmp_path / "ckpt")} == before
     assert not os.path.exists(tmp_path / "rec") or os.listdir(tmp_path / "rec") == []
