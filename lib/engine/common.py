@@ -21,6 +21,7 @@ storing the generators' states. Data order and augmentation are seeded by the lo
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ __all__ = [
     "wrap_model",
     "unwrap_model",
     "broadcast_buffers",
+    "check_replicas",
     "find_resume_checkpoint",
     "ResumePoint",
     "resume_training",
@@ -393,6 +395,31 @@ def broadcast_buffers(model: Any, ctx: RunContext) -> None:
     for tensor in unwrap_model(model).state_dict().values():
         if tensor.stop_gradient:
             dist.broadcast(tensor, src=0)
+
+
+def check_replicas(model: Any, ctx: RunContext, what: str) -> bool:
+    """Whether every rank holds the same weights as rank 0 (after :func:`broadcast_buffers`): one
+    digest of each rank's state, gathered (a collective: call it on every rank), and a line in
+    rank 0's log, a warning naming the ranks that differ. Ranks train the same model by
+    construction (averaged gradients, the same updates); this shows it, across machines too. True
+    without several processes."""
+    if not ctx.distributed:
+        return True
+    digest = hashlib.sha256()
+    for name, tensor in unwrap_model(model).state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    mine = int.from_bytes(digest.digest()[:7], "little")  # fits an int64 tensor
+    gathered: list = []
+    dist.all_gather(gathered, paddle.to_tensor([mine], dtype="int64"))
+    digests = [int(t.item()) for t in gathered]
+    differ = [rank for rank, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        ctx.logger.warning("%s: the weights of rank(s) %s differ from rank 0's", what, differ)
+    else:
+        ctx.logger.info("%s: the same weights on all %d ranks (digest %014x)", what,
+                        ctx.world_size, digests[0])
+    return not differ
 
 
 # ---- resume ------------------------------------------------------------------------------------

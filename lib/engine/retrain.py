@@ -19,8 +19,8 @@ import paddle
 
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
-                               from_config, resume_training, seed_epoch, skipped_images,
-                               unwrap_model, wrap_model)
+                               check_replicas, from_config, resume_training, seed_epoch,
+                               skipped_images, unwrap_model, wrap_model)
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
@@ -148,6 +148,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         train_metrics["lr"] = optimizer.get_lr()
 
         broadcast_buffers(model, ctx)
+        check_replicas(model, ctx, f"epoch {epoch}")
         eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
         ranked = eval_metrics
         if model_ema is not None:

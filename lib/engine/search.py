@@ -43,8 +43,8 @@ from paddle import nn
 
 from lib.config import ConfigError
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, build_loaders,
-                               check_data_splits, from_config, resume_training, seed_epoch,
-                               skipped_images)
+                               check_data_splits, check_replicas, from_config, resume_training,
+                               seed_epoch, skipped_images)
 from lib.engine.evaluate import evaluate
 from lib.engine.meters import EpochMeters, Meter
 from lib.models import FlopsEst, SuperNet, SupernetPath, build_supernet
@@ -479,6 +479,7 @@ class _Search:
     def validate(self, epoch: int) -> Dict[str, float]:
         """Mean loss/Prec@1/Prec@5 of the fixed random paths, and the board's best path's."""
         broadcast_buffers(self.supernet, self.ctx)
+        check_replicas(self.supernet, self.ctx, f"epoch {epoch}")
         models = [("", self.supernet)] + ([("ema_", self.ema.ema)] if self.ema is not None else [])
         metrics: Dict[str, float] = OrderedDict()
         for prefix, model in models:
