@@ -35,6 +35,7 @@ from yacs.config import CfgNode
 from lib.config import ConfigError
 from lib.engine import MODES
 from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
+from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
                         available_cpus, init_distributed, remove_stale_temp_files,
@@ -198,8 +199,9 @@ def _create_writer(run_dir: str):
 def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
     """Set up this process for ``mode`` (one of ``lib.engine.MODES``): device, process group (when
     launched with several processes), threads, seeds, run folder (locked, with ``config.yaml``
-    when it has none), logger (console, plus ``<mode>.log`` on the primary rank) and tensorboardX
-    writer (primary rank). A folder another run holds is a RunError on every rank."""
+    when it has none), logger (console, plus ``<mode>.log`` on the primary rank), tensorboardX
+    writer (primary rank) and, on CPU, pimm's native kernels (``pimm.layers.native``). A folder
+    another run holds is a RunError on every rank."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     device = _select_device()
@@ -237,6 +239,8 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
         ctx.writer = _create_writer(run_dir)
         logger.info("%s run in %s: %d process(es) on %s, %d CPU thread(s) each, Paddle %s",
                     mode, run_dir, world_size, device, threads, paddle.__version__)
+    if device == "cpu":  # pimm's depthwise kernel, several times faster than Paddle's; logs how
+        build_native_kernels(logger)
     return ctx
 
 

@@ -40,11 +40,10 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import paddle
 
-from pimm.models.paddle_checkpoint import UnsafeCheckpointError, read_paddle_checkpoint
-
 from .file_io import atomic_link, atomic_save, atomic_write_text, remove_stale_temp_files
 from .model_ema import unwrap_model
 from .options import to_plain_dict
+from .paddle_checkpoint import UnsafeCheckpointError, read_paddle_checkpoint
 
 __all__ = ["CheckpointSaver", "CHECKPOINT_VERSION", "NonFiniteStateError"]
 

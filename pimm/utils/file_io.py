@@ -18,8 +18,8 @@ from typing import Any, Callable, Iterable
 
 import paddle
 
-__all__ = ["atomic_save", "atomic_write_text", "atomic_link", "remove_stale_temp_files",
-           "is_disk_full"]
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_link",
+           "remove_stale_temp_files", "is_disk_full"]
 
 _TEMP_SUFFIX = ".tmp"
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -84,14 +84,19 @@ def atomic_save(obj: Any, path: str) -> None:
     _write_then_rename(path, lambda tmp: paddle.save(obj, tmp))
 
 
-def atomic_write_text(text: str, path: str) -> None:
-    """Write a small text file (an index, a summary) atomically."""
+def atomic_write_bytes(data: bytes, path: str) -> None:
+    """Write ``data`` to ``path`` atomically."""
 
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
 
     _write_then_rename(path, write)
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    """Write a small text file (an index, a summary) atomically, UTF-8 encoded."""
+    atomic_write_bytes(text.encode("utf-8"), path)
 
 
 def atomic_link(src: str, dst: str) -> None:
