@@ -160,6 +160,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                                    if not k.endswith(("seconds", "images")))
         scheduler.step(epoch + 1, ranked[eval_metric])
         if ctx.is_primary:
+            saver.check_finite(f"epoch {epoch}")  # no summary row of NaN weights
             update_summary(epoch, train_metrics, eval_metrics,
                            os.path.join(ctx.run_dir, "summary.csv"))
             for name in EVAL_METRIC_NAMES:

@@ -554,6 +554,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                  eval_metrics.get("prec1", float("nan")), len(search.val_paths),
                  f", board best {eval_metrics['best_prec1']:.3f}" if len(search.board) else "")
         if ctx.is_primary:
+            search.saver.check_finite(f"epoch {epoch}")  # no board or summary row of NaN weights
             search.write_board(epoch)
             update_summary(epoch, train_metrics, eval_metrics, os.path.join(ctx.run_dir, "summary.csv"))
             best_metric, best_epoch = search.saver.save_checkpoint(

@@ -78,10 +78,11 @@ def _read_state(path: str) -> dict:
     return state
 
 
-def _check_finite(weights: Mapping[str, Any], what: str) -> None:
+def _first_non_finite(weights: Mapping[str, Any]) -> Optional[str]:
     for name, tensor in weights.items():
         if paddle.is_floating_point(tensor) and not bool(paddle.isfinite(tensor).all()):
-            raise NonFiniteStateError(f"{what} entry {name!r} holds NaN or Inf")
+            return name
+    return None
 
 
 @dataclass
@@ -306,9 +307,6 @@ class CheckpointSaver:
             state["state_dict_ema"] = unwrap_model(self.model_ema).state_dict()
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
-        for key in ("state_dict", "state_dict_ema"):
-            if key in state:
-                _check_finite(state[key], key)
         if extra_state:
             clash = sorted(set(extra_state) & set(_RESERVED_KEYS))
             if clash:
@@ -322,15 +320,13 @@ class CheckpointSaver:
                         ) -> Tuple[Optional[float], Optional[int]]:
         """Save epoch ``epoch`` (just completed) with its eval ``metric``; returns
         ``(best_metric, best_epoch)`` so far, ``(None, None)`` before any metric. Raises
-        NonFiniteStateError, writing nothing, when the weights hold NaN or Inf."""
+        NonFiniteStateError, writing nothing, when the weights hold NaN or Inf
+        (:meth:`check_finite`)."""
         if epoch < 0:
             raise ValueError(f"save_checkpoint: epoch must be >= 0, got {epoch}")
         metric = _as_metric(metric)
-        try:
-            state = self._state(epoch, metric, extra_state)
-        except NonFiniteStateError as err:
-            raise self._diverged(f"epoch {epoch}", err, self.checkpoint_dir) from None
-        atomic_save(state, self.last_path)
+        self.check_finite(f"epoch {epoch}")
+        atomic_save(self._state(epoch, metric, extra_state), self.last_path)
         self._commit(int(epoch), metric)
         # a crash between writing a recovery file and deleting the one before leaves both
         newest = self.find_recovery()
@@ -373,11 +369,8 @@ class CheckpointSaver:
         if epoch < 0 or batch_idx < 0:
             raise ValueError(f"save_recovery: epoch and batch_idx must be >= 0, got {epoch}, "
                              f"{batch_idx}")
-        try:
-            state = self._state(epoch, None, extra_state)
-        except NonFiniteStateError as err:
-            raise self._diverged(f"epoch {epoch}, batch {batch_idx}", err,
-                                 self.recovery_dir) from None
+        self.check_finite(f"epoch {epoch}, batch {batch_idx}")
+        state = self._state(epoch, None, extra_state)
         state["batch_idx"] = int(batch_idx)
         name = f"{self.recovery_prefix}-{epoch}-{batch_idx}{self.extension}"
         path = os.path.join(self.recovery_dir, name)
@@ -385,12 +378,18 @@ class CheckpointSaver:
         self._remove_recoveries_but(name)
         return path
 
-    @staticmethod
-    def _diverged(when: str, err: NonFiniteStateError, folder: str) -> NonFiniteStateError:
-        return NonFiniteStateError(
-            f"training diverged: the weights of {when} are not finite ({err}); refusing to save "
-            f"them, so the checkpoints in {folder} stay as they were and a rerun resumes from the "
-            "last finite one. Lower LR (or check the data) and run again")
+    def check_finite(self, when: str) -> None:
+        """Raise NonFiniteStateError when the model's (or EMA's) weights hold NaN or Inf, with the
+        message a save would give (``when``: "epoch 3"); for files written beside a checkpoint
+        and before it (the summary, a search's board), so a diverged epoch writes none of them."""
+        for key, model in (("state_dict", self.model), ("state_dict_ema", self.model_ema)):
+            name = None if model is None else _first_non_finite(unwrap_model(model).state_dict())
+            if name is not None:
+                raise NonFiniteStateError(
+                    f"training diverged: the weights of {when} are not finite ({key} entry {name!r} "
+                    f"holds NaN or Inf); refusing to save them, so the checkpoints in "
+                    f"{self.checkpoint_dir} stay as they were and a rerun resumes from the last "
+                    "finite one. Lower LR (or check the data) and run again")
 
     def _remove_recoveries_but(self, name: str) -> None:
         for other in os.listdir(self.recovery_dir):
