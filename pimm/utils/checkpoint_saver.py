@@ -423,9 +423,10 @@ class CheckpointSaver:
         neither.
 
         A truncated or corrupt candidate is passed over, with a warning naming it and the file
-        used instead, for the next newest: ``last`` or the recovery file, then (``last`` being
-        unreadable) the recovery and ``checkpoint-<epoch>`` files from the newest on (a recovery
-        file of epoch N comes before ``checkpoint-N``, which ends that epoch), and ``model_best``.
+        used instead, for the next newest: ``last`` or the recovery file, then (``last`` existing
+        but unreadable) the recovery and ``checkpoint-<epoch>`` files from the newest on (a
+        recovery file of epoch N comes before ``checkpoint-N``, which ends that epoch), and
+        ``model_best``.
         Raises ValueError when files exist but none is intact, and at once for a file the
         restricted reader refuses (a planted file is reported, never skipped).
         """
@@ -435,6 +436,8 @@ class CheckpointSaver:
         recoveries = _recovery_files(folder, _DEFAULT_RECOVERY_PREFIX, extension)
         if last_epoch is not None:
             candidates = [path for epoch, _, path in recoveries if epoch > last_epoch]
+        elif not problems:  # no epoch has ended yet: at most a recovery point
+            candidates = [path for _, _, path in recoveries]
         else:
             newest_first = sorted(recoveries + _epoch_files(folder, extension), reverse=True)
             best = os.path.join(folder, _BEST_NAME + extension)
