@@ -4,7 +4,7 @@ Puts the repository root on ``sys.path`` (so ``python tools/<script>.py`` finds 
 ``lib`` from any working directory without ``pip install -e .``), quiets Paddle's glog lines
 (before its C++ core loads) and its warning about a missing ccache, and provides
 :func:`entry_point`, which turns a user's mistake (or a full disk) into one ``error: ...`` line
-and exit status 2, :func:`stop_on_sigterm`, and the argument types the scripts share.
+and exit status 2, :func:`stop_on_signals`, and the argument types the scripts share.
 """
 import argparse
 import ast
@@ -69,17 +69,34 @@ class Terminated(KeyboardInterrupt):
     shut down, files closed) instead of dying in Paddle's handler."""
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+_stop_signal = [None]  # the signal that is stopping this process, once one arrived
 
 
-def stop_on_sigterm() -> None:
-    """Make SIGTERM (what ``kill`` and schedulers such as Slurm send) raise :class:`Terminated`.
-    Paddle is imported first: its C++ core installs a handler that prints a ``FatalError`` dump
-    and kills the process, leaving loader workers behind; this one replaces it."""
+def _stop(signum, frame):
+    _stop_signal[0] = signum
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
+def stop_on_signals() -> None:
+    """Make SIGTERM (what ``kill`` and schedulers such as Slurm send) raise :class:`Terminated`
+    and Ctrl-C KeyboardInterrupt, remembering which arrived (:func:`stopped_by`). Paddle is
+    imported first: its C++ core installs a SIGTERM handler that prints a ``FatalError`` dump and
+    kills the process, leaving loader workers behind; this one replaces it."""
     import paddle  # noqa: F401
 
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _stop)
+
+
+def stopped_by(err: BaseException) -> Optional[int]:
+    """The signal that made ``err`` propagate: SIGTERM or SIGINT, also when Paddle wrapped the
+    exception (one raised inside a PyLayer's backward reaches the caller as an OSError); None for
+    any other error."""
+    if isinstance(err, Terminated) or _stop_signal[0] == signal.SIGTERM:
+        return signal.SIGTERM
+    if isinstance(err, KeyboardInterrupt) or _stop_signal[0] == signal.SIGINT:
+        return signal.SIGINT
+    return None
 
 
 def arch_list(text: str) -> list:

@@ -92,13 +92,14 @@ def launch_command(args: argparse.Namespace, cfg, nproc: int) -> List[str]:
 
 
 def run_launcher(command: List[str]) -> int:
-    """Run the launcher and wait for it; a SIGTERM sent to this process only is passed on to it
-    (Ctrl-C reaches the whole process group by itself)."""
+    """Run the launcher and wait for it, also while it stops its processes: a SIGTERM sent to
+    this process only is passed on to it (Ctrl-C reaches the whole process group by itself)."""
     launcher = subprocess.Popen(command)
     try:
         return launcher.wait()
-    except _entry.Terminated:
-        launcher.send_signal(signal.SIGTERM)
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, _entry.Terminated):
+            launcher.send_signal(signal.SIGTERM)
         launcher.wait()
         raise
 
@@ -118,7 +119,7 @@ def run_engine(cfg, mode: str) -> dict:
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
-        _entry.stop_on_sigterm()
+        _entry.stop_on_signals()
         cfg = load_config(args.cfg, args.overrides)
         launched = _LAUNCHER_ENV in os.environ
         if not launched:
@@ -128,11 +129,13 @@ def main(argv: Optional[List[str]] = None) -> int:
                 preflight(cfg, args.mode)
                 return run_launcher(launch_command(args, cfg, nproc))
         run_engine(cfg, args.mode)
-    except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, _entry.Terminated)
-        print(f"{'stopped by SIGTERM' if terminated else 'interrupted'}; with AUTO_RESUME True "
-              "the same command continues the run", file=sys.stderr)
-        return 128 + signal.SIGTERM if terminated else 130
+    except BaseException as stop:
+        signum = _entry.stopped_by(stop)
+        if signum is None:
+            raise
+        print(f"{'stopped by SIGTERM' if signum == signal.SIGTERM else 'interrupted'}; with "
+              "AUTO_RESUME True the same command continues the run", file=sys.stderr)
+        return 128 + signum
     return 0
 
 
