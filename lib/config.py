@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from typing import Iterable, Optional, Sequence
 
+import yaml
 from yacs.config import CfgNode as CN
 
 __all__ = ["get_default_config", "load_config", "shipped_config", "ConfigError"]
@@ -55,6 +56,9 @@ def get_default_config() -> CN:
     # (added) retrain/test of a released NET.SELECTION use its published image size (the
     # reference always did, ignoring IMAGE_SIZE); False makes them use DATASET.IMAGE_SIZE
     c.DATASET.SELECTION_IMAGE_SIZE = True
+    # (added) unreadable images (truncated, or not images) are skipped with a warning; the run
+    # stops when more than this share of a batch (beyond one image) or of an epoch is unreadable
+    c.DATASET.MAX_BAD_IMAGE_FRACTION = 0.1
 
     c.NET = CN()
     c.NET.SELECTION = 14
@@ -168,14 +172,55 @@ def _key_error_text(err: Exception) -> str:
     return f"{msg}; check its spelling against lib/config.py, which lists every valid key"
 
 
+def _read_yaml(path: str) -> CN:
+    """The mapping a config file holds; a file that is not YAML, or not a mapping, is a
+    ConfigError naming the line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read the config file {path}: {err}") from None
+    if data is None:
+        return CN()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds a YAML {type(data).__name__}, not a mapping of config "
+                          "keys (KEY: value lines, e.g. 'EPOCHS: 10')")
+    return CN(data)
+
+
+# (key, lowest valid value) of numbers no engine can run with
+_LOWER_BOUNDS = (("DATASET.IMAGE_SIZE", 1), ("DATASET.BATCH_SIZE", 1), ("DATASET.VAL_BATCH_MUL", 1),
+                 ("DATASET.NUM_CLASSES", 1), ("WORKERS", 0), ("RECOVERY_INTERVAL", 0))
+
+
+def _check_values(cfg: CN) -> None:
+    for key, low in _LOWER_BOUNDS:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node < low:
+            raise ConfigError(f"{key} must be >= {low}, got {node}")
+    fraction = cfg.DATASET.MAX_BAD_IMAGE_FRACTION
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"DATASET.MAX_BAD_IMAGE_FRACTION is a share of images, between 0 and 1; "
+                          f"got {fraction}")
+
+
 def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> CN:
-    """Defaults, then the YAML at ``path``, then ``KEY VALUE`` overrides; returned frozen."""
+    """Defaults, then the YAML at ``path``, then ``KEY VALUE`` overrides; returned frozen. Values
+    no engine can run with (an image size of 0, negative workers, ...) are a ConfigError."""
     cfg = get_default_config()
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError(f"config file not found: {path}")
+        content = _read_yaml(path)
         try:
-            cfg.merge_from_file(path)
+            cfg.merge_from_other_cfg(content)
         except KeyError as e:
             raise ConfigError(f"{path}: {_key_error_text(e)}") from None
         except ValueError as e:
@@ -188,5 +233,6 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> CN
             raise ConfigError(f"command-line override: {_key_error_text(e)}") from None
         except ValueError as e:
             raise ConfigError(f"command-line override: {e}") from None
+    _check_values(cfg)
     cfg.freeze()
     return cfg

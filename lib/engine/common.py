@@ -6,6 +6,11 @@ again. With ``AUTO_RESUME`` on, an existing folder is reused (and the engines re
 checkpoints in it); with it off, an existing non-empty folder is left alone and the run gets the
 first free numbered sibling ``<MODEL>-1``, ``<MODEL>-2``, ... (never overwriting earlier results).
 The reference named folders ``<MMDD>-<MODEL>``, so a run resumed on another day lost its files.
+The primary rank locks the folder for the run's lifetime (``pimm.utils.RunLock``: released by the
+kernel when the process dies), so a second run into it stops at once with the holder's name.
+``config.yaml`` is the record of the run that wrote the folder's files: it is written when the
+folder has none, and otherwise only once the engine has accepted the folder's checkpoint
+(:func:`record_config`), so a rejected config never overwrites it.
 
 Seeding: every rank seeds Python, NumPy and Paddle with ``SEED`` (identical model initialisation,
 and identical host-side draws such as the search's path sampling, which all ranks must agree on).
@@ -16,10 +21,11 @@ storing the generators' states. Data order and augmentation are seeded by the lo
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import paddle
@@ -31,24 +37,29 @@ from lib.engine import MODES
 from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
 from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
-from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init_distributed,
+from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
+                        available_cpus, init_distributed, remove_stale_temp_files,
                         retain_freed_memory, seed_everything, set_num_threads, setup_logger)
 from pimm.utils import unwrap_model as _unwrap_model
 
 __all__ = [
     "RunContext",
     "device_type",
+    "from_config",
     "RunError",
     "prepare_run",
+    "record_config",
     "resolve_run_dir",
     "seed_epoch",
     "data_split_dir",
     "check_data_splits",
     "LoaderPolicy",
     "build_loaders",
+    "skipped_images",
     "wrap_model",
     "unwrap_model",
     "broadcast_buffers",
+    "check_replicas",
     "find_resume_checkpoint",
     "ResumePoint",
     "resume_training",
@@ -68,6 +79,19 @@ class RunError(Exception):
     as one line and exits non-zero, without a traceback."""
 
 
+T = TypeVar("T")
+
+
+def from_config(factory: Callable[..., T], *args: Any) -> T:
+    """``factory(*args)`` for pimm's config-driven factories (``create_optimizer``,
+    ``create_scheduler``): the ValueError they raise for an unknown ``OPT``/``SCHED`` or a bad
+    value names the key and its choices, so it becomes a ConfigError (one ``error:`` line)."""
+    try:
+        return factory(*args)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
 @dataclass
 class RunContext:
     """One process's view of a run. ``writer`` (tensorboardX) exists on the primary rank only;
@@ -82,6 +106,7 @@ class RunContext:
     world_size: int
     distributed: bool
     device: str = "cpu"
+    lock: Optional[RunLock] = None  # the run folder's lock, on the primary rank
 
     @property
     def is_primary(self) -> bool:
@@ -173,9 +198,10 @@ def _create_writer(run_dir: str):
 
 def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
     """Set up this process for ``mode`` (one of ``lib.engine.MODES``): device, process group (when
-    launched with several processes), threads, seeds, run folder with ``config.yaml``, logger
-    (console, plus ``<mode>.log`` on the primary rank), tensorboardX writer (primary rank) and,
-    on CPU, pimm's native kernels (``pimm.layers.native``)."""
+    launched with several processes), threads, seeds, run folder (locked, with ``config.yaml``
+    when it has none), logger (console, plus ``<mode>.log`` on the primary rank), tensorboardX
+    writer (primary rank) and, on CPU, pimm's native kernels (``pimm.layers.native``). A folder
+    another run holds is a RunError on every rank."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     device = _select_device()
@@ -187,31 +213,58 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
         retain_freed_memory()  # else CPU ops page-fault every new tensor in (pimm.utils.runtime)
     seed_everything(int(cfg.SEED))
 
-    run_dir = resolve_run_dir(cfg) if rank == 0 else None
-    run_dir = _broadcast_from_primary(run_dir, distributed)
+    run_dir, lock, problem = None, None, None
+    if rank == 0:
+        run_dir = resolve_run_dir(cfg)
+        try:
+            lock = RunLock(run_dir).acquire(f"{mode}, {world_size} process(es)")
+        except RunFolderBusyError as err:
+            problem = (f"{err}: wait for it to end or stop it, or give this run another MODEL "
+                       "or SAVE_PATH")
+    run_dir, problem = _broadcast_from_primary((run_dir, problem), distributed)
+    if problem is not None:  # every rank stops, not only the primary
+        raise RunError(problem)
     log_file = os.path.join(run_dir, f"{mode}.log")
     for library in ("pimm", "lib"):  # their module loggers (checkpoint saver, EMA, ...) too
         setup_logger(library, log_file, rank=rank)
     logger = setup_logger("cream", log_file, rank=rank)
-    writer = None
+    ctx = RunContext(cfg=cfg, mode=mode, run_dir=run_dir, logger=logger, writer=None,
+                     rank=rank, world_size=world_size, distributed=distributed, device=device,
+                     lock=lock)
     if rank == 0:
-        atomic_write_text(cfg.dump(), os.path.join(run_dir, "config.yaml"))
-        writer = _create_writer(run_dir)
+        # temporaries of files a killed run was writing (the lock says no one writes them now)
+        remove_stale_temp_files(run_dir, [".+"])
+        if not os.path.exists(_config_file(ctx)):
+            record_config(ctx)
+        ctx.writer = _create_writer(run_dir)
         logger.info("%s run in %s: %d process(es) on %s, %d CPU thread(s) each, Paddle %s",
                     mode, run_dir, world_size, device, threads, paddle.__version__)
     if device == "cpu":  # pimm's depthwise kernel, several times faster than Paddle's; logs how
         build_native_kernels(logger)
-    return RunContext(cfg=cfg, mode=mode, run_dir=run_dir, logger=logger, writer=writer,
-                      rank=rank, world_size=world_size, distributed=distributed, device=device)
+    return ctx
+
+
+def _config_file(ctx: RunContext) -> str:
+    return os.path.join(ctx.run_dir, "config.yaml")
+
+
+def record_config(ctx: RunContext) -> None:
+    """Write the run's config into ``config.yaml`` (primary rank). Engines call it once they have
+    accepted what the run folder holds (:func:`resume_training` does), so a config the folder's
+    checkpoint refuses leaves the record of the run that wrote it in place."""
+    if ctx.is_primary:
+        atomic_write_text(ctx.cfg.dump(), _config_file(ctx))
 
 
 def finish_run(ctx: RunContext) -> None:
-    """Flush and close what :func:`prepare_run` opened."""
+    """Flush and close what :func:`prepare_run` opened, and unlock the run folder."""
     if ctx.writer is not None:
         ctx.writer.close()
         ctx.writer = None
     for handler in ctx.logger.handlers:
         handler.flush()
+    if ctx.lock is not None:
+        ctx.lock.release()
 
 
 # ---- data --------------------------------------------------------------------------------------
@@ -263,7 +316,9 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
     flip, colour jitter (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing
     ``RE_PROB``/``RE_MODE``. Evaluation: resize to ``image_size / 0.875`` with
     ``policy.eval_interpolation`` and centre crop, batches of ``VAL_BATCH_MUL x BATCH_SIZE``.
-    Validation labels follow the training classes when both are loaded.
+    Validation labels follow the training classes when both are loaded. Unreadable images are
+    skipped up to ``DATASET.MAX_BAD_IMAGE_FRACTION`` (``pimm.data.loader``; count them with
+    :func:`skipped_images`).
     """
     batch_size = int(cfg.DATASET.BATCH_SIZE)
     if batch_size < 1:
@@ -274,7 +329,9 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
     common = dict(input_size=(3, image_size, image_size), num_workers=int(cfg.WORKERS),
                   distributed=distributed, num_replicas=world_size, rank=rank,
                   pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
-                  crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED))
+                  crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED),
+                  max_bad_fraction=float(cfg.DATASET.MAX_BAD_IMAGE_FRACTION),
+                  bad_images_setting="DATASET.MAX_BAD_IMAGE_FRACTION")
     train_loader = eval_loader = None
     train_set = None
     if train:
@@ -297,6 +354,21 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
             eval_set, batch_size=int(cfg.DATASET.VAL_BATCH_MUL) * batch_size, is_training=False,
             interpolation=policy.eval_interpolation, **common)
     return train_loader, eval_loader
+
+
+def skipped_images(loader: Any, ctx: RunContext, what: str) -> int:
+    """Unreadable images the last pass over ``loader`` skipped, summed over the ranks (a
+    collective: call it on every rank) and logged as a warning when there are any; ``what``
+    names the pass in that line, e.g. "epoch 3"."""
+    count = int(loader.skipped_in_epoch)
+    if ctx.distributed:
+        total = paddle.to_tensor([count], dtype="int64")
+        dist.all_reduce(total)
+        count = int(total.item())
+    if count:
+        ctx.logger.warning("%s: %d unreadable image(s) skipped (named in the warnings above)",
+                           what, count)
+    return count
 
 
 # ---- models ------------------------------------------------------------------------------------
@@ -329,6 +401,31 @@ def broadcast_buffers(model: Any, ctx: RunContext) -> None:
             dist.broadcast(tensor, src=0)
 
 
+def check_replicas(model: Any, ctx: RunContext, what: str) -> bool:
+    """Whether every rank holds the same weights as rank 0 (after :func:`broadcast_buffers`): one
+    digest of each rank's state, gathered (a collective: call it on every rank), and a line in
+    rank 0's log, a warning naming the ranks that differ. Ranks train the same model by
+    construction (averaged gradients, the same updates); this shows it, across machines too. True
+    without several processes."""
+    if not ctx.distributed:
+        return True
+    digest = hashlib.sha256()
+    for name, tensor in unwrap_model(model).state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    mine = int.from_bytes(digest.digest()[:7], "little")  # fits an int64 tensor
+    gathered: list = []
+    dist.all_gather(gathered, paddle.to_tensor([mine], dtype="int64"))
+    digests = [int(t.item()) for t in gathered]
+    differ = [rank for rank, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        ctx.logger.warning("%s: the weights of rank(s) %s differ from rank 0's", what, differ)
+    else:
+        ctx.logger.info("%s: the same weights on all %d ranks (digest %014x)", what,
+                        ctx.world_size, digests[0])
+    return not differ
+
+
 # ---- resume ------------------------------------------------------------------------------------
 def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Optional[str]:
     """The checkpoint to continue from, or None for a fresh start (always None without
@@ -350,9 +447,8 @@ def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
     cfg = ctx.cfg
     try:
         in_run_dir = CheckpointSaver.resume_file(ctx.run_dir, extension)
-    except ValueError as err:  # last's epoch was unreadable or refused: the message a resume gives
-        last = CheckpointSaver.last_file(ctx.run_dir, extension)
-        raise RunError(f"cannot resume from {last}: {err}") from err
+    except ValueError as err:  # a refused file, or nothing intact: the message names them
+        raise RunError(str(err)) from err
     if in_run_dir is not None:
         return in_run_dir
     resume_path = str(cfg.RESUME_PATH or "")
@@ -383,6 +479,7 @@ def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, sch
     the config of the run that wrote it (``same_run_hint`` names what must match)."""
     path = find_resume_checkpoint(ctx)
     if path is None:
+        record_config(ctx)
         return ResumePoint()
     try:
         state = resume_checkpoint(unwrap_model(model), path, optimizer=optimizer,
@@ -402,5 +499,6 @@ def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, sch
         skip = int(state.extra["batch_idx"]) + 1
     ctx.logger.info("resumed from %s: epoch %d%s", path, start_epoch,
                     f", batch {skip}" if skip else "")
+    record_config(ctx)
     return ResumePoint(start_epoch, skip, path, dict(state.extra))
 

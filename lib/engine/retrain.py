@@ -19,7 +19,8 @@ import paddle
 
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
-                               resume_training, seed_epoch, unwrap_model, wrap_model)
+                               check_replicas, from_config, resume_training, seed_epoch,
+                               skipped_images, unwrap_model, wrap_model)
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
@@ -63,13 +64,16 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
                     saver: Optional[CheckpointSaver] = None,
                     skip_batches: int = 0) -> Dict[str, float]:
     """One pass over ``loader``; returns the epoch's loss and accuracies (averaged over all
-    samples of all ranks). Host syncs happen only at log intervals and the last batch."""
+    samples of all ranks) and the unreadable images it skipped. Host syncs happen only at log
+    intervals, recovery points and the last batch; a non-finite loss stops there with
+    DivergedError."""
     model.train()
     recovery_interval = int(ctx.cfg.RECOVERY_INTERVAL)
     num_batches, last_idx = len(loader), len(loader) - 1
     num_updates = epoch * num_batches + skip_batches
     meters = EpochMeters(ctx, epoch, num_batches, TRAIN_METERS)
     for batch_idx, (images, labels) in meters.batches(loader, skip=skip_batches):
+        lr = optimizer.get_lr()
         output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema)
         num_updates += 1
         if scheduler is not None:
@@ -77,13 +81,17 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
         batch = images.shape[0]
         with paddle.no_grad():
             top1, top5 = topk_correct(output.detach(), labels)
-        meters.update(batch, loss=loss, prec1=top1 * (100.0 / batch), prec5=top5 * (100.0 / batch))
-        if meters.log_due(batch_idx):
+        meters.update(batch, lr=lr, loss=loss, prec1=top1 * (100.0 / batch),
+                      prec5=top5 * (100.0 / batch))
+        if meters.log_due(batch_idx):  # the last batch always logs: checks the loss stayed finite
             meters.log(batch_idx, lr=optimizer.get_lr())
-        if saver is not None and recovery_interval and (batch_idx + 1) % recovery_interval == 0 \
-                and batch_idx != last_idx:
-            saver.save_recovery(epoch, batch_idx)
-    return meters.averages()
+        if recovery_interval and (batch_idx + 1) % recovery_interval == 0 and batch_idx != last_idx:
+            meters.check_finite()  # every rank; nothing trained on a non-finite loss is saved
+            if saver is not None:
+                saver.save_recovery(epoch, batch_idx)
+    metrics = meters.averages()
+    metrics["skipped_images"] = skipped_images(loader, ctx, f"epoch {epoch}")
+    return metrics
 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
@@ -114,8 +122,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         _log_model(ctx, model, spec)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     model = wrap_model(model, ctx)
-    optimizer = create_optimizer(cfg, model)
-    scheduler, num_epochs = create_scheduler(cfg, optimizer)
+    optimizer = from_config(create_optimizer, cfg, model)
+    scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer)
     train_loss = create_train_loss(cfg)
 
     resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")
@@ -140,6 +148,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         train_metrics["lr"] = optimizer.get_lr()
 
         broadcast_buffers(model, ctx)
+        check_replicas(model, ctx, f"epoch {epoch}")
         eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
         ranked = eval_metrics
         if model_ema is not None:
@@ -151,6 +160,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                                    if not k.endswith(("seconds", "images")))
         scheduler.step(epoch + 1, ranked[eval_metric])
         if ctx.is_primary:
+            saver.check_finite(f"epoch {epoch}")  # no summary row of NaN weights
             update_summary(epoch, train_metrics, eval_metrics,
                            os.path.join(ctx.run_dir, "summary.csv"))
             for name in EVAL_METRIC_NAMES:

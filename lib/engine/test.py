@@ -16,7 +16,8 @@ from yacs.config import CfgNode
 from lib.config import ConfigError
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
-from lib.engine.common import RunContext, RunError, build_loaders, check_data_splits, device_type
+from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits,
+                               device_type, record_config)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate
 from lib.models import CREAM_ARCHS, trained_network
 from pimm.models import CheckpointMismatchError, load_model_weights, load_state_dict
@@ -130,6 +131,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     path = checkpoint_to_test(cfg)
     model = create_child_model(cfg, spec)
     weights = load_weights_for_test(model, path, spec, use_ema=bool(cfg.NET.EMA.USE))
+    record_config(ctx)
     ctx.logger.info("testing %s (%s, %d px) from %s [%s] on %d images of %s", spec.source,
                     spec.arch, spec.image_size, path, weights, len(loader.dataset),
                     os.path.join(str(cfg.DATA_DIR), "val"))
@@ -141,7 +143,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         result = evaluate(eval_model, loader, ctx, log_name=log_name, progress_bar=True)
     metrics = OrderedDict(
         top1=result["prec1"], top5=result["prec5"], loss=result["loss"], images=result["images"],
-        seconds=result["seconds"], backend=backend, checkpoint=os.path.abspath(path),
+        skipped_images=result["skipped_images"], seconds=result["seconds"], backend=backend,
+        checkpoint=os.path.abspath(path),
         weights=weights,
         selection=spec.selection, arch=spec.arch, image_size=spec.image_size,
         processes=ctx.world_size)
