@@ -5,7 +5,7 @@ section). :func:`child_training` says what the method adds to the retrain loop."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Dict, Optional
 
 import paddle
 from yacs.config import CfgNode
@@ -40,10 +40,10 @@ class ChildTraining:
     """What a method's network adds to the retrain loop: a model that returns
     ``(logits, aux_logits)`` in training gets ``aux_weight`` times the loss of ``aux_logits``
     added, and ``start_epoch(model, epoch, num_epochs)`` runs before every epoch (e.g. to set a
-    drop-path rate)."""
+    drop-path rate) and returns what it set, for the epoch's metrics."""
 
     aux_weight: float = 0.0
-    start_epoch: Optional[Callable[[paddle.nn.Layer, int, int], None]] = None
+    start_epoch: Optional[Callable[[paddle.nn.Layer, int, int], Dict[str, float]]] = None
 
 
 def arch_from_board(path: str) -> List[List[int]]:
@@ -129,10 +129,11 @@ def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
                           drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
 
 
-def _raise_drop_path(final: float) -> Callable[[paddle.nn.Layer, int, int], None]:
-    def start_epoch(model: paddle.nn.Layer, epoch: int, num_epochs: int) -> None:
+def _raise_drop_path(final: float) -> Callable[[paddle.nn.Layer, int, int], Dict[str, float]]:
+    def start_epoch(model: paddle.nn.Layer, epoch: int, num_epochs: int) -> Dict[str, float]:
         # the official schedule: linear from 0 in the first epoch towards ``final`` at the end
         model.drop_path_prob = final * epoch / num_epochs
+        return {"drop_path_prob": model.drop_path_prob}
 
     return start_epoch
 

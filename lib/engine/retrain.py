@@ -150,14 +150,16 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     for epoch in range(resume.start_epoch, num_epochs):
         seed_epoch(ctx, epoch)
         train_loader.set_epoch(epoch)
+        hooked = {}
         if training.start_epoch is not None:
-            training.start_epoch(unwrap_model(model), epoch, num_epochs)
+            hooked = training.start_epoch(unwrap_model(model), epoch, num_epochs)
         train_metrics = train_one_epoch(
             epoch, model, train_loader, optimizer, train_loss, ctx, scheduler=scheduler,
             model_ema=model_ema, saver=saver,
             skip_batches=resume.skip_batches if epoch == resume.start_epoch else 0,
             aux_weight=training.aux_weight)
         train_metrics["lr"] = optimizer.get_lr()
+        train_metrics.update(hooked)
 
         broadcast_buffers(model, ctx)
         eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
