@@ -5,7 +5,7 @@ section). :func:`child_training` says what the method adds to the retrain loop."
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import paddle
 from yacs.config import CfgNode

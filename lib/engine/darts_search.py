@@ -86,7 +86,8 @@ _CELLS = ("normal", "reduce")
 
 @dataclass(frozen=True)
 class DartsSearchOptions:
-    """``cfg.DARTS.SEARCH`` and the weight optimizer's global keys, checked once."""
+    """``cfg.DARTS.SEARCH`` and the weight optimizer's global keys (``CLIP_GRAD`` goes to
+    ``gradient_clip``), checked once."""
 
     stages: Tuple[SearchStage, ...]
     epochs: int
@@ -100,13 +101,13 @@ class DartsSearchOptions:
     min_lr: float
     momentum: float
     weight_decay: float
-    clip_grad: float
     val_epochs: int
     max_skip: int
 
     @classmethod
     def from_config(cls, cfg) -> "DartsSearchOptions":
         s = cfg.DARTS.SEARCH
+        gradient_clip(cfg)  # checks CLIP_GRAD
         try:
             stages = plan_stages(cells=list(s.CELLS), channels=list(s.CHANNELS), num_ops=list(s.NUM_OPS),
                                  skip_dropout=list(s.SKIP_DROPOUT))
@@ -117,7 +118,7 @@ class DartsSearchOptions:
                    arch_lr=float(s.ARCH_LR), arch_betas=tuple(float(b) for b in s.ARCH_BETAS),
                    arch_weight_decay=float(s.ARCH_WEIGHT_DECAY), lr=float(cfg.LR), min_lr=float(cfg.MIN_LR),
                    momentum=float(cfg.MOMENTUM), weight_decay=float(cfg.WEIGHT_DECAY),
-                   clip_grad=float(cfg.CLIP_GRAD), val_epochs=int(s.VAL_EPOCHS), max_skip=int(s.MAX_SKIP))
+                   val_epochs=int(s.VAL_EPOCHS), max_skip=int(s.MAX_SKIP))
         problems = []
         if opts.epochs < 1:
             problems.append(f"DARTS.SEARCH.EPOCHS must be >= 1, got {opts.epochs}")
@@ -136,7 +137,7 @@ class DartsSearchOptions:
             if value <= 0:
                 problems.append(f"{key} must be > 0, got {value}")
         for key, value in (("MIN_LR", opts.min_lr), ("MOMENTUM", opts.momentum),
-                           ("WEIGHT_DECAY", opts.weight_decay), ("CLIP_GRAD", opts.clip_grad),
+                           ("WEIGHT_DECAY", opts.weight_decay),
                            ("DARTS.SEARCH.ARCH_WEIGHT_DECAY", opts.arch_weight_decay),
                            ("DARTS.SEARCH.SKIP_DROPOUT_DECAY", opts.skip_dropout_decay)):
             if value < 0:
@@ -274,10 +275,6 @@ def _format_alphas(rows: List[Dict[str, Any]]) -> List[str]:
             for (cell, edge), ops in edges.items()]
 
 
-def _switch_names(switches: Switches) -> List[List[str]]:
-    return [ops_in_play(row) for row in switches]
-
-
 def _append_csv(path: str, rows: Sequence[Dict[str, Any]], columns: Sequence[str]) -> None:
     new_file = not os.path.exists(path) or os.path.getsize(path) == 0
     with open(path, "a", newline="") as f:
@@ -310,7 +307,7 @@ def _stage_record(stage: SearchStage, net: SearchNetwork) -> Dict[str, Any]:
     record: Dict[str, Any] = dict(stage=stage.index, cells=stage.cells, channels=stage.channels,
                                   ops_per_edge=stage.num_ops, skip_dropout=stage.skip_dropout)
     for cell, alphas, switches in _cells(net):
-        record[f"ops_{cell}"] = _switch_names(switches)
+        record[f"ops_{cell}"] = [ops_in_play(row) for row in switches]
         record[f"weights_{cell}"] = np.round(_edge_weights(alphas), 6).tolist()
     return record
 

@@ -69,7 +69,7 @@ def test_pdarts_configs_hold_the_official_recipes():
         (5, 16, 8, 0.0), (11, 16, 5, 0.4), (17, 16, 3, 0.7)]
     assert (opts.epochs, opts.weights_only_epochs, opts.train_portion, opts.max_skip) == (25, 10, 0.5, 2)
     assert (opts.arch_lr, opts.arch_betas, opts.arch_weight_decay) == (6e-4, (0.5, 0.999), 1e-3)
-    assert (opts.lr, opts.min_lr, opts.momentum, opts.weight_decay, opts.clip_grad) == (0.025, 0.0, 0.9, 3e-4, 5.0)
+    assert (opts.lr, opts.min_lr, opts.momentum, opts.weight_decay, search.CLIP_GRAD) == (0.025, 0.0, 0.9, 3e-4, 5.0)
     assert (search.METHOD, search.DATASET.NAME, search.DATASET.BATCH_SIZE) == ("pdarts", "cifar10", 96)
 
     cifar = load_config(os.path.join(CONFIGS, "pdarts", "retrain_cifar10.yaml"))
