@@ -23,7 +23,9 @@ epoch: stage, switches, network with its alphas, both optimizers, the scheduler)
 
 A killed search resumes (AUTO_RESUME) at the epoch after the last checkpoint, in its stage: the
 stage's network is rebuilt from the checkpoint's switches and loaded with its weights, alphas and
-optimizer states, and the per-epoch seeding replays the uninterrupted run's random draws.
+optimizer states, and the per-epoch seeding replays the uninterrupted run's random draws, so the
+search ends with what it would have written without the kill. (Epochs are the unit: there are no
+mid-epoch recovery files, RECOVERY_INTERVAL is not read.)
 
 Several processes (``tools/main.py --nproc N``) split both halves of the data between them; the
 weight and the architecture gradients are averaged over the processes before each update (one
