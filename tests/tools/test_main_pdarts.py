@@ -133,7 +133,7 @@ def test_alphas_and_metrics_are_logged_every_epoch(search_dir):
     assert "reduce edge 13 (node 3 <- 4): " in log
 
 
-def _wait_for_epoch(proc, index_path, epoch, timeout=240):
+def _wait_for_epoch(proc, index_path, epoch, timeout=600):
     deadline = time.time() + timeout
     while time.time() < deadline and proc.poll() is None:
         try:
