@@ -21,11 +21,12 @@ storing the generators' states. Data order and augmentation are seeded by the lo
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import paddle
@@ -34,7 +35,7 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.engine import MODES
-from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
+from pimm.data import CIFAR10, DEFAULT_CROP_PCT, CifarFormatError, ImageDataset, create_loader
 from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
@@ -51,11 +52,18 @@ __all__ = [
     "record_config",
     "resolve_run_dir",
     "seed_epoch",
+    "DATASET_NAMES",
+    "dataset_name",
     "data_split_dir",
     "check_data_splits",
+    "open_split",
+    "dataset_subset",
+    "pixel_normalization",
     "LoaderPolicy",
+    "create_split_loader",
     "build_loaders",
     "skipped_images",
+    "gradient_clip",
     "wrap_model",
     "unwrap_model",
     "broadcast_buffers",
@@ -82,12 +90,12 @@ class RunError(Exception):
 T = TypeVar("T")
 
 
-def from_config(factory: Callable[..., T], *args: Any) -> T:
-    """``factory(*args)`` for pimm's config-driven factories (``create_optimizer``,
+def from_config(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``factory(*args, **kwargs)`` for pimm's config-driven factories (``create_optimizer``,
     ``create_scheduler``): the ValueError they raise for an unknown ``OPT``/``SCHED`` or a bad
     value names the key and its choices, so it becomes a ConfigError (one ``error:`` line)."""
     try:
-        return factory(*args)
+        return factory(*args, **kwargs)
     except ValueError as err:
         raise ConfigError(str(err)) from err
 
@@ -268,10 +276,29 @@ def finish_run(ctx: RunContext) -> None:
 
 
 # ---- data --------------------------------------------------------------------------------------
+#: DATASET.NAME: what DATA_DIR holds
+DATASET_NAMES = ("folder", "cifar10")
+_CIFAR_SPLITS = {"train": True, "val": False}  # val is CIFAR-10's test_batch, as the DARTS papers
+
+
+def dataset_name(cfg: CfgNode) -> str:
+    """``DATASET.NAME``, checked."""
+    name = str(cfg.DATASET.NAME)
+    if name not in DATASET_NAMES:
+        raise ConfigError(f"DATASET.NAME {name!r} is unknown; choose one of {', '.join(DATASET_NAMES)} "
+                          "('folder': DATA_DIR/train and DATA_DIR/val class folders; 'cifar10': "
+                          "CIFAR-10's python batches in DATA_DIR)")
+    return name
+
+
 def check_data_splits(cfg: CfgNode, splits: Sequence[str] = ("train", "val")) -> None:
-    """Raise RunError with the fix unless every ``DATA_DIR/<split>`` folder exists."""
+    """Raise RunError with the fix unless every split of DATA_DIR is there (folders for
+    'folder', the batch files for 'cifar10')."""
     for split in splits:
-        data_split_dir(cfg, split)
+        if dataset_name(cfg) == "folder":
+            data_split_dir(cfg, split)
+        else:
+            open_split(cfg, split)
 
 
 def data_split_dir(cfg: CfgNode, split: str) -> str:
@@ -282,18 +309,58 @@ def data_split_dir(cfg: CfgNode, split: str) -> str:
     return root
 
 
-def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
+def _open_folder(cfg: CfgNode, split: str) -> ImageDataset:
     root = data_split_dir(cfg, split)
     try:
-        dataset = ImageDataset(root)
+        return ImageDataset(root)
     except (FileNotFoundError, ValueError) as err:
         raise RunError(f"DATA_DIR/{split} ({root}) is not usable: {err}") from err
+
+
+def _open_cifar(cfg: CfgNode, split: str) -> CIFAR10:
+    if split not in _CIFAR_SPLITS:
+        raise ConfigError(f"DATASET.NAME cifar10 has the splits {', '.join(_CIFAR_SPLITS)}, not {split!r}")
+    try:
+        return CIFAR10(str(cfg.DATA_DIR), train=_CIFAR_SPLITS[split])
+    except (FileNotFoundError, CifarFormatError) as err:
+        raise RunError(f"DATA_DIR ({cfg.DATA_DIR}) has no usable CIFAR-10 {split} split: {err}. "
+                       "Set DATA_DIR to the extracted cifar-10-batches-py folder (tools/make_demo_data.py "
+                       "--cifar writes a small synthetic one), or DATASET.NAME folder for class "
+                       "folders") from err
+
+
+def open_split(cfg: CfgNode, split: str) -> Any:
+    """The dataset of ``split`` ('train' or 'val') of DATA_DIR as ``DATASET.NAME`` says, checked
+    against ``DATASET.NUM_CLASSES``."""
+    dataset = _open_cifar(cfg, split) if dataset_name(cfg) == "cifar10" else _open_folder(cfg, split)
     num_classes = int(cfg.DATASET.NUM_CLASSES)
-    if len(dataset.class_to_idx) > num_classes:
-        raise RunError(f"{root} has {len(dataset.class_to_idx)} class folders but "
-                       f"DATASET.NUM_CLASSES is {num_classes}: set DATASET.NUM_CLASSES to the "
-                       "number of classes of your data")
+    if len(dataset.classes) > num_classes:
+        where, what = ((dataset.root, "class folders") if isinstance(dataset, ImageDataset)
+                       else (f"DATA_DIR/{split}", "classes"))
+        raise RunError(f"{where} has {len(dataset.classes)} {what} but DATASET.NUM_CLASSES is "
+                       f"{num_classes}: set DATASET.NUM_CLASSES to the number of classes of your data")
     return dataset
+
+
+def dataset_subset(dataset: Any, indices: Sequence[int]) -> Any:
+    """A copy of a dataset from :func:`open_split` with the samples at ``indices`` only, in that
+    order (with a ``transform`` of its own, which its loader sets)."""
+    part = copy.copy(dataset)
+    indices = list(indices)
+    if isinstance(dataset, CIFAR10):
+        part.images, part.labels = dataset.images[indices], dataset.labels[indices]
+    else:
+        part.samples = [dataset.samples[i] for i in indices]
+    return part
+
+
+def pixel_normalization(cfg: CfgNode) -> Dict[str, Any]:
+    """The loader's ``mean`` and ``std`` from ``DATASET.MEAN`` / ``DATASET.STD`` (checked)."""
+    mean, std = tuple(float(v) for v in cfg.DATASET.MEAN), tuple(float(v) for v in cfg.DATASET.STD)
+    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        raise ConfigError(f"DATASET.MEAN and DATASET.STD need three values each (RGB order), STD "
+                          f"positive; got {list(cfg.DATASET.MEAN)} and {list(cfg.DATASET.STD)}")
+    return dict(mean=mean, std=std)
 
 
 @dataclass(frozen=True)
@@ -306,53 +373,69 @@ class LoaderPolicy:
     eval_interpolation: str = "bilinear"
 
 
-def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
-                  train: bool = True, eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
-    """``(train_loader, eval_loader)`` over ``DATA_DIR/train`` and ``DATA_DIR/val`` (None for a
-    split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
-    process on Paddle's current device).
-
-    Training: random-resized crop keeping an ``AUGMENTATION.SCALE`` area, random interpolation,
-    flip, colour jitter (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing
-    ``RE_PROB``/``RE_MODE``. Evaluation: resize to ``image_size / 0.875`` with
-    ``policy.eval_interpolation`` and centre crop, batches of ``VAL_BATCH_MUL x BATCH_SIZE``.
-    Validation labels follow the training classes when both are loaded. Unreadable images are
-    skipped up to ``DATASET.MAX_BAD_IMAGE_FRACTION`` (``pimm.data.loader``; count them with
-    :func:`skipped_images`).
-    """
-    batch_size = int(cfg.DATASET.BATCH_SIZE)
-    if batch_size < 1:
-        raise ConfigError(f"DATASET.BATCH_SIZE must be >= 1, got {batch_size}")
+def create_split_loader(cfg: CfgNode, ctx: Optional[RunContext], dataset: Any, image_size: int, *,
+                        training: bool, policy: LoaderPolicy, batch_size: Optional[int] = None) -> Any:
+    """A loader over ``dataset`` (from :func:`open_split`) with the training or evaluation
+    transforms of its kind, sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
+    process on Paddle's current device); see :func:`build_loaders`. ``batch_size`` defaults to
+    ``DATASET.BATCH_SIZE`` for training and ``VAL_BATCH_MUL`` times it for evaluation."""
+    if batch_size is None:
+        batch_size = int(cfg.DATASET.BATCH_SIZE) * (1 if training else int(cfg.DATASET.VAL_BATCH_MUL))
     aug = cfg.AUGMENTATION
     distributed, world_size, rank = (ctx.distributed, ctx.world_size, ctx.rank) if ctx else (False, 1, 0)
     device = ctx.device if ctx else paddle.device.get_device()
-    common = dict(input_size=(3, image_size, image_size), num_workers=int(cfg.WORKERS),
-                  distributed=distributed, num_replicas=world_size, rank=rank,
-                  pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
-                  crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED),
-                  max_bad_fraction=float(cfg.DATASET.MAX_BAD_IMAGE_FRACTION),
-                  bad_images_setting="DATASET.MAX_BAD_IMAGE_FRACTION")
+    common = dict(input_size=(3, image_size, image_size), batch_size=batch_size, is_training=training,
+                  num_workers=int(cfg.WORKERS), distributed=distributed, num_replicas=world_size,
+                  rank=rank, pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
+                  seed=int(cfg.SEED), max_bad_fraction=float(cfg.DATASET.MAX_BAD_IMAGE_FRACTION),
+                  bad_images_setting="DATASET.MAX_BAD_IMAGE_FRACTION", **pixel_normalization(cfg))
+    if isinstance(dataset, CIFAR10):
+        if image_size != 32:
+            raise ConfigError(f"CIFAR-10 images are 32 px: set DATASET.IMAGE_SIZE 32 (got {image_size})")
+        return create_loader(dataset, pipeline="cifar", **common,
+                             cutout_length=int(aug.CUTOUT_LENGTH) if training else 0)
+    if int(aug.CUTOUT_LENGTH):
+        raise ConfigError("AUGMENTATION.CUTOUT_LENGTH applies to DATASET.NAME cifar10; for class folders "
+                          "use random erasing (AUGMENTATION.RE_PROB) and set CUTOUT_LENGTH 0")
+    if training:
+        return create_loader(dataset, color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
+                             interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
+                             scale=tuple(float(v) for v in aug.SCALE), crop_pct=DEFAULT_CROP_PCT, **common)
+    return create_loader(dataset, interpolation=policy.eval_interpolation, crop_pct=DEFAULT_CROP_PCT, **common)
+
+
+def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
+                  train: bool = True, eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
+    """``(train_loader, eval_loader)`` over the train and val splits of DATA_DIR (None for a
+    split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
+    process on Paddle's current device). Images are normalised with ``DATASET.MEAN``/``STD``.
+
+    Class folders (``DATASET.NAME`` 'folder'): training is a random-resized crop keeping an
+    ``AUGMENTATION.SCALE`` area, random interpolation, flip, colour jitter
+    (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing ``RE_PROB``/``RE_MODE``;
+    evaluation resizes to ``image_size / 0.875`` with ``policy.eval_interpolation`` and crops the
+    centre. Validation labels follow the training classes when both are loaded. CIFAR-10
+    ('cifar10'): training is a random crop with 4 pixels of padding, flip and Cutout of
+    ``AUGMENTATION.CUTOUT_LENGTH``; evaluation only normalises. Evaluation batches hold
+    ``VAL_BATCH_MUL x BATCH_SIZE`` images. Unreadable images are skipped up to
+    ``DATASET.MAX_BAD_IMAGE_FRACTION`` (``pimm.data.loader``; count them with :func:`skipped_images`).
+    """
+    if int(cfg.DATASET.BATCH_SIZE) < 1:
+        raise ConfigError(f"DATASET.BATCH_SIZE must be >= 1, got {cfg.DATASET.BATCH_SIZE}")
     train_loader = eval_loader = None
     train_set = None
     if train:
-        train_set = _open_split(cfg, "train")
-        train_loader = create_loader(
-            train_set, batch_size=batch_size, is_training=True,
-            color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
-            interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
-            scale=tuple(float(v) for v in aug.SCALE),
-            **common)
+        train_set = open_split(cfg, "train")
+        train_loader = create_split_loader(cfg, ctx, train_set, image_size, training=True, policy=policy)
     if eval:
-        eval_set = _open_split(cfg, "val")
-        if train_set is not None and eval_set.class_to_idx != train_set.class_to_idx:
+        eval_set = open_split(cfg, "val")
+        if isinstance(train_set, ImageDataset) and eval_set.class_to_idx != train_set.class_to_idx:
             unknown = sorted(set(eval_set.class_to_idx) - set(train_set.class_to_idx))
             if unknown:
                 raise RunError(f"DATA_DIR/val has class folders that DATA_DIR/train lacks: "
                                f"{unknown[:5]}. Both splits need the same class folder names")
             eval_set = ImageDataset(eval_set.root, class_to_idx=train_set.class_to_idx)
-        eval_loader = create_loader(
-            eval_set, batch_size=int(cfg.DATASET.VAL_BATCH_MUL) * batch_size, is_training=False,
-            interpolation=policy.eval_interpolation, **common)
+        eval_loader = create_split_loader(cfg, ctx, eval_set, image_size, training=False, policy=policy)
     return train_loader, eval_loader
 
 
@@ -369,6 +452,14 @@ def skipped_images(loader: Any, ctx: RunContext, what: str) -> int:
         ctx.logger.warning("%s: %d unreadable image(s) skipped (named in the warnings above)",
                            what, count)
     return count
+
+
+def gradient_clip(cfg: CfgNode) -> Optional[paddle.nn.ClipGradByGlobalNorm]:
+    """The optimizer's gradient clipping for ``CLIP_GRAD`` (the global L2 norm; None at 0)."""
+    value = float(cfg.CLIP_GRAD)
+    if value < 0:
+        raise ConfigError(f"CLIP_GRAD must be >= 0 (0: no clipping), got {value}")
+    return paddle.nn.ClipGradByGlobalNorm(value) if value > 0 else None
 
 
 # ---- models ------------------------------------------------------------------------------------

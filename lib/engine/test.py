@@ -1,6 +1,8 @@
-"""``test`` mode: evaluate a released or retrained checkpoint on ``DATA_DIR/val`` and write
-``metrics.json``; ``TEST.INFERENCE`` chooses between dygraph and the exported model in Paddle
-Inference (``select_test_model``)."""
+"""``test`` mode: evaluate a released or retrained checkpoint on DATA_DIR's val split (a class
+folder, or CIFAR-10's test_batch with ``DATASET.NAME`` cifar10) and write ``metrics.json``
+(``arch``: the Cream arch list, or the DARTS genotype as genotypes.json holds it);
+``TEST.INFERENCE`` chooses between dygraph and the exported model in Paddle Inference
+(``select_test_model``)."""
 from __future__ import annotations
 
 import json
@@ -14,6 +16,7 @@ import paddle
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
+from lib.darts import genotype_to_dict
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
 from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits,
@@ -146,7 +149,9 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         skipped_images=result["skipped_images"], seconds=result["seconds"], backend=backend,
         checkpoint=os.path.abspath(path),
         weights=weights,
-        selection=spec.selection, arch=spec.arch, image_size=spec.image_size,
+        selection=spec.selection,
+        arch=genotype_to_dict(spec.arch) if spec.method == "pdarts" else spec.arch,
+        image_size=spec.image_size,
         processes=ctx.world_size)
     if spec.selection in CREAM_ARCHS:
         entry = CREAM_ARCHS[spec.selection]

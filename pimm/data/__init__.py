@@ -15,6 +15,7 @@ from .constants import (CIFAR10_DEFAULT_MEAN, CIFAR10_DEFAULT_STD, DEFAULT_CROP_
 from .cutout import Cutout
 from .dataset import IMG_EXTENSIONS, Dataset, ImageDataset, ImageReadError, find_images_and_targets
 from .demo import DEMO_KINDS, demo_class_names, make_demo_dataset
+from .demo_cifar import make_demo_cifar
 from .loader import (ImageLoader, ShardedBatchSampler, UnreadableImagesError, create_loader,
                      fast_collate)
 from .mixup import Mixup, mixup_target, one_hot
@@ -87,6 +88,7 @@ __all__ = [
     "demo_class_names",
     "fast_collate",
     "find_images_and_targets",
+    "make_demo_cifar",
     "make_demo_dataset",
     "mixup_target",
     "one_hot",

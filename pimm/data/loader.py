@@ -25,7 +25,7 @@ import paddle
 from .cutout import Cutout
 from .dataset import ImageReadError
 from .random_erasing import RandomErasing
-from .random_state import seed_augmentation
+from .random_state import AugRandom, seed_augmentation
 from .transforms import PixelNormalization
 from .transforms_factory import ColorJitterArg, create_transform, pipeline_mean_std
 
@@ -229,8 +229,10 @@ class ImageLoader:
         refill: bool = False,
         max_bad_fraction: float = 0.1,
         bad_images_setting: str = "max_bad_fraction",
+        rng: Optional[AugRandom] = None,
     ) -> None:
         self.dataset = dataset
+        self.rng = rng
         self.batch_sampler = batch_sampler
         self.num_workers = num_workers
         self.seed = seed
@@ -270,8 +272,11 @@ class ImageLoader:
         self._seeder.parent_pid = os.getpid()
         self.skipped_in_epoch = 0
         if self.num_workers == 0:
-            # Batches are decoded in this process (on Paddle's reader thread): seed it like worker 0.
+            # Batches are decoded in this process (on Paddle's reader thread): seed it like worker 0,
+            # and this loader's own generator, which its transforms draw from
             seed_augmentation(self._seeder.entropy(0))
+            if self.rng is not None:
+                self.rng.seed(self._seeder.entropy(0))
         for *batch, (requested, failed) in self.loader:
             self.batch_skipped = [position for position, *_ in failed]
             if failed:
@@ -377,6 +382,10 @@ def create_loader(
     if seed is None:
         seed = 0 if distributed else int(np.random.randint(0, 2**31 - 1))
     mean, std = pipeline_mean_std(pipeline, mean, std)
+    # In-process decoding (no workers) happens on Paddle's reader thread, concurrently with other
+    # loaders of the process: a generator of this loader's own keeps their draws apart (worker
+    # processes draw from their process-wide generator, which worker_init_fn seeds)
+    rng = AugRandom() if num_workers == 0 else None
     dataset.transform = create_transform(
         input_size,
         is_training=is_training,
@@ -395,6 +404,7 @@ def create_loader(
         color_order=color_order,
         pipeline=pipeline,
         cutout_length=cutout_length,
+        rng=rng,
     )
     batch_sampler = ShardedBatchSampler(
         dataset,
@@ -409,9 +419,9 @@ def create_loader(
     if use_prefetcher:
         batch_augment = None
         if is_training and re_prob > 0:
-            batch_augment = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
+            batch_augment = RandomErasing(re_prob, mode=re_mode, max_count=re_count, rng=rng)
         elif is_training and cutout_length > 0:  # create_transform allows it with the cifar pipeline only
-            batch_augment = Cutout(cutout_length)
+            batch_augment = Cutout(cutout_length, rng=rng)
         collate_fn = NormalizingCollate(collate_fn, mean, std, batch_augment, max_pixel_value,
                                         color_order)
     return ImageLoader(
@@ -426,4 +436,5 @@ def create_loader(
         refill=is_training,
         max_bad_fraction=max_bad_fraction,
         bad_images_setting=bad_images_setting,
+        rng=rng,
     )
