@@ -8,7 +8,10 @@ from __future__ import annotations
 import os
 from typing import Iterable, Optional, Sequence
 
+import yaml
 from yacs.config import CfgNode as CN
+
+from pimm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 __all__ = ["get_default_config", "load_config", "shipped_config", "ConfigError"]
 
@@ -24,7 +27,7 @@ class ConfigError(ValueError):
 def get_default_config() -> CN:
     """A fresh copy of the defaults (never a shared module-level object)."""
     c = CN()
-    # (added) the NAS method tools/main.py's modes run (lib.engine.ENGINES): 'cream'
+    # (added) the NAS method tools/main.py's modes run (lib.engine.ENGINES): 'cream' or 'pdarts'
     c.METHOD = "cream"
     c.AUTO_RESUME = True
     c.DATA_DIR = "./data/imagenet"
@@ -61,6 +64,16 @@ def get_default_config() -> CN:
     # (added) retrain/test of a released NET.SELECTION use its published image size (the
     # reference always did, ignoring IMAGE_SIZE); False makes them use DATASET.IMAGE_SIZE
     c.DATASET.SELECTION_IMAGE_SIZE = True
+    # (added) unreadable images (truncated, or not images) are skipped with a warning; the run
+    # stops when more than this share of a batch (beyond one image) or of an epoch is unreadable
+    c.DATASET.MAX_BAD_IMAGE_FRACTION = 0.1
+    # (added) what DATA_DIR holds: 'folder' (ImageNet-style train/ and val/ class folders) or
+    # 'cifar10' (CIFAR-10's python batches data_batch_1..5 and test_batch; val is test_batch)
+    c.DATASET.NAME = "folder"
+    # (added) the per-channel mean and std (RGB, pixels scaled to [0, 1]) the loaders normalise
+    # with; CIFAR-10 configs set CIFAR-10's (pimm.data.CIFAR10_DEFAULT_MEAN / _STD)
+    c.DATASET.MEAN = IMAGENET_DEFAULT_MEAN
+    c.DATASET.STD = IMAGENET_DEFAULT_STD
 
     c.NET = CN()
     c.NET.SELECTION = 14
@@ -106,6 +119,8 @@ def get_default_config() -> CN:
     c.LR = 1e-2
     c.LR_NOISE = None
     c.META_LR = 1e-4
+    # (added) clip the gradients' global L2 norm to this value before each update (0: no clipping)
+    c.CLIP_GRAD = 0.0
 
     c.AUGMENTATION = CN()
     c.AUGMENTATION.AA = "rand-m9-mstd0.5"
@@ -117,6 +132,8 @@ def get_default_config() -> CN:
     c.AUGMENTATION.MIXUP = 0.0
     c.AUGMENTATION.MIXUP_OFF_EPOCH = 0
     c.AUGMENTATION.SMOOTHING = 0.1
+    # (added) Cutout of this side length on training images (DATASET.NAME 'cifar10' only; 0: none)
+    c.AUGMENTATION.CUTOUT_LENGTH = 0
 
     c.BATCHNORM = CN()
     c.BATCHNORM.SYNC_BN = False
@@ -151,6 +168,45 @@ def get_default_config() -> CN:
     # this many of the epoch's last training batches (SPOS's recalibration; the reference used the
     # running statistics, which mix all paths); 0 keeps the running statistics
     c.SUPERNET.VAL_BN_BATCHES = 4
+
+    # (added) DARTS / P-DARTS (METHOD 'pdarts'; README "P-DARTS"). retrain and test build the
+    # evaluation network of GENOTYPE: a published name (PDARTS, DARTS_V1, DARTS_V2), a
+    # genotypes.json a search wrote (its 'recommended' entry) or FILE:NAME for another entry
+    c.DARTS = CN()
+    c.DARTS.GENOTYPE = "PDARTS"
+    # 'cifar' (NetworkCIFAR: 32 px images) or 'imagenet' (NetworkImageNet: 224 px)
+    c.DARTS.NETWORK = "cifar"
+    c.DARTS.INIT_CHANNELS = 36
+    c.DARTS.LAYERS = 20
+    # the auxiliary head after the second reduction cell adds AUXILIARY_WEIGHT x its loss
+    c.DARTS.AUXILIARY = True
+    c.DARTS.AUXILIARY_WEIGHT = 0.4
+    # drop-path probability, raised linearly from 0 in epoch 0 to DROP_PATH_PROB at EPOCHS
+    c.DARTS.DROP_PATH_PROB = 0.3
+    # the search (mode train): one entry per stage in CELLS, CHANNELS, NUM_OPS (operations in
+    # play per edge; the first is all 8) and SKIP_DROPOUT (the stage's skip-connect dropout rate;
+    # official CIFAR-10 0.0/0.4/0.7, the README's 0.1/0.4/0.7). Each stage trains EPOCHS epochs,
+    # the first WEIGHTS_ONLY_EPOCHS of them the weights only (SGD: LR, MIN_LR, MOMENTUM,
+    # WEIGHT_DECAY, CLIP_GRAD, cosine per stage), then also the architecture (Adam at ARCH_LR,
+    # betas ARCH_BETAS, ARCH_WEIGHT_DECAY) on the other TRAIN_PORTION of DATA_DIR's training set
+    c.DARTS.SEARCH = CN()
+    c.DARTS.SEARCH.CELLS = [5, 11, 17]
+    c.DARTS.SEARCH.CHANNELS = [16, 16, 16]
+    c.DARTS.SEARCH.NUM_OPS = [8, 5, 3]
+    c.DARTS.SEARCH.SKIP_DROPOUT = [0.0, 0.4, 0.7]
+    # within a stage the skip-connect dropout decays as exp(-SKIP_DROPOUT_DECAY x epochs since the
+    # architecture started training)
+    c.DARTS.SEARCH.SKIP_DROPOUT_DECAY = 0.2
+    c.DARTS.SEARCH.EPOCHS = 25
+    c.DARTS.SEARCH.WEIGHTS_ONLY_EPOCHS = 10
+    c.DARTS.SEARCH.TRAIN_PORTION = 0.5
+    c.DARTS.SEARCH.ARCH_LR = 6e-4
+    c.DARTS.SEARCH.ARCH_BETAS = [0.5, 0.999]
+    c.DARTS.SEARCH.ARCH_WEIGHT_DECAY = 1e-3
+    # the last VAL_EPOCHS epochs of each stage are validated on the architecture half
+    c.DARTS.SEARCH.VAL_EPOCHS = 5
+    # genotypes.json's 'recommended' entry keeps at most this many skip-connects in the normal cell
+    c.DARTS.SEARCH.MAX_SKIP = 2
     return c
 
 
@@ -177,13 +233,12 @@ def _parse_overrides(overrides: Sequence[str]) -> list:
     return pairs
 
 
-def _merge_file(cfg: CN, path: str) -> None:
-    with open(path, encoding="utf-8") as stream:
-        loaded = cfg.load_cfg(stream)
+def _read_boolean_levels(content: CN) -> CN:
+    """``content`` with the reference's booleans of _BOOLEAN_LEVELS keys read as levels."""
     for key, levels in _BOOLEAN_LEVELS.items():
-        if isinstance(loaded.get(key), bool):
-            loaded[key] = levels[loaded[key]]
-    cfg.merge_from_other_cfg(loaded)
+        if isinstance(content.get(key), bool):
+            content[key] = levels[content[key]]
+    return content
 
 
 def _key_error_text(err: Exception) -> str:
@@ -192,14 +247,55 @@ def _key_error_text(err: Exception) -> str:
     return f"{msg}; check its spelling against lib/config.py, which lists every valid key"
 
 
+def _read_yaml(path: str) -> CN:
+    """The mapping a config file holds; a file that is not YAML, or not a mapping, is a
+    ConfigError naming the line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"cannot read the config file {path}: {err}") from None
+    if data is None:
+        return CN()
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} holds a YAML {type(data).__name__}, not a mapping of config "
+                          "keys (KEY: value lines, e.g. 'EPOCHS: 10')")
+    return CN(data)
+
+
+# (key, lowest valid value) of numbers no engine can run with
+_LOWER_BOUNDS = (("DATASET.IMAGE_SIZE", 1), ("DATASET.BATCH_SIZE", 1), ("DATASET.VAL_BATCH_MUL", 1),
+                 ("DATASET.NUM_CLASSES", 1), ("WORKERS", 0), ("RECOVERY_INTERVAL", 0))
+
+
+def _check_values(cfg: CN) -> None:
+    for key, low in _LOWER_BOUNDS:
+        node = cfg
+        for part in key.split("."):
+            node = node[part]
+        if node < low:
+            raise ConfigError(f"{key} must be >= {low}, got {node}")
+    fraction = cfg.DATASET.MAX_BAD_IMAGE_FRACTION
+    if not 0.0 <= fraction <= 1.0:
+        raise ConfigError(f"DATASET.MAX_BAD_IMAGE_FRACTION is a share of images, between 0 and 1; "
+                          f"got {fraction}")
+
+
 def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> CN:
-    """Defaults, then the YAML at ``path``, then ``KEY VALUE`` overrides; returned frozen."""
+    """Defaults, then the YAML at ``path``, then ``KEY VALUE`` overrides; returned frozen. Values
+    no engine can run with (an image size of 0, negative workers, ...) are a ConfigError."""
     cfg = get_default_config()
     if path is not None:
         if not os.path.isfile(path):
             raise ConfigError(f"config file not found: {path}")
+        content = _read_yaml(path)
         try:
-            _merge_file(cfg, path)
+            cfg.merge_from_other_cfg(_read_boolean_levels(content))
         except KeyError as e:
             raise ConfigError(f"{path}: {_key_error_text(e)}") from None
         except ValueError as e:
@@ -212,5 +308,6 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> CN
             raise ConfigError(f"command-line override: {_key_error_text(e)}") from None
         except ValueError as e:
             raise ConfigError(f"command-line override: {e}") from None
+    _check_values(cfg)
     cfg.freeze()
     return cfg

@@ -16,12 +16,15 @@ import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: 
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from typing import List, Optional
 
 from lib.config import ConfigError, load_config
 from lib.engine import MODES, engine_for
+from pimm.data import UnreadableImagesError
+from pimm.utils import NonFiniteStateError
 
 _LAUNCHER_ENV = "PADDLE_TRAINERS_NUM"  # set by paddle.distributed.launch in every process it starts
 
@@ -88,6 +91,19 @@ def launch_command(args: argparse.Namespace, cfg, nproc: int) -> List[str]:
     return command + [os.path.abspath(__file__), args.mode, args.cfg, *args.overrides]
 
 
+def run_launcher(command: List[str]) -> int:
+    """Run the launcher and wait for it, also while it stops its processes: a SIGTERM sent to
+    this process only is passed on to it (Ctrl-C reaches the whole process group by itself)."""
+    launcher = subprocess.Popen(command)
+    try:
+        return launcher.wait()
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, _entry.Terminated):
+            launcher.send_signal(signal.SIGTERM)
+        launcher.wait()
+        raise
+
+
 def run_engine(cfg, mode: str) -> dict:
     from lib.engine.common import finish_run, prepare_run
 
@@ -99,10 +115,11 @@ def run_engine(cfg, mode: str) -> dict:
         finish_run(ctx)
 
 
-@_entry.entry_point()
+@_entry.entry_point(UnreadableImagesError, NonFiniteStateError)
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        _entry.stop_on_signals()
         cfg = load_config(args.cfg, args.overrides)
         launched = _LAUNCHER_ENV in os.environ
         if not launched:
@@ -110,12 +127,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             multi_node = args.nnodes is not None and str(args.nnodes) not in ("1", "")
             if nproc > 1 or multi_node:
                 preflight(cfg, args.mode)
-                return subprocess.call(launch_command(args, cfg, nproc))
+                return run_launcher(launch_command(args, cfg, nproc))
         run_engine(cfg, args.mode)
-    except KeyboardInterrupt:
-        print("interrupted; with AUTO_RESUME True the same command continues the run",
-              file=sys.stderr)
-        return 130
+    except BaseException as stop:
+        signum = _entry.stopped_by(stop)
+        if signum is None:
+            raise
+        print(f"{'stopped by SIGTERM' if signum == signal.SIGTERM else 'interrupted'}; with "
+              "AUTO_RESUME True the same command continues the run", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

@@ -346,7 +346,7 @@ def _train_target(opts: BenchmarkOptions, cfg: CfgNode,
 
     def step() -> Any:
         images, labels = next(batches)
-        return train_step(model, images, labels, optimizer, loss_fn, ema, amp)
+        return train_step(model, images, labels, optimizer, loss_fn, ema, amp=amp)
 
     return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
 

@@ -1,30 +1,49 @@
-"""The child network a config asks for (``retrain`` and ``test``): a released ``NET.SELECTION``,
-an explicit ``NET.INPUT_ARCH``, or the best path of a search's ``NET.BOARD_JSON``."""
+"""The child network a config asks for (``retrain`` and ``test``): for Cream a released
+``NET.SELECTION``, an explicit ``NET.INPUT_ARCH``, or the best path of a search's
+``NET.BOARD_JSON``; for METHOD 'pdarts' the DARTS network of ``DARTS.GENOTYPE`` (the ``DARTS``
+section). :func:`child_training` says what the method adds to the retrain loop."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import Any, Callable, Dict, List, Optional
 
 import paddle
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
+from lib.darts import GenotypeError, NetworkCIFAR, NetworkImageNet, resolve_genotype
 from lib.engine.common import LoaderPolicy, RunError
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
 from lib.search.board_file import best_board_arch
 
-__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy"]
+__all__ = ["ChildSpec", "ChildTraining", "DARTS_NETWORKS", "resolve_child", "create_child_model",
+           "arch_from_board", "child_loader_policy", "child_training"]
+
+#: DARTS.NETWORK -> (evaluation network, the image size its auxiliary head is built for)
+DARTS_NETWORKS = {"cifar": (NetworkCIFAR, 32), "imagenet": (NetworkImageNet, 224)}
 
 
 @dataclass(frozen=True)
 class ChildSpec:
     """The child network a config asks for."""
 
-    arch: List[List[int]]
+    arch: Any  # Cream: the arch list; P-DARTS: the Genotype
     image_size: int
-    selection: int  # -1 for an explicit arch list or a board path
+    selection: int  # -1 for an explicit arch list, a board path or a genotype
     source: str  # where the arch came from, for logs and metrics.json
+    method: str = "cream"
+
+
+@dataclass(frozen=True)
+class ChildTraining:
+    """What a method's network adds to the retrain loop: a model that returns
+    ``(logits, aux_logits)`` in training gets ``aux_weight`` times the loss of ``aux_logits``
+    added, and ``start_epoch(model, epoch, num_epochs)`` runs before every epoch (e.g. to set a
+    drop-path rate) and returns what it set, for the epoch's metrics."""
+
+    aux_weight: float = 0.0
+    start_epoch: Optional[Callable[[paddle.nn.Layer, int, int], Dict[str, float]]] = None
 
 
 def arch_from_board(path: str) -> List[List[int]]:
@@ -39,10 +58,34 @@ def arch_from_board(path: str) -> List[List[int]]:
         raise RunError(f"NET.BOARD_JSON: {err}") from err
 
 
+def _resolve_darts_child(cfg: CfgNode) -> ChildSpec:
+    d = cfg.DARTS
+    if str(d.NETWORK) not in DARTS_NETWORKS:
+        raise ConfigError(f"DARTS.NETWORK {d.NETWORK!r} is unknown; choose one of {', '.join(DARTS_NETWORKS)}")
+    for key in ("INIT_CHANNELS", "LAYERS"):
+        if int(d[key]) < 1:
+            raise ConfigError(f"DARTS.{key} must be >= 1, got {d[key]}")
+    if float(d.AUXILIARY_WEIGHT) < 0 or not 0 <= float(d.DROP_PATH_PROB) < 1:
+        raise ConfigError(f"DARTS.AUXILIARY_WEIGHT must be >= 0 and DARTS.DROP_PATH_PROB in [0, 1); got "
+                          f"{d.AUXILIARY_WEIGHT} and {d.DROP_PATH_PROB}")
+    size, aux_size = int(cfg.DATASET.IMAGE_SIZE), DARTS_NETWORKS[str(d.NETWORK)][1]
+    if d.AUXILIARY and size != aux_size:
+        raise ConfigError(f"the auxiliary head of DARTS.NETWORK {d.NETWORK} is built for {aux_size} px images: set "
+                          f"DATASET.IMAGE_SIZE {aux_size} (got {size}), or DARTS.AUXILIARY False")
+    try:
+        genotype = resolve_genotype(str(d.GENOTYPE))
+    except GenotypeError as err:
+        raise ConfigError(f"DARTS.GENOTYPE: {err}") from None
+    return ChildSpec(genotype, size, -1, f"genotype {d.GENOTYPE}", method="pdarts")
+
+
 def resolve_child(cfg: CfgNode) -> ChildSpec:
-    """A released ``NET.SELECTION``, or ``SELECTION -1`` with ``NET.INPUT_ARCH`` or
+    """For METHOD 'pdarts' the genotype of ``DARTS.GENOTYPE`` (checked with the other DARTS keys).
+    Otherwise a released ``NET.SELECTION``, or ``SELECTION -1`` with ``NET.INPUT_ARCH`` or
     ``NET.BOARD_JSON``. Released nets run at their published size unless
     ``DATASET.SELECTION_IMAGE_SIZE`` is False; other paths at ``DATASET.IMAGE_SIZE``."""
+    if str(cfg.METHOD) == "pdarts":
+        return _resolve_darts_child(cfg)
     selection = int(cfg.NET.SELECTION)
     board, input_arch = str(cfg.NET.BOARD_JSON or ""), list(cfg.NET.INPUT_ARCH)
     size = int(cfg.DATASET.IMAGE_SIZE)
@@ -74,13 +117,41 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
 
 
 def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
-    """The child network with the config's classes, dropout and pooling."""
-    return build_childnet(spec.arch, num_classes=int(cfg.DATASET.NUM_CLASSES),
+    """The child network with the config's classes; Cream's with its dropout and pooling, a
+    DARTS network with ``DARTS.INIT_CHANNELS``, ``LAYERS`` and ``AUXILIARY``."""
+    num_classes = int(cfg.DATASET.NUM_CLASSES)
+    if spec.method == "pdarts":
+        d = cfg.DARTS
+        network = DARTS_NETWORKS[str(d.NETWORK)][0]
+        with paddle.utils.unique_name.guard():  # stable parameter names: optimizer state resumes
+            return network(int(d.INIT_CHANNELS), num_classes, int(d.LAYERS), bool(d.AUXILIARY), spec.arch)
+    return build_childnet(spec.arch, num_classes=num_classes,
                           drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
+
+
+def _raise_drop_path(final: float) -> Callable[[paddle.nn.Layer, int, int], Dict[str, float]]:
+    def start_epoch(model: paddle.nn.Layer, epoch: int, num_epochs: int) -> Dict[str, float]:
+        # the official schedule: linear from 0 in the first epoch towards ``final`` at the end
+        model.drop_path_prob = final * epoch / num_epochs
+        return {"drop_path_prob": model.drop_path_prob}
+
+    return start_epoch
+
+
+def child_training(cfg: CfgNode, spec: ChildSpec) -> ChildTraining:
+    """The retrain loop's additions for ``spec``'s network: for a DARTS network the auxiliary
+    head's loss weight (``DARTS.AUXILIARY_WEIGHT``, with ``DARTS.AUXILIARY``) and the drop-path
+    rate raised linearly to ``DARTS.DROP_PATH_PROB``; nothing for Cream's."""
+    if spec.method != "pdarts":
+        return ChildTraining()
+    d = cfg.DARTS
+    return ChildTraining(aux_weight=float(d.AUXILIARY_WEIGHT) if d.AUXILIARY else 0.0,
+                         start_epoch=_raise_drop_path(float(d.DROP_PATH_PROB)))
 
 
 def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:
     """A child network's loaders (retrain, test): RandAugment ``AUGMENTATION.AA`` on training
-    images, the released nets' bicubic evaluation resize."""
-    return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
-                        eval_interpolation=EVAL_INTERPOLATION)
+    images; the released Cream nets' bicubic evaluation resize, or ``DATASET.INTERPOLATION`` for
+    DARTS networks (the official evaluation resizes bilinearly)."""
+    interpolation = str(cfg.DATASET.INTERPOLATION) if str(cfg.METHOD) == "pdarts" else EVAL_INTERPOLATION
+    return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None, eval_interpolation=interpolation)

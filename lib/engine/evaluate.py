@@ -57,7 +57,7 @@ def metrics_from_sums(loss_sum: float, top1: float, top5: float, count: float) -
 def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str = "Test",
              progress_bar: bool = False) -> Dict[str, float]:
     """Loss, Prec@1 and Prec@5 (%) of ``model`` over ``loader``'s whole dataset, plus ``images``
-    and ``seconds``.
+    (counted), ``skipped_images`` (unreadable, left out) and ``seconds``.
 
     Distributed: each rank evaluates its shard, the padded duplicates at the end of a shard are
     left out, and sums (loss, hits, counts) are reduced over the ranks, so the result equals a
@@ -73,8 +73,12 @@ def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str
     last_idx = len(loader) - 1
     start = time.time()
     for batch_idx, (images, labels) in enumerate(loader):
-        keep = min(valid_left, images.shape[0])
-        valid_left -= keep
+        # positions of unreadable images the loader left out of this batch; the shard's real
+        # samples come before its padding, so the kept images are the first of the batch
+        skipped = loader.batch_skipped
+        real = min(valid_left, images.shape[0] + len(skipped))
+        valid_left -= real
+        keep = real - sum(1 for position in skipped if position < real)
         if keep > 0:
             if keep < images.shape[0]:
                 images, labels = images[:keep], labels[:keep]
@@ -93,8 +97,13 @@ def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str
                                 log_name, batch_idx, last_idx, metrics["loss"], metrics["prec1"],
                                 metrics["prec5"])
     bar.close()
-    loss_sum, top1, top5, count = _reduced(totals, ctx)
+    skipped = paddle.to_tensor([float(loader.skipped_in_epoch)], dtype="float64")
+    loss_sum, top1, top5, count, skipped = _reduced(paddle.concat([totals, skipped]), ctx)
     result = metrics_from_sums(loss_sum, top1, top5, count)
     result["images"] = int(round(count))
+    result["skipped_images"] = int(round(skipped))
+    if skipped:
+        ctx.logger.warning("%s: %d unreadable image(s) skipped, not counted in the metrics",
+                           log_name, result["skipped_images"])
     result["seconds"] = time.time() - start
     return result

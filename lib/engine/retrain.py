@@ -1,6 +1,9 @@
-"""``retrain`` mode: train a Cream child network from scratch with the published recipe (timm 0.1.20
+"""``retrain`` mode: train a child network from scratch with the published recipe (timm 0.1.20
 semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout, EMA, RandAugment and
-random erasing), validating every epoch and checkpointing through ``CheckpointSaver``.
+random erasing for Cream; SGD, cosine LR, gradient clipping (``CLIP_GRAD``), Cutout, the auxiliary
+head and drop path for P-DARTS), validating every epoch and checkpointing through
+``CheckpointSaver``. What a method's network adds to the loop comes from
+``lib.engine.child.child_training``: the auxiliary logits' loss weight, a hook at each epoch's start.
 
 Differences from the reference, on purpose: checkpoints are actually written (the reference never
 created its saver); resume restores model, EMA, optimizer, scheduler and epoch, and per-epoch
@@ -18,10 +21,12 @@ from typing import Any, Dict, Optional, Tuple
 import paddle
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
-                               amp_extra_state, create_amp, resume_amp, resume_training, seed_epoch,
-                               unwrap_model, wrap_model)
-from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
+from lib.engine.common import (RunContext, amp_extra_state, broadcast_buffers, build_loaders,
+                               check_data_splits, check_replicas, create_amp, from_config,
+                               gradient_clip, resume_amp, resume_training, seed_epoch,
+                               skipped_images, unwrap_model, wrap_model)
+from lib.engine.child import (ChildSpec, child_loader_policy, child_training, create_child_model,
+                              resolve_child)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
 from pimm.loss import LabelSmoothingCrossEntropy
@@ -29,21 +34,25 @@ from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.amp import Amp
-from pimm.utils.profile import format_count, profile
+from pimm.utils.profile import count_parameters, format_count, profile
 
 __all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
-               loss_fn, model_ema: Optional[ModelEma] = None, amp: Optional[Amp] = None
-               ) -> Tuple[paddle.Tensor, paddle.Tensor]:
+               loss_fn, model_ema: Optional[ModelEma] = None, aux_weight: float = 0.0,
+               amp: Optional[Amp] = None) -> Tuple[paddle.Tensor, paddle.Tensor]:
     """One optimisation step on a batch (forward, loss, backward, update, EMA), in ``amp``'s
-    mixed precision (float32 without); returns the output and the loss, without a host sync.
-    tools/benchmark.py times exactly this."""
+    mixed precision (float32 without); returns the logits and the loss, without a host sync. A
+    model that returns ``(logits, aux_logits)`` in training adds ``aux_weight`` times the loss of
+    its auxiliary logits (DARTS' auxiliary head). tools/benchmark.py times exactly this."""
     amp = amp or _FLOAT32
     with amp.autocast():
         output = model(images)
+        output, aux_output = output if isinstance(output, tuple) else (output, None)
         loss = loss_fn(output, labels)
+        if aux_output is not None and aux_weight:
+            loss = loss + aux_weight * loss_fn(aux_output, labels)
     optimizer.clear_grad()
     amp.backward(loss)
     amp.step(optimizer)
@@ -69,9 +78,12 @@ TRAIN_METERS = (Meter("loss", "Loss", precision=6), Meter("prec1", "Prec@1"), Me
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
                     saver: Optional[CheckpointSaver] = None,
-                    skip_batches: int = 0, amp: Optional[Amp] = None) -> Dict[str, float]:
+                    skip_batches: int = 0, aux_weight: float = 0.0,
+                    amp: Optional[Amp] = None) -> Dict[str, float]:
     """One pass over ``loader``; returns the epoch's loss and accuracies (averaged over all
-    samples of all ranks). Host syncs happen only at log intervals and the last batch."""
+    samples of all ranks) and the unreadable images it skipped. Host syncs happen only at log
+    intervals, recovery points and the last batch; a non-finite loss stops there with
+    DivergedError. ``aux_weight``, ``amp``: see :func:`train_step`."""
     amp = amp or _FLOAT32
     model.train()
     recovery_interval = int(ctx.cfg.RECOVERY_INTERVAL)
@@ -79,27 +91,38 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
     num_updates = epoch * num_batches + skip_batches
     meters = EpochMeters(ctx, epoch, num_batches, TRAIN_METERS)
     for batch_idx, (images, labels) in meters.batches(loader, skip=skip_batches):
-        output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema, amp)
+        lr = optimizer.get_lr()
+        output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema, aux_weight,
+                                  amp)
         num_updates += 1
         if scheduler is not None:
             scheduler.step_update(num_updates)
         batch = images.shape[0]
         with paddle.no_grad():
             top1, top5 = topk_correct(output.detach(), labels)
-        meters.update(batch, loss=loss, prec1=top1 * (100.0 / batch), prec5=top5 * (100.0 / batch))
-        if meters.log_due(batch_idx):
+        meters.update(batch, lr=lr, loss=loss, prec1=top1 * (100.0 / batch),
+                      prec5=top5 * (100.0 / batch))
+        if meters.log_due(batch_idx):  # the last batch always logs: checks the loss stayed finite
             meters.log(batch_idx, lr=optimizer.get_lr())
-        if saver is not None and recovery_interval and (batch_idx + 1) % recovery_interval == 0 \
-                and batch_idx != last_idx:
-            saver.save_recovery(epoch, batch_idx, extra_state=amp_extra_state(amp))
-    return meters.averages()
-
+        if recovery_interval and (batch_idx + 1) % recovery_interval == 0 and batch_idx != last_idx:
+            meters.check_finite()  # every rank; nothing trained on a non-finite loss is saved
+            if saver is not None:
+                saver.save_recovery(epoch, batch_idx, extra_state=amp_extra_state(amp))
+    metrics = meters.averages()
+    metrics["skipped_images"] = skipped_images(loader, ctx, f"epoch {epoch}")
+    return metrics
 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
-    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s", spec.selection, spec.arch,
-                    spec.image_size, format_count(macs), format_count(params))
+    name, what = (spec.selection, spec.arch) if spec.method == "cream" else (spec.method, spec.source)
+    aux = getattr(model, "auxiliary_head", None)  # trains only; papers count without it
+    without_aux = (f" ({format_count(params - count_parameters(aux))} without the auxiliary head)"
+                   if aux is not None else "")
+    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s%s", name, what,
+                    spec.image_size, format_count(macs), format_count(params), without_aux)
+    if spec.method != "cream":
+        ctx.logger.info("%s", spec.arch)
 
 
 def preflight(cfg) -> None:
@@ -124,10 +147,11 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         _log_model(ctx, model, spec)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     amp = create_amp(cfg, ctx.device)
-    optimizer = create_optimizer(cfg, model)
+    optimizer = from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg))
     model, optimizer = amp.decorate(model, optimizer)  # O2: float16 weights, float32 masters
     model = wrap_model(model, ctx)
-    scheduler, num_epochs = create_scheduler(cfg, optimizer)
+    scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer)
+    training = child_training(cfg, spec)
     train_loss = create_train_loss(cfg)
     if amp.enabled:
         ctx.logger.info("mixed precision: %s", amp)
@@ -148,13 +172,19 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     for epoch in range(resume.start_epoch, num_epochs):
         seed_epoch(ctx, epoch)
         train_loader.set_epoch(epoch)
+        hooked = {}
+        if training.start_epoch is not None:
+            hooked = training.start_epoch(unwrap_model(model), epoch, num_epochs)
         train_metrics = train_one_epoch(
             epoch, model, train_loader, optimizer, train_loss, ctx, scheduler=scheduler,
             model_ema=model_ema, saver=saver,
-            skip_batches=resume.skip_batches if epoch == resume.start_epoch else 0, amp=amp)
+            skip_batches=resume.skip_batches if epoch == resume.start_epoch else 0,
+            aux_weight=training.aux_weight, amp=amp)
         train_metrics["lr"] = optimizer.get_lr()
+        train_metrics.update(hooked)
 
         broadcast_buffers(model, ctx)
+        check_replicas(model, ctx, f"epoch {epoch}")
         with amp.autocast():  # an O2 model's float16 weights need it; O1 evaluates as it trains
             eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
         ranked = eval_metrics
@@ -168,6 +198,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                                    if not k.endswith(("seconds", "images")))
         scheduler.step(epoch + 1, ranked[eval_metric])
         if ctx.is_primary:
+            saver.check_finite(f"epoch {epoch}")  # no summary row of NaN weights
             update_summary(epoch, train_metrics, eval_metrics,
                            os.path.join(ctx.run_dir, "summary.csv"))
             for name in EVAL_METRIC_NAMES:

@@ -43,8 +43,9 @@ from paddle import nn
 
 from lib.config import ConfigError
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, build_loaders,
-                               amp_extra_state, check_data_splits, create_amp, resume_amp,
-                               resume_training, seed_epoch)
+                               amp_extra_state, check_data_splits, check_replicas, create_amp,
+                               from_config, resume_amp, resume_training, seed_epoch,
+                               skipped_images)
 from lib.engine.evaluate import evaluate
 from lib.engine.meters import EpochMeters, Meter
 from lib.models import FlopsEst, SuperNet, SupernetPath, build_supernet
@@ -160,7 +161,7 @@ def create_search_optimizer(cfg, supernet: nn.Layer) -> paddle.optimizer.Optimiz
     meta = [(n, p) for n, p in named if id(p) in meta_ids]
     groups = (add_weight_decay(student, float(cfg.WEIGHT_DECAY))
               + add_weight_decay(meta, 0.0, learning_rate=float(cfg.META_LR) / float(cfg.LR)))
-    return create_optimizer(cfg, groups)
+    return from_config(create_optimizer, cfg, groups)
 
 
 def create_search_loss(cfg) -> nn.Layer:
@@ -430,12 +431,21 @@ class _Search:
         meters = EpochMeters(ctx, epoch, num_batches, SEARCH_METERS)
         entered = 0
         self.bn_batches = []
-        for batch_idx, (images, targets) in meters.batches(self.train_loader, skip=skip_batches):
+
+        def keep_for_validation(batch_idx: int, batch: Any) -> None:
+            # the epoch's last batches recalibrate batch norm for validation; those a resumed
+            # run skips count too, so its validation equals the uninterrupted run's
+            if batch_idx >= num_batches - opts.val_bn_batches:
+                self.bn_batches.append(batch[0].numpy())
+
+        for batch_idx, (images, targets) in meters.batches(self.train_loader, skip=skip_batches,
+                                                           skipped=keep_for_validation):
             arch = self.sampler.sample(self.board)
             flops, params = self.path_cost(arch)
             distill = self._distilling(epoch) and bool(self.board.teachers_for(arch))
             meta_update = (distill and opts.meta_updates and batch_idx > 0
                            and batch_idx % opts.update_iter == 0)
+            lr = self.optimizer.get_lr()
             step = search_step(self.parts, images, targets, arch, distill=distill,
                                meta_update=meta_update)
             num_updates += 1
@@ -449,7 +459,7 @@ class _Search:
                 kd_value.reshape([]).astype("float32")]))
             loss_value, prec1_value, prec5_value, kd_mean = stats.numpy().tolist()
             batch = images.shape[0]
-            meters.update(batch, loss=loss_value, prec1=prec1_value, prec5=prec5_value,
+            meters.update(batch, lr=lr, loss=loss_value, prec1=prec1_value, prec5=prec5_value,
                           kd_loss=kd_mean if step.kd_loss is not None else None, rho=step.rho,
                           meta_val_loss=step.meta.val_loss if step.meta is not None else None,
                           meta_grad_norm=step.meta.grad_norm if step.meta is not None else None)
@@ -457,8 +467,7 @@ class _Search:
                 s = opts.slice
                 entered += self.board.consider(arch, prec1_value, flops, params, images[:s],
                                                softmax(step.output[:s], axis=-1))
-            if batch_idx >= num_batches - opts.val_bn_batches:
-                self.bn_batches.append(images.numpy())
+            keep_for_validation(batch_idx, (images, targets))
 
             last = batch_idx == num_batches - 1
             if meters.log_due(batch_idx):
@@ -467,21 +476,24 @@ class _Search:
                            extra=f"Board: {len(self.board)}  Meta updates: {meters.counts['meta_val_loss']}  "
                                  f"Path: {arch[1:-1]} ({flops:.1f} MFLOPs)",
                            scalars={"train/board_size": len(self.board)})
-            if (self.saver is not None and recovery_interval and not last
-                    and (batch_idx + 1) % recovery_interval == 0):
-                self.saver.save_recovery(epoch, batch_idx, extra_state=self.extra_state())
+            if recovery_interval and not last and (batch_idx + 1) % recovery_interval == 0:
+                meters.check_finite()  # every rank; nothing trained on a non-finite loss is saved
+                if self.saver is not None:
+                    self.saver.save_recovery(epoch, batch_idx, extra_state=self.extra_state())
 
         # the same keys every epoch (summary.csv has one header); NaN where nothing was measured
         means = meters.averages()
         return OrderedDict(
             loss=means["loss"], prec1=means["prec1"], prec5=means["prec5"], kd_loss=means["kd_loss"],
             rho=means["rho"], kd_steps=meters.counts["rho"], meta_updates=meters.counts["meta_val_loss"],
-            meta_val_loss=means["meta_val_loss"], board_entered=entered, board_size=len(self.board))
+            meta_val_loss=means["meta_val_loss"], board_entered=entered, board_size=len(self.board),
+            skipped_images=skipped_images(self.train_loader, ctx, f"epoch {epoch}"))
 
     # ---- validation and export -------------------------------------------------------------
     def validate(self, epoch: int) -> Dict[str, float]:
         """Mean loss/Prec@1/Prec@5 of the fixed random paths, and the board's best path's."""
         broadcast_buffers(self.supernet, self.ctx)
+        check_replicas(self.supernet, self.ctx, f"epoch {epoch}")
         models = [("", self.supernet)] + ([("ema_", self.ema.ema)] if self.ema is not None else [])
         metrics: Dict[str, float] = OrderedDict()
         for prefix, model in models:
@@ -556,6 +568,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                  eval_metrics.get("prec1", float("nan")), len(search.val_paths),
                  f", board best {eval_metrics['best_prec1']:.3f}" if len(search.board) else "")
         if ctx.is_primary:
+            search.saver.check_finite(f"epoch {epoch}")  # no board or summary row of NaN weights
             search.write_board(epoch)
             update_summary(epoch, train_metrics, eval_metrics, os.path.join(ctx.run_dir, "summary.csv"))
             best_metric, best_epoch = search.saver.save_checkpoint(

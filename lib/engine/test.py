@@ -1,6 +1,8 @@
-"""``test`` mode: evaluate a released or retrained checkpoint on ``DATA_DIR/val`` and write
-``metrics.json``; ``TEST.INFERENCE`` chooses between dygraph and the exported model in Paddle
-Inference (``select_test_model``)."""
+"""``test`` mode: evaluate a released or retrained checkpoint on DATA_DIR's val split (a class
+folder, or CIFAR-10's test_batch with ``DATASET.NAME`` cifar10) and write ``metrics.json``
+(``arch``: the Cream arch list, or the DARTS genotype as genotypes.json holds it);
+``TEST.INFERENCE`` chooses between dygraph and the exported model in Paddle Inference
+(``select_test_model``)."""
 from __future__ import annotations
 
 import json
@@ -14,9 +16,11 @@ import paddle
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
+from lib.darts import genotype_to_dict
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
-from lib.engine.common import RunContext, RunError, build_loaders, check_data_splits, device_type
+from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits,
+                               device_type, record_config)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate
 from lib.models import CREAM_ARCHS, trained_network
 from pimm.models import CheckpointMismatchError, load_model_weights, load_state_dict
@@ -130,6 +134,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     path = checkpoint_to_test(cfg)
     model = create_child_model(cfg, spec)
     weights = load_weights_for_test(model, path, spec, use_ema=bool(cfg.NET.EMA.USE))
+    record_config(ctx)
     ctx.logger.info("testing %s (%s, %d px) from %s [%s] on %d images of %s", spec.source,
                     spec.arch, spec.image_size, path, weights, len(loader.dataset),
                     os.path.join(str(cfg.DATA_DIR), "val"))
@@ -141,9 +146,12 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         result = evaluate(eval_model, loader, ctx, log_name=log_name, progress_bar=True)
     metrics = OrderedDict(
         top1=result["prec1"], top5=result["prec5"], loss=result["loss"], images=result["images"],
-        seconds=result["seconds"], backend=backend, checkpoint=os.path.abspath(path),
+        skipped_images=result["skipped_images"], seconds=result["seconds"], backend=backend,
+        checkpoint=os.path.abspath(path),
         weights=weights,
-        selection=spec.selection, arch=spec.arch, image_size=spec.image_size,
+        selection=spec.selection,
+        arch=genotype_to_dict(spec.arch) if spec.method == "pdarts" else spec.arch,
+        image_size=spec.image_size,
         processes=ctx.world_size)
     if spec.selection in CREAM_ARCHS:
         entry = CREAM_ARCHS[spec.selection]

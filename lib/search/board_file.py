@@ -27,6 +27,13 @@ def write_board_file(folder: str, content: Dict[str, Any]) -> str:
     return path
 
 
+def _number(value: Any, field: str, path: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{path}: {field} is {value!r}, not a number (MFLOPs); it is not a "
+                         "board.json a search wrote")
+    return float(value)
+
+
 def best_board_arch(path: str) -> List[List[int]]:
     """The best path of a ``board.json`` whose FLOPs lie in the board's own
     ``[flops_minimum, flops_maximum]``: ``best_in_range`` when present, else the first such
@@ -48,11 +55,14 @@ def best_board_arch(path: str) -> List[List[int]]:
     paths = board.get("paths") if isinstance(board, dict) else None
     if not isinstance(paths, list):
         raise ValueError(f"{path} has no 'paths' list; it is not a Cream board.json")
-    low = float(board.get("flops_minimum", -math.inf))
-    high = float(board.get("flops_maximum", math.inf))
-    for entry in paths:
+    low = _number(board.get("flops_minimum", -math.inf), "flops_minimum", path)
+    high = _number(board.get("flops_maximum", math.inf), "flops_maximum", path)
+    for i, entry in enumerate(paths):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: paths[{i}] is not an object with 'arch' and 'flops'")
         flops = entry.get("flops")
-        if entry.get("arch") and (flops is None or low <= float(flops) <= high):
+        if entry.get("arch") and (flops is None
+                                  or low <= _number(flops, f"paths[{i}].flops", path) <= high):
             return validate_arch(entry["arch"])
     raise ValueError(f"no path in {path} lies within its FLOPs range [{low}, {high}]; give the path "
                      "you want as NET.SELECTION -1 with NET.INPUT_ARCH")

@@ -235,6 +235,13 @@ def _match_optimizer_state(optimizer: paddle.optimizer.Optimizer, state: Dict[st
     return renamed
 
 
+def restore_optimizer_state(optimizer: paddle.optimizer.Optimizer, state: Dict[str, Any], path: str) -> None:
+    """Load ``state`` (an ``optimizer.state_dict()`` saved by this project, e.g. an engine's second
+    optimizer in a checkpoint's extra state) into ``optimizer``, matching accumulators by
+    parameter and kind; ``path`` names the file in errors."""
+    optimizer.set_state_dict(_match_optimizer_state(optimizer, state, path))
+
+
 def _load_scheduler_state(scheduler: Any, state: Dict[str, Any]) -> None:
     setter = getattr(scheduler, "set_state_dict", None) or getattr(scheduler, "load_state_dict", None)
     if setter is None:
@@ -274,8 +281,7 @@ def resume_checkpoint(model: nn.Layer, path: str, optimizer: Optional[paddle.opt
                          f"the model and EMA model only) and start a new schedule.")
 
     if optimizer is not None:
-        optimizer_state = required("optimizer")
-        optimizer.set_state_dict(_match_optimizer_state(optimizer, optimizer_state, path))
+        restore_optimizer_state(optimizer, required("optimizer"), path)
     if scheduler is not None:
         _load_scheduler_state(scheduler, required("scheduler"))
     if ema_model is not None:

@@ -66,3 +66,44 @@ def test_amp_takes_levels_and_the_references_booleans(tmp_path):
     assert load_config(str(reference)).AMP == "O1"
     assert load_config(str(reference), ["AMP", "False"]).AMP == "O0"
     assert load_config(str(reference), ["AMP", "O2", "AMP_DTYPE", "bfloat16"]).AMP == "O2"
+
+
+def test_pdarts_configs_hold_the_official_recipes():
+    from lib.darts import PDARTS
+    from lib.engine.darts_search import DartsSearchOptions
+
+    search = load_config(os.path.join(CONFIGS, "pdarts", "search_cifar10.yaml"))
+    opts = DartsSearchOptions.from_config(search)
+    assert [(s.cells, s.channels, s.num_ops, s.skip_dropout) for s in opts.stages] == [
+        (5, 16, 8, 0.0), (11, 16, 5, 0.4), (17, 16, 3, 0.7)]
+    assert (opts.epochs, opts.weights_only_epochs, opts.train_portion, opts.max_skip) == (25, 10, 0.5, 2)
+    assert (opts.arch_lr, opts.arch_betas, opts.arch_weight_decay) == (6e-4, (0.5, 0.999), 1e-3)
+    assert (opts.lr, opts.min_lr, opts.momentum, opts.weight_decay, search.CLIP_GRAD) == (0.025, 0.0, 0.9, 3e-4, 5.0)
+    assert (search.METHOD, search.DATASET.NAME, search.DATASET.BATCH_SIZE) == ("pdarts", "cifar10", 96)
+
+    cifar = load_config(os.path.join(CONFIGS, "pdarts", "retrain_cifar10.yaml"))
+    assert resolve_child(cifar).arch == PDARTS
+    d = cifar.DARTS
+    assert (d.NETWORK, d.INIT_CHANNELS, d.LAYERS, d.AUXILIARY, d.AUXILIARY_WEIGHT, d.DROP_PATH_PROB) == (
+        "cifar", 36, 20, True, 0.4, 0.3)
+    assert (cifar.EPOCHS, cifar.DATASET.BATCH_SIZE, cifar.OPT, cifar.LR, cifar.SCHED, cifar.MIN_LR) == (
+        600, 128, "momentum", 0.025, "cosine", 0.0)
+    assert (cifar.WEIGHT_DECAY, cifar.CLIP_GRAD, cifar.AUGMENTATION.CUTOUT_LENGTH, cifar.NET.EMA.USE) == (
+        3e-4, 5.0, 16, False)
+
+    imagenet = load_config(os.path.join(CONFIGS, "pdarts", "retrain_imagenet.yaml"))
+    assert resolve_child(imagenet).image_size == 224
+    d = imagenet.DARTS
+    assert (d.NETWORK, d.INIT_CHANNELS, d.LAYERS, d.AUXILIARY_WEIGHT) == ("imagenet", 48, 14, 0.4)
+    assert (imagenet.EPOCHS, imagenet.NUM_GPU * imagenet.DATASET.BATCH_SIZE, imagenet.LR, imagenet.SCHED) == (
+        250, 256, 0.1, "linear")
+    assert (imagenet.AUGMENTATION.SMOOTHING, imagenet.WEIGHT_DECAY, imagenet.CLIP_GRAD) == (0.1, 3e-5, 5.0)
+
+
+def test_pdarts_search_refuses_amp():  # its bilevel steps run in float32 only
+    from lib.config import ConfigError
+    from lib.engine.darts_search import DartsSearchOptions
+
+    search = load_config(os.path.join(CONFIGS, "pdarts", "search_cifar10.yaml"), ["AMP", "O1"])
+    with pytest.raises(ConfigError, match="AMP O1 is not supported by the P-DARTS search"):
+        DartsSearchOptions.from_config(search)

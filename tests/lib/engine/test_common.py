@@ -12,9 +12,11 @@ import pytest
 from lib.config import ConfigError, load_config
 from lib.engine.child import child_loader_policy
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, amp_extra_state, build_loaders,
-                               find_resume_checkpoint, prepare_run, resolve_run_dir, resume_amp,
+                               check_data_splits, dataset_subset, find_resume_checkpoint,
+                               gradient_clip, open_split, prepare_run, resolve_run_dir, resume_amp,
                                resume_training, seed_epoch, unwrap_model, wrap_model)
 from lib.engine.search import search_loader_policy
+from pimm.data import CIFAR10
 
 PLAIN = LoaderPolicy()
 
@@ -181,3 +183,66 @@ def test_loss_scaler_state_survives_the_checkpoint_readers(tmp_path):
     # float32 (and any CPU run) has no scaler: the state is left alone, nothing fails
     assert amp_extra_state(Amp()) == {}
     resume_amp(ctx, Amp(), point)
+
+
+def _cifar_cfg(tmp_path, data_dir, *overrides):
+    return _cfg(tmp_path, "DATASET.NAME", "cifar10", "DATASET.NUM_CLASSES", "10", "DATASET.IMAGE_SIZE", "32",
+                "DATASET.BATCH_SIZE", "4", "DATASET.VAL_BATCH_MUL", "1", "DATASET.MEAN", "[0.5, 0.5, 0.5]",
+                "DATASET.STD", "[0.25, 0.25, 0.25]", *overrides, data_dir=data_dir)
+
+
+def test_cifar10_loaders_read_the_batches_with_mean_std_and_cutout(tmp_path, demo_cifar_dir):
+    cfg = _cifar_cfg(tmp_path, demo_cifar_dir, "AUGMENTATION.CUTOUT_LENGTH", "16")
+    train, val = build_loaders(cfg, None, 32, policy=PLAIN)
+    assert len(train) == 30 // 4 and len(val) == 3  # val is test_batch: 10 images, the last batch partial
+    assert [t.__class__.__name__ for t in train.dataset.transform.transforms][:2] == ["RandomCrop",
+                                                                                      "RandomHorizontalFlip"]
+    images, _ = next(iter(val))
+    raw, _ = CIFAR10(demo_cifar_dir, train=False)[0]  # evaluation: normalisation only
+    np.testing.assert_allclose(images[0].numpy(), (np.asarray(raw, np.float32).transpose(2, 0, 1) / 255 - 0.5) / 0.25,
+                               atol=1e-5)
+    # Cutout zeroes a 16 px square of (normalised) training images
+    images, _ = next(iter(train))
+    assert (images.numpy() == 0).all(axis=1).sum(axis=(1, 2)).min() >= 8 * 8
+
+
+def test_dataset_subset_and_open_split(tmp_path, demo_cifar_dir, demo_data_dir):
+    cifar = open_split(_cifar_cfg(tmp_path, demo_cifar_dir), "train")
+    part = dataset_subset(cifar, range(10, 20))
+    assert len(part) == 10 and len(cifar) == 30
+    np.testing.assert_array_equal(part.images, cifar.images[10:20])
+    folder = open_split(_cfg(tmp_path, data_dir=demo_data_dir), "val")
+    part = dataset_subset(folder, [3, 1])
+    assert part.samples == [folder.samples[3], folder.samples[1]] and len(folder) == 16
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    (["DATASET.NAME", "cifar100"], ConfigError, "DATASET.NAME 'cifar100' is unknown"),
+    (["DATASET.IMAGE_SIZE", "64"], ConfigError, "CIFAR-10 images are 32 px"),
+    (["DATASET.NUM_CLASSES", "4"], RunError, "10 classes but DATASET.NUM_CLASSES is 4"),
+    (["DATASET.MEAN", "[0.5, 0.5]"], ConfigError, "DATASET.MEAN and DATASET.STD need three values"),
+])
+def test_cifar10_settings_errors(tmp_path, demo_cifar_dir, overrides, error, message):
+    cfg = _cifar_cfg(tmp_path, demo_cifar_dir, *overrides)
+    with pytest.raises(error, match=message):
+        build_loaders(cfg, None, int(cfg.DATASET.IMAGE_SIZE), policy=PLAIN)
+
+
+def test_missing_cifar_batches_and_cutout_on_folders_are_named(tmp_path, demo_cifar_dir, demo_data_dir):
+    data = tmp_path / "data"
+    shutil.copytree(demo_cifar_dir, data)
+    os.remove(data / "data_batch_3")
+    with pytest.raises(RunError, match=r"no usable CIFAR-10 train split.*data_batch_3.*make_demo_data.py --cifar"):
+        check_data_splits(_cifar_cfg(tmp_path, data))
+    check_data_splits(_cifar_cfg(tmp_path, data), ("val",))  # test_batch is there
+    cfg = _cfg(tmp_path, "AUGMENTATION.CUTOUT_LENGTH", "16", data_dir=demo_data_dir)
+    with pytest.raises(ConfigError, match="CUTOUT_LENGTH applies to DATASET.NAME cifar10"):
+        build_loaders(cfg, None, 32, policy=PLAIN)
+
+
+def test_gradient_clip_follows_clip_grad(tmp_path):
+    assert gradient_clip(_cfg(tmp_path)) is None
+    clip = gradient_clip(_cfg(tmp_path, "CLIP_GRAD", "5.0"))
+    assert isinstance(clip, paddle.nn.ClipGradByGlobalNorm) and clip.clip_norm == 5.0
+    with pytest.raises(ConfigError, match="CLIP_GRAD must be >= 0"):
+        gradient_clip(_cfg(tmp_path, "CLIP_GRAD", "-1.0"))

@@ -1,10 +1,14 @@
-"""lib.engine.retrain in-process: continuing from a mid-epoch recovery point."""
+"""lib.engine.retrain in-process: continuing from a mid-epoch recovery point; the auxiliary loss."""
 import csv
 import os
 
+import numpy as np
 import paddle
+import paddle.nn.functional as F
+import pytest
 
 from lib.config import load_config
+from lib.darts import PDARTS, NetworkCIFAR
 from lib.engine import retrain
 from lib.engine.common import finish_run, prepare_run
 
@@ -46,3 +50,17 @@ def test_resume_from_a_recovery_point_trains_only_the_rest_of_the_epoch(tmp_path
     assert last["epoch"] == 0 and "batch_idx" not in last
     with open(os.path.join(run_dir, "summary.csv"), newline="") as f:
         assert [row["epoch"] for row in csv.DictReader(f)] == ["0"]
+
+
+def test_train_step_adds_the_weighted_loss_of_auxiliary_logits():
+    paddle.seed(0)
+    model = NetworkCIFAR(4, 10, 3, True, PDARTS)  # training mode: returns (logits, aux_logits)
+    images, labels = paddle.randn([4, 3, 32, 32]), paddle.to_tensor([0, 3, 5, 9])
+    frozen = paddle.optimizer.SGD(0.0, parameters=model.parameters())  # the step changes nothing
+    logits, loss = retrain.train_step(model, images, labels, frozen, F.cross_entropy, aux_weight=0.4)
+    again, aux = model(images)
+    np.testing.assert_allclose(logits.numpy(), again.numpy(), rtol=1e-5, atol=1e-6)
+    expected = F.cross_entropy(again, labels) + 0.4 * F.cross_entropy(aux, labels)
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    _, plain = retrain.train_step(model, images, labels, frozen, F.cross_entropy)  # weight 0: main loss only
+    assert float(plain) == pytest.approx(float(F.cross_entropy(again, labels)), rel=1e-5)
