@@ -123,12 +123,15 @@ class Amp:
 
     def load_state_dict(self, state: Dict[str, Any]) -> bool:
         """Restore :meth:`state_dict`'s result; returns False (and changes nothing) when this
-        Amp has no scaler or ``state`` is empty (a checkpoint written without loss scaling)."""
+        Amp has no scaler, Paddle disabled it (not on a GPU) or ``state`` is empty (a checkpoint
+        written without loss scaling). A state with other keys is a ValueError."""
         if self.scaler is None or not state:
             return False
         if set(state) != set(_SCALER_FIELDS):
             raise ValueError(f"loss scaler state: expected the keys {sorted(_SCALER_FIELDS)}, got "
                              f"{sorted(state)}")
+        if not self.scaler.is_enable():
+            return False
         restored = {key: _SCALER_FIELDS[key](value) for key, value in state.items()}
         restored["scale"] = np.array([restored["scale"]], dtype=np.float32)
         self.scaler.load_state_dict(restored)

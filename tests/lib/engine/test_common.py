@@ -183,6 +183,11 @@ def test_loss_scaler_state_survives_the_checkpoint_readers(tmp_path):
     # float32 (and any CPU run) has no scaler: the state is left alone, nothing fails
     assert amp_extra_state(Amp()) == {}
     resume_amp(ctx, Amp(), point)
+    # a damaged scaler state is named with the checkpoint (checked before Paddle's CPU scaler,
+    # which is disabled, would ignore it)
+    point.extra["amp_scaler"] = {"scale": 4096.0}
+    with pytest.raises(RunError, match=r"cannot resume from .*last\.pdparams: loss scaler state"):
+        resume_amp(ctx, Amp("O1", "float16"), point)
 
 
 def _cifar_cfg(tmp_path, data_dir, *overrides):

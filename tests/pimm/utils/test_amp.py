@@ -60,3 +60,15 @@ def test_float32_amp_is_the_plain_step():
     assert Amp().state_dict() == {} and not Amp().load_state_dict({"scale": 2.0})
     assert not Amp().enabled and repr(Amp()) == "Amp(O0: float32)"
     assert Amp("O1", "bfloat16").scaler is None  # bfloat16 needs no loss scaling
+
+
+def test_a_scaler_paddle_disabled_off_gpus_restores_nothing_but_checks_the_state():
+    amp = Amp("O1", "float16")  # a scaler; on CPU Paddle disables it
+    if amp.scaler.is_enable():
+        pytest.skip("a GPU: the scaler is enabled (tools/gpu_check.py checks its resume)")
+    state = {"scale": 4096.0, "incr_ratio": 2.0, "decr_ratio": 0.5, "incr_every_n_steps": 1000,
+             "decr_every_n_nan_or_inf": 1, "incr_count": 37, "decr_count": 0,
+             "use_dynamic_loss_scaling": True}
+    assert amp.state_dict() == {} and not amp.load_state_dict(state)
+    with pytest.raises(ValueError, match="expected the keys"):
+        amp.load_state_dict({"scale": 4096.0})
