@@ -16,7 +16,9 @@ step_ms, peak_rss_mb, mflops (thop multiply-adds of one image; search: mean of t
 paths), gflops_per_s (mflops x 1 for infer or x 3 for train/search, x images/s), and the machine
 (cpu, cpu_cores, device, gpu, paddle, python). The loader mode has no network (model "loader",
 mflops and gflops_per_s null) and adds transforms, workers, worker_peak_rss_mb (the largest
-worker's) and stage_cpu_ms_per_image (CPU time of each stage of the pipeline, in this process);
+worker's), worker_cpu_ms_per_image and main_cpu_ms_per_image (CPU time of all workers, and of
+this process, per image over the timed steps) and stage_cpu_ms_per_image (CPU time of each stage
+of the pipeline, in this process);
 the search mode adds board (the paths on the prioritized board the steps used); on a GPU,
 peak_gpu_memory_mb (Paddle's allocator high-water mark) and amp are added.
 

@@ -17,8 +17,10 @@ returns one flat dict (``tools/benchmark.py`` prints it as a JSON line):
 * ``loader``: one batch of the engine's data loader (``lib.engine.common.build_loaders`` over
   ``data_dir``, ``workers`` processes), with the ``transforms`` of a child network's retraining
   (``retrain``: RandAugment, random erasing), its evaluation (``eval``) or the search
-  (``search``: colour jitter, random erasing); besides images/s, the peak memory of each worker
-  and the CPU time per image of every stage of the pipeline (``pimm.data.pipeline_stage_times``).
+  (``search``: colour jitter, random erasing); besides images/s, the peak memory of each worker,
+  the CPU time per image the workers and the training process spent over the timed steps (what
+  a worker costs, whatever else shares the cores) and that of every stage of the pipeline
+  (``pimm.data.pipeline_stage_times``).
 
 Settings (optimiser, loss, dropout, EMA decay, augmentation) come from the config the engine would
 run (``overrides``: ``KEY VALUE`` pairs on top, e.g. ``SUPERNET.PICK_METHOD top1``): a child network's released retrain recipe (``experiments/configs/retrain/<selection>.yaml``,
@@ -45,6 +47,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -68,8 +71,8 @@ from pimm.optim import create_optimizer
 from pimm.utils import (ModelEma, profile, retain_freed_memory, seed_everything, select_mkl_kernels,
                         set_num_threads)
 from pimm.utils.amp import AMP_LEVELS
-from pimm.utils.benchmark import (children_peak_rss_mb, machine_description, peak_rss_mb,
-                                  time_steps)
+from pimm.utils.benchmark import (children_cpu_seconds, children_peak_rss_mb, machine_description,
+                                  peak_rss_mb, time_steps)
 
 __all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "LOADER_TRANSFORMS",
            "default_search_config"]
@@ -353,7 +356,8 @@ def _train_target(opts: BenchmarkOptions, cfg: CfgNode,
 
 def _loader_target(opts: BenchmarkOptions, cfg: CfgNode) -> _Target:
     """One batch of the loader per step, within one epoch (a new epoch restarts the workers);
-    after timing, the workers' peak memory and the pipeline's stage times."""
+    after timing, the workers' peak memory, the CPU time the workers and this process spent per
+    image over the timed steps, and the pipeline's stage times."""
     image_size = opts.image_size or (int(cfg.DATASET.IMAGE_SIZE) if _uses_supernet(opts)
                                      else resolve_child(cfg).image_size)
     loader = _build_loader(opts, cfg, image_size)
@@ -363,16 +367,32 @@ def _loader_target(opts: BenchmarkOptions, cfg: CfgNode) -> _Target:
                          f"{opts.batch_size} per epoch, fewer than the {wanted} to time (warmup + "
                          "steps); lower them or the batch size, or use a bigger folder")
     batches = iter(loader)
+    taken = 0
+    cpu_at_start: Tuple[float, Dict[int, float]] = (0.0, {})
+
+    def step() -> Batch:
+        nonlocal taken, cpu_at_start
+        if taken == opts.warmup:  # the first timed step starts
+            cpu_at_start = (time.process_time(), children_cpu_seconds())
+        taken += 1
+        return next(batches)
 
     def details() -> Dict[str, Any]:  # while the workers still run
+        main_cpu, workers_cpu = time.process_time(), children_cpu_seconds()
+        images = opts.steps * opts.batch_size
+        # workers that started within the window (none: warmup >= workers) count from zero
+        worker_seconds = sum(t - cpu_at_start[1].get(pid, 0.0) for pid, t in workers_cpu.items())
         workers = children_peak_rss_mb()
         indices = list(range(_STAGE_BATCHES * opts.batch_size))
         stages = pipeline_stage_times(loader, indices, warmup=2)
         return {"transforms": opts.transforms, "workers": opts.workers,
                 "worker_peak_rss_mb": round(max(workers), 1) if workers else None,
+                "worker_cpu_ms_per_image": (round(1000.0 * worker_seconds / images, 3)
+                                            if workers_cpu else None),
+                "main_cpu_ms_per_image": round(1000.0 * (main_cpu - cpu_at_start[0]) / images, 3),
                 "stage_cpu_ms_per_image": {k: round(v, 3) for k, v in stages.items()}}
 
-    return _Target("loader", image_size, None, lambda: next(batches), lambda: None, details)
+    return _Target("loader", image_size, None, step, lambda: None, details)
 
 
 @dataclass
