@@ -2,7 +2,7 @@
 from .checkpoint_saver import CHECKPOINT_VERSION, CheckpointSaver
 from .distributed import (barrier, get_rank, get_world_size, init_distributed, is_primary,
                           reduce_tensor)
-from .file_io import atomic_link, atomic_save, atomic_write_text, remove_stale_temp_files
+from .file_io import atomic_link, atomic_save, atomic_write, atomic_write_text, remove_stale_temp_files
 from .log import get_outdir, setup_logger
 from .metrics import AverageMeter, accuracy
 from .model_ema import ModelEma, check_state_fits, unwrap_model
@@ -37,6 +37,7 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
     "atomic_save",
+    "atomic_write",
     "atomic_link",
     "atomic_write_text",
     "remove_stale_temp_files",

@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 import paddle
 
-__all__ = ["atomic_save", "atomic_write_text", "atomic_link", "remove_stale_temp_files"]
+__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "atomic_link", "remove_stale_temp_files"]
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -60,6 +60,12 @@ def _write_then_rename(path: str, write: Callable[[str], None]) -> None:
             os.remove(tmp)
         raise
     _fsync_dir(folder)
+
+
+def atomic_write(path: str, write: Callable[[str], None]) -> None:
+    """Write ``path`` with ``write(temporary_path)`` (e.g. a plot's ``savefig``), then rename the
+    temporary file into place: readers see the old file or the whole new one."""
+    _write_then_rename(path, write)
 
 
 def atomic_save(obj: Any, path: str) -> None:
