@@ -13,7 +13,7 @@ from lib.config import ConfigError, load_config
 from lib.engine.child import child_loader_policy
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, build_loaders, find_resume_checkpoint,
                                prepare_run, resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
-from lib.engine.search import search_loader_policy
+from lib.engine.supernet import search_loader_policy
 
 PLAIN = LoaderPolicy()
 
