@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -28,7 +28,7 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.engine import MODES
-from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
+from pimm.data import DEFAULT_CROP_PCT, ImageDataset, PixelNormalization, create_loader
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init_distributed,
                         retain_freed_memory, seed_everything, set_num_threads, setup_logger)
@@ -44,6 +44,7 @@ __all__ = [
     "data_split_dir",
     "check_data_splits",
     "LoaderPolicy",
+    "pixel_normalization",
     "build_loaders",
     "wrap_model",
     "unwrap_model",
@@ -239,6 +240,22 @@ def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
     return dataset
 
 
+def pixel_normalization(cfg: CfgNode) -> Dict[str, Any]:
+    """The loader's ``mean``, ``std``, ``max_pixel_value`` and ``color_order`` from the DATASET
+    keys (checked: a bad value is a ConfigError naming the key)."""
+    d = cfg.DATASET
+    options = dict(mean=tuple(float(v) for v in d.MEAN), std=tuple(float(v) for v in d.STD),
+                   max_pixel_value=float(d.MAX_PIXEL_VALUE), color_order=str(d.COLOR_ORDER))
+    if len(options["mean"]) != 3 or len(options["std"]) != 3 or min(options["std"]) <= 0:
+        raise ConfigError(f"DATASET.MEAN and DATASET.STD need three values each (RGB order), STD "
+                          f"positive; got {list(d.MEAN)} and {list(d.STD)}")
+    try:
+        PixelNormalization(**options)
+    except ValueError as err:
+        raise ConfigError(f"DATASET.MAX_PIXEL_VALUE / DATASET.COLOR_ORDER: {err}") from None
+    return options
+
+
 @dataclass(frozen=True)
 class LoaderPolicy:
     """What an engine decides about its loaders beyond the config's DATASET/AUGMENTATION keys:
@@ -250,10 +267,12 @@ class LoaderPolicy:
 
 
 def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
-                  train: bool = True, eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
-    """``(train_loader, eval_loader)`` over ``DATA_DIR/train`` and ``DATA_DIR/val`` (None for a
-    split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
-    process on Paddle's current device).
+                  train: bool = True, eval: bool = True,
+                  eval_split: str = "val") -> Tuple[Optional[Any], Optional[Any]]:
+    """``(train_loader, eval_loader)`` over ``DATA_DIR/train`` and ``DATA_DIR/<eval_split>`` (None
+    for a split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None:
+    one process on Paddle's current device). Pixels become input as the DATASET keys MEAN, STD,
+    MAX_PIXEL_VALUE and COLOR_ORDER say (``pixel_normalization``).
 
     Training: random-resized crop keeping an ``AUGMENTATION.SCALE`` area, random interpolation,
     flip, colour jitter (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing
@@ -270,7 +289,7 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
     common = dict(input_size=(3, image_size, image_size), num_workers=int(cfg.WORKERS),
                   distributed=distributed, num_replicas=world_size, rank=rank,
                   pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
-                  crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED))
+                  crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED), **pixel_normalization(cfg))
     train_loader = eval_loader = None
     train_set = None
     if train:
@@ -282,11 +301,11 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
             scale=tuple(float(v) for v in aug.SCALE),
             **common)
     if eval:
-        eval_set = _open_split(cfg, "val")
+        eval_set = _open_split(cfg, eval_split)
         if train_set is not None and eval_set.class_to_idx != train_set.class_to_idx:
             unknown = sorted(set(eval_set.class_to_idx) - set(train_set.class_to_idx))
             if unknown:
-                raise RunError(f"DATA_DIR/val has class folders that DATA_DIR/train lacks: "
+                raise RunError(f"DATA_DIR/{eval_split} has class folders that DATA_DIR/train lacks: "
                                f"{unknown[:5]}. Both splits need the same class folder names")
             eval_set = ImageDataset(eval_set.root, class_to_idx=train_set.class_to_idx)
         eval_loader = create_loader(
