@@ -1,18 +1,22 @@
-"""The child network a config asks for (``retrain`` and ``test``): a released ``NET.SELECTION``,
-an explicit ``NET.INPUT_ARCH``, or the best path of a search's ``NET.BOARD_JSON``."""
+"""The child network a config asks for (``retrain`` and ``test``). METHOD cream: a released
+``NET.SELECTION``, an explicit ``NET.INPUT_ARCH``, or the best path of a search's
+``NET.BOARD_JSON``. METHOD spos: ``SPOS.ARCH``, the best path of ``SPOS.EVOLUTION_JSON``, or the
+released SPOS path (``lib.engine.spos.spos_child_arch``), at the widths ``SPOS.*`` set."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import Any, List
 
 import paddle
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.engine.common import LoaderPolicy, RunError
+from lib.engine.spos import spos_child_arch, spos_widths
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
 from lib.search.board_file import best_board_arch
+from lib.spos import build_childnet as build_spos_childnet
 
 __all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy"]
 
@@ -21,10 +25,18 @@ __all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board"
 class ChildSpec:
     """The child network a config asks for."""
 
-    arch: List[List[int]]
+    arch: Any  # Cream: seven lists of choices; SPOS: 20 choices
     image_size: int
-    selection: int  # -1 for an explicit arch list or a board path
+    selection: int  # -1 for an explicit arch list, a board path or an SPOS path
     source: str  # where the arch came from, for logs and metrics.json
+    method: str = "cream"
+
+    @property
+    def keys(self) -> str:
+        """The config keys that decide the network's shape (for 'does not fit' messages)."""
+        if self.method == "spos":
+            return "SPOS.ARCH (or SPOS.EVOLUTION_JSON), SPOS.STAGE_CHANNELS, SPOS.HEAD_CHANNELS"
+        return "NET.SELECTION (or NET.INPUT_ARCH)"
 
 
 def arch_from_board(path: str) -> List[List[int]]:
@@ -42,7 +54,11 @@ def arch_from_board(path: str) -> List[List[int]]:
 def resolve_child(cfg: CfgNode) -> ChildSpec:
     """A released ``NET.SELECTION``, or ``SELECTION -1`` with ``NET.INPUT_ARCH`` or
     ``NET.BOARD_JSON``. Released nets run at their published size unless
-    ``DATASET.SELECTION_IMAGE_SIZE`` is False; other paths at ``DATASET.IMAGE_SIZE``."""
+    ``DATASET.SELECTION_IMAGE_SIZE`` is False; other paths at ``DATASET.IMAGE_SIZE``.
+    METHOD spos: see ``lib.engine.spos.spos_child_arch``, at ``DATASET.IMAGE_SIZE``."""
+    if str(cfg.METHOD) == "spos":
+        arch, source = spos_child_arch(cfg)
+        return ChildSpec(list(arch), int(cfg.DATASET.IMAGE_SIZE), -1, source, method="spos")
     selection = int(cfg.NET.SELECTION)
     board, input_arch = str(cfg.NET.BOARD_JSON or ""), list(cfg.NET.INPUT_ARCH)
     size = int(cfg.DATASET.IMAGE_SIZE)
@@ -74,13 +90,18 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
 
 
 def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
-    """The child network with the config's classes, dropout and pooling."""
+    """The child network with the config's classes, dropout and pooling (SPOS's pools by average)."""
+    if spec.method == "spos":
+        return build_spos_childnet(spec.arch, num_classes=int(cfg.DATASET.NUM_CLASSES),
+                                   drop_rate=float(cfg.NET.DROPOUT_RATE), widths=spos_widths(cfg))
     return build_childnet(spec.arch, num_classes=int(cfg.DATASET.NUM_CLASSES),
                           drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
 
 
 def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:
     """A child network's loaders (retrain, test): RandAugment ``AUGMENTATION.AA`` on training
-    images, the released nets' bicubic evaluation resize."""
+    images; the evaluation resize of the released Cream nets (bicubic), or for METHOD spos
+    ``DATASET.INTERPOLATION`` (the official SPOS evaluation resizes bilinearly, with OpenCV)."""
+    spos = str(cfg.METHOD) == "spos"
     return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
-                        eval_interpolation=EVAL_INTERPOLATION)
+                        eval_interpolation=str(cfg.DATASET.INTERPOLATION) if spos else EVAL_INTERPOLATION)

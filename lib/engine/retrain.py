@@ -1,6 +1,8 @@
-"""``retrain`` mode: train a Cream child network from scratch with the published recipe (timm 0.1.20
-semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout, EMA, RandAugment and
-random erasing), validating every epoch and checkpointing through ``CheckpointSaver``.
+"""``retrain`` mode: train a child network from scratch -- Cream's with the published recipe
+(timm 0.1.20 semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout, EMA,
+RandAugment and random erasing), SPOS's (METHOD spos, ``lib.engine.child``) with the official one
+in ``experiments/configs/spos/retrain.yaml`` (SGD, ``SCHED linear`` per update, label smoothing) --
+validating every epoch and checkpointing through ``CheckpointSaver``.
 
 Differences from the reference, on purpose: checkpoints are actually written (the reference never
 created its saver); resume restores model, EMA, optimizer, scheduler and epoch, and per-epoch
@@ -29,7 +31,8 @@ from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.profile import format_count, profile
 
-__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step"]
+__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step", "TRAIN_METERS",
+           "record_train_batch"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
@@ -58,6 +61,15 @@ def create_train_loss(cfg) -> paddle.nn.Layer:
 TRAIN_METERS = (Meter("loss", "Loss", precision=6), Meter("prec1", "Prec@1"), Meter("prec5", "Prec@5"))
 
 
+def record_train_batch(meters: EpochMeters, output: paddle.Tensor, labels: paddle.Tensor,
+                       loss: paddle.Tensor) -> None:
+    """A training batch's loss, Prec@1 and Prec@5 into ``TRAIN_METERS`` (on the device, no sync)."""
+    batch = labels.shape[0]
+    with paddle.no_grad():
+        top1, top5 = topk_correct(output.detach(), labels)
+    meters.update(batch, loss=loss, prec1=top1 * (100.0 / batch), prec5=top5 * (100.0 / batch))
+
+
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
                     saver: Optional[CheckpointSaver] = None,
@@ -74,10 +86,7 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
         num_updates += 1
         if scheduler is not None:
             scheduler.step_update(num_updates)
-        batch = images.shape[0]
-        with paddle.no_grad():
-            top1, top5 = topk_correct(output.detach(), labels)
-        meters.update(batch, loss=loss, prec1=top1 * (100.0 / batch), prec5=top5 * (100.0 / batch))
+        record_train_batch(meters, output, labels, loss)
         if meters.log_due(batch_idx):
             meters.log(batch_idx, lr=optimizer.get_lr())
         if saver is not None and recovery_interval and (batch_idx + 1) % recovery_interval == 0 \
@@ -115,7 +124,10 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     model = wrap_model(model, ctx)
     optimizer = create_optimizer(cfg, model)
-    scheduler, num_epochs = create_scheduler(cfg, optimizer)
+    try:
+        scheduler, num_epochs = create_scheduler(cfg, optimizer, updates_per_epoch=len(train_loader))
+    except ValueError as err:
+        raise ConfigError(f"SCHED and its keys: {err}") from err
     train_loss = create_train_loss(cfg)
 
     resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")

@@ -69,10 +69,10 @@ def load_weights_for_test(model: paddle.nn.Layer, path: str, spec: ChildSpec,
         load_model_weights(model, load_state_dict(path, use_ema=use_ema and has_ema),
                            source=f"checkpoint {path}")
     except CheckpointMismatchError as err:
-        hint = _trained_with(checkpoint)
+        hint = _trained_with(checkpoint) if spec.method == "cream" else ""
         first_problem = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise RunError(f"checkpoint {path} does not fit {spec.source}{hint}: {first_problem} ... "
-                       "Set NET.SELECTION (or NET.INPUT_ARCH) and DATASET.NUM_CLASSES to the ones "
+                       f"Set {spec.keys} and DATASET.NUM_CLASSES to the ones "
                        "the checkpoint was trained with") from err
     except ValueError as err:
         raise RunError(f"cannot use checkpoint {path}: {err}") from err
