@@ -97,8 +97,8 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
-    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s", spec.selection, spec.arch,
-                    spec.image_size, format_count(macs), format_count(params))
+    ctx.logger.info("[Model-%s] %s (%s), %d px: Flops: %s Params: %s", spec.selection, spec.arch,
+                    spec.source, spec.image_size, format_count(macs), format_count(params))
 
 
 def preflight(cfg) -> None:
