@@ -22,7 +22,7 @@ from lib.models import CREAM_ARCHS, trained_network
 from pimm.models import CheckpointMismatchError, load_model_weights, load_state_dict
 from pimm.models import read_checkpoint_file
 from pimm.utils import atomic_write_text, get_num_threads
-from pimm.utils.inference import InferenceLayer, InferenceModel
+from pimm.deploy import InferenceLayer, InferenceModel
 
 __all__ = ["TEST_BACKENDS", "AUTO_MIN_IMAGES", "checkpoint_to_test", "load_weights_for_test",
            "select_test_model", "preflight", "run"]

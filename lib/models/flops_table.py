@@ -10,33 +10,15 @@ and sums cost nothing.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Dict, Iterator, Sequence, Tuple
+from typing import Dict, Iterator, Sequence, Tuple
 
 import paddle
 from paddle import nn
 
-from pimm.utils.profile import MacRule, profile
+from pimm.utils.profile import PTFLOPS_RULES, profile
 from lib.models.space import SEARCH_RESOLUTION
 
 __all__ = ["FlopsEst", "PTFLOPS_RULES"]
-
-
-def _input_elements(layer: nn.Layer, inputs: tuple, output: Any) -> int:
-    return int(inputs[0].numel())
-
-
-def _output_elements(layer: nn.Layer, inputs: tuple, output: Any) -> int:
-    return int(output.numel())
-
-
-# ptflops 0.6's rules where they differ from thop's (pimm.utils.profile's defaults).
-PTFLOPS_RULES: Dict[type, MacRule] = {
-    **{pool: _input_elements for pool in (
-        nn.AdaptiveAvgPool1D, nn.AdaptiveAvgPool2D, nn.AdaptiveAvgPool3D,
-        nn.AdaptiveMaxPool1D, nn.AdaptiveMaxPool2D, nn.AdaptiveMaxPool3D,
-        nn.AvgPool1D, nn.AvgPool2D, nn.AvgPool3D, nn.MaxPool1D, nn.MaxPool2D, nn.MaxPool3D)},
-    **{act: _output_elements for act in (nn.ReLU, nn.ReLU6, nn.PReLU, nn.ELU, nn.LeakyReLU)},
-}
 
 
 def _count(layer: nn.Layer, x: paddle.Tensor) -> Tuple[float, float]:

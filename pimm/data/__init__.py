@@ -1,4 +1,5 @@
-"""Data pipeline (timm 0.1.20 semantics on Paddle): folder dataset, transforms, loader, mixup, demo data."""
+"""Data pipeline (timm 0.1.20 semantics on Paddle): folder and CIFAR-10 datasets, transforms, loader, mixup,
+demo data."""
 from .auto_augment import (
     AugmentOp,
     AutoAugment,
@@ -8,7 +9,10 @@ from .auto_augment import (
     auto_augment_transform,
     rand_augment_transform,
 )
-from .constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from .cifar import CIFAR10, CIFAR10_CLASSES, CifarFormatError, read_cifar_batch, write_cifar_batch
+from .constants import (CIFAR10_DEFAULT_MEAN, CIFAR10_DEFAULT_STD, DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN,
+                        IMAGENET_DEFAULT_STD)
+from .cutout import Cutout
 from .dataset import IMG_EXTENSIONS, Dataset, ImageDataset, ImageReadError, find_images_and_targets
 from .demo import DEMO_KINDS, demo_class_names, make_demo_dataset
 from .loader import ImageLoader, ShardedBatchSampler, create_loader, fast_collate
@@ -21,22 +25,36 @@ from .transforms import (
     ColorJitter,
     Compose,
     PixelNormalization,
+    RandomCrop,
     RandomHorizontalFlip,
     RandomResizedCropAndInterpolation,
     Resize,
     ToNormalizedArray,
     ToNumpy,
 )
-from .transforms_factory import create_transform, transforms_imagenet_eval, transforms_imagenet_train
+from .transforms_factory import (
+    PIPELINES,
+    create_transform,
+    transforms_cifar_eval,
+    transforms_cifar_train,
+    transforms_imagenet_eval,
+    transforms_imagenet_train,
+)
 
 __all__ = [
     "AugRandom",
     "COLOR_ORDERS",
     "AugmentOp",
     "AutoAugment",
+    "CIFAR10",
+    "CIFAR10_CLASSES",
+    "CIFAR10_DEFAULT_MEAN",
+    "CIFAR10_DEFAULT_STD",
     "CenterCrop",
+    "CifarFormatError",
     "ColorJitter",
     "Compose",
+    "Cutout",
     "DEFAULT_CROP_PCT",
     "DEMO_KINDS",
     "Dataset",
@@ -48,7 +66,9 @@ __all__ = [
     "ImageReadError",
     "Mixup",
     "PixelNormalization",
+    "PIPELINES",
     "RandAugment",
+    "RandomCrop",
     "RandomErasing",
     "RandomHorizontalFlip",
     "RandomResizedCropAndInterpolation",
@@ -69,7 +89,11 @@ __all__ = [
     "mixup_target",
     "one_hot",
     "rand_augment_transform",
+    "read_cifar_batch",
     "seed_augmentation",
+    "transforms_cifar_eval",
+    "transforms_cifar_train",
     "transforms_imagenet_eval",
     "transforms_imagenet_train",
+    "write_cifar_batch",
 ]

@@ -5,11 +5,11 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 import numpy as np
 import paddle
 
-from .constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from .cutout import Cutout
 from .random_erasing import RandomErasing
 from .random_state import seed_augmentation
 from .transforms import PixelNormalization
-from .transforms_factory import ColorJitterArg, create_transform
+from .transforms_factory import ColorJitterArg, create_transform, pipeline_mean_std
 
 
 class ShardedBatchSampler(paddle.io.DistributedBatchSampler):
@@ -78,11 +78,12 @@ def fast_collate(batch: Sequence[Tuple[np.ndarray, int]]) -> Tuple[np.ndarray, n
 
 
 class NormalizingCollate:
-    """Collate, then turn uint8 image batches into normalised float32 and randomly erase them.
+    """Collate, then turn uint8 image batches into normalised float32 and augment them (random
+    erasing or Cutout, which work on normalised batches).
 
     The prefetcher path: workers ship small uint8 images and normalise a whole batch in one
     vectorised numpy pass (Paddle's broadcasting ops on CPU are several times slower, and would run
-    on the training thread). Erasing draws from the worker's seeded augmentation generator.
+    on the training thread). The augmentation draws from the worker's seeded generator.
     """
 
     def __init__(
@@ -90,20 +91,20 @@ class NormalizingCollate:
         collate_fn: Callable,
         mean: Sequence[float],
         std: Sequence[float],
-        random_erasing: Optional[RandomErasing] = None,
+        batch_augment: Optional[Callable] = None,
         max_pixel_value: float = 255.0,
         color_order: str = "rgb",
     ) -> None:
         self.collate_fn = collate_fn
-        self.random_erasing = random_erasing
+        self.batch_augment = batch_augment
         self.normalization = PixelNormalization(mean, std, max_pixel_value, color_order)
 
     def __call__(self, batch):
         images, *rest = self.collate_fn(batch)
         if isinstance(images, np.ndarray) and images.dtype == np.uint8:
             images = self.normalization(images.astype(np.float32), channel_axis=1)
-            if self.random_erasing is not None:
-                images = self.random_erasing(images)
+            if self.batch_augment is not None:
+                images = self.batch_augment(images)
         return (images, *rest)
 
 
@@ -177,8 +178,8 @@ def create_loader(
     color_jitter: ColorJitterArg = 0.4,
     auto_augment: Optional[str] = None,
     interpolation: str = "bilinear",
-    mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-    std: Sequence[float] = IMAGENET_DEFAULT_STD,
+    mean: Optional[Sequence[float]] = None,
+    std: Optional[Sequence[float]] = None,
     num_workers: int = 1,
     distributed: bool = False,
     crop_pct: Optional[float] = None,
@@ -191,8 +192,12 @@ def create_loader(
     scale: Tuple[float, float] = (0.08, 1.0),
     max_pixel_value: float = 255.0,
     color_order: str = "rgb",
+    pipeline: str = "imagenet",
+    cutout_length: int = 0,
 ) -> ImageLoader:
-    """Loader over ``dataset`` (an :class:`~pimm.data.ImageDataset`) with timm 0.1.20's pipeline.
+    """Loader over ``dataset`` (an :class:`~pimm.data.ImageDataset` or :class:`~pimm.data.CIFAR10`)
+    with timm 0.1.20's pipeline, or the CIFAR one with ``pipeline='cifar'`` (random crop with
+    padding, flip, Cutout of ``cutout_length``; see :func:`create_transform`).
 
     Sets ``dataset.transform`` to :func:`create_transform` of the same arguments (as timm does).
     Training shuffles and drops the last incomplete batch; evaluation keeps order and every sample.
@@ -210,6 +215,7 @@ def create_loader(
     ``scale``: the range of image area the training random-resized crop keeps (timm's ``--scale``).
     ``max_pixel_value`` and ``color_order``: see :class:`~pimm.data.transforms.PixelNormalization`
     (mean 0, std 1, ``max_pixel_value=1``, ``'bgr'``: raw BGR pixel values, as official SPOS).
+    ``mean``/``std`` default to the pipeline's dataset statistics (ImageNet's or CIFAR-10's).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -220,6 +226,7 @@ def create_loader(
         num_replicas, rank = 1, 0
     if seed is None:
         seed = 0 if distributed else int(np.random.randint(0, 2**31 - 1))
+    mean, std = pipeline_mean_std(pipeline, mean, std)
     dataset.transform = create_transform(
         input_size,
         is_training=is_training,
@@ -236,6 +243,8 @@ def create_loader(
         scale=tuple(scale),
         max_pixel_value=max_pixel_value,
         color_order=color_order,
+        pipeline=pipeline,
+        cutout_length=cutout_length,
     )
     batch_sampler = ShardedBatchSampler(
         dataset,
@@ -248,10 +257,13 @@ def create_loader(
     )
     collate_fn = collate_fn or fast_collate
     if use_prefetcher:
-        batch_erasing = None
+        batch_augment = None
         if is_training and re_prob > 0:
-            batch_erasing = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
-        collate_fn = NormalizingCollate(collate_fn, mean, std, batch_erasing, max_pixel_value, color_order)
+            batch_augment = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
+        elif is_training and cutout_length > 0:  # create_transform allows it with the cifar pipeline only
+            batch_augment = Cutout(cutout_length)
+        collate_fn = NormalizingCollate(collate_fn, mean, std, batch_augment, max_pixel_value,
+                                        color_order)
     return ImageLoader(
         dataset,
         batch_sampler,

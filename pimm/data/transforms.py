@@ -118,6 +118,33 @@ class RandomResizedCropAndInterpolation:
         )
 
 
+class RandomCrop:
+    """Crop ``size`` at a random place of the image padded by ``padding`` black pixels on every side
+    (torchvision's ``RandomCrop(size, padding)``: each offset in ``0..2 * padding`` when the image
+    already has the crop size)."""
+
+    def __init__(self, size: SizeLike, padding: int = 0, rng: Optional[AugRandom] = None) -> None:
+        if padding < 0:
+            raise ValueError(f"padding must be >= 0, got {padding}")
+        self.size = pair(size)
+        self.padding = padding
+        self.rng = rng
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        rng = resolve_rng(self.rng)
+        h, w = self.size
+        pad = self.padding
+        if img.height + 2 * pad < h or img.width + 2 * pad < w:
+            raise ValueError(f"cannot crop {self.size} from a {img.height}x{img.width} image padded by {pad}")
+        top = rng.py.randint(0, img.height + 2 * pad - h) - pad
+        left = rng.py.randint(0, img.width + 2 * pad - w) - pad
+        # PIL fills the part of the box outside the image with zeros: the padding.
+        return img.crop((left, top, left + w, top + h))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(size={self.size}, padding={self.padding})"
+
+
 class RandomHorizontalFlip:
     def __init__(self, p: float = 0.5, rng: Optional[AugRandom] = None) -> None:
         self.p = p

@@ -2,12 +2,12 @@
 from .checkpoint_saver import CHECKPOINT_VERSION, CheckpointSaver
 from .distributed import (barrier, get_rank, get_world_size, init_distributed, is_primary,
                           reduce_tensor)
-from .file_io import atomic_link, atomic_save, atomic_write, atomic_write_text, remove_stale_temp_files
+from .file_io import atomic_link, atomic_save, atomic_write_bytes, atomic_write_text, remove_stale_temp_files
 from .log import get_outdir, setup_logger
 from .metrics import AverageMeter, accuracy
 from .model_ema import ModelEma, check_state_fits, unwrap_model
 from .options import REQUIRED, read_options, to_plain_dict
-from .profile import count_parameters, format_count, profile
+from .profile import PTFLOPS_RULES, count_parameters, format_count, profile
 from .runtime import (available_cpus, get_num_threads, get_rng_state, retain_freed_memory,
                       seed_everything, set_num_threads, set_rng_state)
 from .summary import update_summary
@@ -37,14 +37,15 @@ __all__ = [
     "get_rng_state",
     "set_rng_state",
     "atomic_save",
-    "atomic_write",
     "atomic_link",
+    "atomic_write_bytes",
     "atomic_write_text",
     "remove_stale_temp_files",
     "REQUIRED",
     "read_options",
     "to_plain_dict",
     "profile",
+    "PTFLOPS_RULES",
     "count_parameters",
     "format_count",
 ]

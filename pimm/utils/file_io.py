@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable
 
 import paddle
 
-__all__ = ["atomic_write", "atomic_save", "atomic_write_text", "atomic_link", "remove_stale_temp_files"]
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_link", "remove_stale_temp_files"]
 
 _TEMP_SUFFIX = ".tmp"
 
@@ -62,25 +62,24 @@ def _write_then_rename(path: str, write: Callable[[str], None]) -> None:
     _fsync_dir(folder)
 
 
-def atomic_write(path: str, write: Callable[[str], None]) -> None:
-    """Write ``path`` with ``write(temporary_path)`` (e.g. a plot's ``savefig``), then rename the
-    temporary file into place: readers see the old file or the whole new one."""
-    _write_then_rename(path, write)
-
-
 def atomic_save(obj: Any, path: str) -> None:
     """``paddle.save(obj, path)`` through a temporary file and an atomic rename."""
     _write_then_rename(path, lambda tmp: paddle.save(obj, tmp))
 
 
-def atomic_write_text(text: str, path: str) -> None:
-    """Write a small text file (an index, a summary) atomically."""
+def atomic_write_bytes(data: bytes, path: str) -> None:
+    """Write ``data`` to ``path`` atomically."""
 
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
 
     _write_then_rename(path, write)
+
+
+def atomic_write_text(text: str, path: str) -> None:
+    """Write a small text file (an index, a summary) atomically, UTF-8 encoded."""
+    atomic_write_bytes(text.encode("utf-8"), path)
 
 
 def atomic_link(src: str, dst: str) -> None:

@@ -4,9 +4,10 @@ caller can say how to get the plot."""
 from __future__ import annotations
 
 import importlib.util
+import io
 from typing import Mapping, Optional, Sequence, Tuple
 
-from pimm.utils.file_io import atomic_write
+from pimm.utils.file_io import atomic_write_bytes
 
 __all__ = ["PLOT_HINT", "plotting_available", "plot_lines"]
 
@@ -44,5 +45,7 @@ def plot_lines(path: str, series: Mapping[str, Series], *, title: str, xlabel: s
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(series) > 1:
         axes.legend()
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png"))
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    atomic_write_bytes(png.getvalue(), path)
     return path

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import paddle
 
-__all__ = ["profile", "count_parameters", "format_count", "MacRule"]
+__all__ = ["profile", "count_parameters", "format_count", "MacRule", "PTFLOPS_RULES"]
 
 # A rule returns the multiply-accumulates of one call: rule(layer, inputs, output).
 MacRule = Callable[[paddle.nn.Layer, tuple, Any], int]
@@ -86,6 +86,29 @@ _DEFAULT_RULES: tuple[tuple[tuple[type, ...], MacRule], ...] = (
     ((paddle.nn.UpsamplingBilinear2D,), _bilinear_upsample_macs),
 )
 
+
+
+def _input_elements(layer: paddle.nn.Layer, inputs: tuple, output: Any) -> int:
+    return _numel(inputs[0])
+
+
+def _output_elements(layer: paddle.nn.Layer, inputs: tuple, output: Any) -> int:
+    return _numel(output)
+
+
+# ptflops' rules where they differ from thop's, for ``profile(..., custom_ops=PTFLOPS_RULES)``:
+# ReLU-family activations cost one per output element and every pooling one per *input* element.
+# (Convolutions, affine batch norm and Linear weights count alike; ptflops >= 0.7 also adds a
+# Linear's bias, one per output element.) Cream's FLOPs table and the DARTS papers' figures use them.
+PTFLOPS_RULES: Mapping[type, MacRule] = {
+    **{pool: _input_elements for pool in (
+        paddle.nn.AdaptiveAvgPool1D, paddle.nn.AdaptiveAvgPool2D, paddle.nn.AdaptiveAvgPool3D,
+        paddle.nn.AdaptiveMaxPool1D, paddle.nn.AdaptiveMaxPool2D, paddle.nn.AdaptiveMaxPool3D,
+        paddle.nn.AvgPool1D, paddle.nn.AvgPool2D, paddle.nn.AvgPool3D,
+        paddle.nn.MaxPool1D, paddle.nn.MaxPool2D, paddle.nn.MaxPool3D)},
+    **{act: _output_elements for act in (paddle.nn.ReLU, paddle.nn.ReLU6, paddle.nn.PReLU, paddle.nn.ELU,
+                                         paddle.nn.LeakyReLU)},
+}
 
 def count_parameters(model: paddle.nn.Layer) -> int:
     """Learnable parameters: every parameter except batch-norm running mean and variance.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import paddle
 import pytest
 
-from pimm.utils.profile import count_parameters, format_count, profile
+from pimm.utils.profile import PTFLOPS_RULES, count_parameters, format_count, profile
 
 
 def test_stem_convolution_at_224():
@@ -144,3 +144,13 @@ def test_shared_layers_count_per_call():
 ])
 def test_format_count(value, text):
     assert format_count(value) == text
+
+
+def test_ptflops_rules_count_activations_per_output_and_pools_per_input():
+    net = paddle.nn.Sequential(paddle.nn.ReLU(), paddle.nn.MaxPool2D(3, stride=2, padding=1),
+                               paddle.nn.AvgPool2D(3, stride=1, padding=1, exclusive=True),
+                               paddle.nn.AdaptiveAvgPool2D(1))
+    # thop: ReLU and max pooling free, AvgPool one per output, global pool (window + 1) per output
+    assert profile(net, (1, 4, 8, 8))[0] == 4 * 4 * 4 + (16 + 1) * 4
+    # ptflops: ReLU 4*8*8 outputs; each pooling its input: 4*8*8, then 4*4*4 twice
+    assert profile(net, (1, 4, 8, 8), custom_ops=PTFLOPS_RULES)[0] == 256 + 256 + 64 + 64
