@@ -5,20 +5,22 @@ released SPOS path (``lib.engine.spos.spos_child_arch``), at the widths ``SPOS.*
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, Dict, List
 
 import paddle
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
-from lib.engine.common import LoaderPolicy, RunError
+from lib.engine.common import LoaderPolicy, RunError, pixel_normalization
 from lib.engine.spos import spos_child_arch, spos_widths
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
 from lib.search.board_file import best_board_arch
 from lib.spos import build_childnet as build_spos_childnet
+from pimm.deploy import eval_preprocess
 
-__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy"]
+__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy",
+           "child_eval_preprocess"]
 
 
 @dataclass(frozen=True)
@@ -105,3 +107,10 @@ def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:
     spos = str(cfg.METHOD) == "spos"
     return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
                         eval_interpolation=str(cfg.DATASET.INTERPOLATION) if spos else EVAL_INTERPOLATION)
+
+
+def child_eval_preprocess(cfg: CfgNode, spec: ChildSpec) -> Dict[str, Any]:
+    """The evaluation transform of the config's child network as an export records it
+    (``pimm.deploy.eval_preprocess``): its image size, resize, and the DATASET normalisation keys."""
+    return eval_preprocess(spec.image_size, interpolation=child_loader_policy(cfg).eval_interpolation,
+                           **pixel_normalization(cfg))
