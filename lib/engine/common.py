@@ -50,6 +50,7 @@ __all__ = [
     "wrap_model",
     "unwrap_model",
     "broadcast_buffers",
+    "checkpoint_named_by",
     "find_resume_checkpoint",
     "ResumePoint",
     "resume_training",
@@ -346,6 +347,20 @@ def broadcast_buffers(model: Any, ctx: RunContext) -> None:
     for tensor in unwrap_model(model).state_dict().values():
         if tensor.stop_gradient:
             dist.broadcast(tensor, src=0)
+
+
+def checkpoint_named_by(cfg: CfgNode, key: str, mode: str, what: str) -> str:
+    """The checkpoint file the config key ``key`` (e.g. ``"RESUME_PATH"``) names, which ``mode``
+    needs; ``what`` says what it must be. Unset: ConfigError; no such file: RunError."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    path = str(value or "")
+    if not path:
+        raise ConfigError(f"{mode} needs {key}: {what}")
+    if not os.path.isfile(path):
+        raise RunError(f"{key}: no checkpoint at {path!r}; set it to {what}")
+    return path
 
 
 # ---- resume ------------------------------------------------------------------------------------

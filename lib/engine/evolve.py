@@ -35,7 +35,8 @@ import numpy as np
 from paddle import nn
 
 from lib.config import ConfigError
-from lib.engine.common import RunContext, RunError, build_loaders, check_data_splits, data_split_dir
+from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits, checkpoint_named_by,
+                               data_split_dir)
 from lib.engine.search import build_search_supernet
 from lib.engine.spos import build_spos_supernet, spos_space, spos_widths
 from lib.engine.supernet import evaluate_path, search_loader_policy
@@ -100,14 +101,8 @@ _SUPERNETS = {"spos": _spos_supernet, "cream": _cream_supernet}
 
 
 def _supernet_checkpoint(cfg) -> str:
-    path = str(cfg.SPOS.SUPERNET or "")
-    if not path:
-        raise ConfigError("evolve needs SPOS.SUPERNET: the trained supernet's checkpoint (e.g. the "
-                          "last.pdparams of a train run)")
-    if not os.path.isfile(path):
-        raise RunError(f"SPOS.SUPERNET: no checkpoint at {path!r}; point it at a trained supernet's "
-                       ".pdparams (or the official .pth.tar)")
-    return path
+    return checkpoint_named_by(cfg, "SPOS.SUPERNET", "evolve", "the trained supernet's checkpoint (the "
+                               "last.pdparams of a train run, or the official .pth.tar)")
 
 
 def _load_supernet(supernet: _Supernet, path: str, method: str) -> None:
@@ -189,12 +184,12 @@ class _Search:
         self.started = time.time()
 
     # ---- files -------------------------------------------------------------------------------
-    def _path(self, name: str) -> str:
+    def file_path(self, name: str) -> str:
         return os.path.join(self.ctx.run_dir, name)
 
     def resume(self) -> None:
         """Continue from the run folder's ``evolution_state.json`` when AUTO_RESUME finds one."""
-        path = self._path(STATE_FILE)
+        path = self.file_path(STATE_FILE)
         if not self.cfg.AUTO_RESUME or not os.path.isfile(path):
             return
         try:
@@ -222,13 +217,13 @@ class _Search:
     def write_files(self) -> None:
         evolution = self.evolution
         atomic_write_text(json.dumps({"version": _FILE_VERSION, "scoring": self.scoring,
-                                      "evolution": evolution.state_dict()}), self._path(STATE_FILE))
-        atomic_write_text(json.dumps(self.record(), indent=1), self._path(RESULT_FILE))
+                                      "evolution": evolution.state_dict()}), self.file_path(STATE_FILE))
+        atomic_write_text(json.dumps(self.record(), indent=1), self.file_path(RESULT_FILE))
         scored = [g["generation"] for g in evolution.log if g["best_score"] is not None]
         best = [g["best_score"] for g in evolution.log if g["best_score"] is not None]
         generations = sorted({c.generation for c in evolution.history})
         means = [float(np.mean([c.score for c in evolution.history if c.generation == g])) for g in generations]
-        plot = plot_lines(self._path(PLOT_FILE), {"best so far": (scored, best),
+        plot = plot_lines(self.file_path(PLOT_FILE), {"best so far": (scored, best),
                                                   "mean of the generation": (generations, means)},
                           title=f"Evolution on the {self.method} supernet", xlabel="generation",
                           ylabel=f"top-1 on {self.holdout} (%)", integer_x=True)
@@ -299,6 +294,6 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if best is None:
         raise RunError(f"no path is within SPOS.EVOLUTION.FLOPS_LIMIT ({config.flops_limit} MFLOPs): raise it")
     ctx.logger.info("best path %s: %.1f MFLOPs, Prec@1 %.3f on %s; retrain it with tools/main.py retrain "
-                    "and SPOS.EVOLUTION_JSON %s", search.supernet.describe(search.supernet.space.decode(best.genes)),
-                    best.flops, best.score, search.holdout, search._path(RESULT_FILE))
+                    "and SPOS.EVOLUTION_JSON %s", search.supernet.describe(search.supernet.space.decode(
+                        best.genes)), best.flops, best.score, search.holdout, search.file_path(RESULT_FILE))
     return search.record()

@@ -34,6 +34,7 @@ from lib.engine.meters import EpochMeters
 from lib.engine.retrain import TRAIN_METERS, record_train_batch
 from lib.engine.spos import build_spos_supernet, spos_path_sampler, spos_space
 from lib.engine.supernet import SupernetTraining, check_supernet_settings, run_supernet_training, update_path
+from pimm.utils import count_parameters
 
 __all__ = ["run", "preflight"]
 
@@ -53,7 +54,7 @@ class _SposSupernetTraining(SupernetTraining):
         val_sampler = spos_path_sampler(cfg, self.space, seed=int(cfg.SEED) + 1)
         val_paths = [val_sampler.sample() for _ in range(int(cfg.SUPERNET.VAL_PATHS))]
         supernet = build_spos_supernet(cfg)
-        ctx.logger.info("SPOS supernet: %d parameters, widths %s; paths %s", sum(p.size for p in supernet.parameters()),
+        ctx.logger.info("SPOS supernet: %d parameters, widths %s; paths %s", count_parameters(supernet),
                         supernet.widths, _window_text(cfg.SPOS.FLOPS_RANGE, cfg.SPOS.FLOPS_BIN))
         super().__init__(ctx, supernet, val_paths)
 

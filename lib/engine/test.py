@@ -16,7 +16,8 @@ from yacs.config import CfgNode
 from lib.config import ConfigError
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
-from lib.engine.common import RunContext, RunError, build_loaders, check_data_splits, device_type
+from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits, checkpoint_named_by,
+                               device_type)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate
 from lib.models import CREAM_ARCHS, trained_network
 from pimm.models import CheckpointMismatchError, load_model_weights, load_state_dict
@@ -48,14 +49,7 @@ def _trained_with(checkpoint: Any) -> str:
 
 def checkpoint_to_test(cfg: CfgNode) -> str:
     """``RESUME_PATH``, the checkpoint the test evaluates; raises when it is unset or missing."""
-    path = str(cfg.RESUME_PATH or "")
-    if not path:
-        raise ConfigError("test needs RESUME_PATH: the checkpoint (.pdparams or .pth.tar) to "
-                          "evaluate")
-    if not os.path.isfile(path):
-        raise RunError(f"RESUME_PATH: no checkpoint at {path!r}; set it to the .pdparams or "
-                       ".pth.tar file to evaluate")
-    return path
+    return checkpoint_named_by(cfg, "RESUME_PATH", "test", "the checkpoint (.pdparams or .pth.tar) to evaluate")
 
 
 def load_weights_for_test(model: paddle.nn.Layer, path: str, spec: ChildSpec,

@@ -11,7 +11,6 @@ official network breaks, this one works.
 """
 from __future__ import annotations
 
-import math
 from typing import List, Sequence
 
 import paddle

@@ -60,7 +60,8 @@ class PathSpace:
         return tuple(int(a) if pick else int(b) for a, b, pick in zip(parent_a, parent_b, from_a))
 
 
-def spos_path_space(widths: Widths = OFFICIAL_WIDTHS, num_classes: int = 1000, flops_unit: float = 1.0) -> PathSpace:
+def spos_path_space(widths: Widths = OFFICIAL_WIDTHS, num_classes: int = 1000,
+                    flops_unit: float = 1.0) -> PathSpace:
     """SPOS's space: 20 layers of 4 choices, FLOPs as the official search counts them (divided by
     ``flops_unit``: 1e6 prices paths in MFLOPs) for a network of ``widths`` and ``num_classes``."""
     def flops(genes: Genes) -> float:

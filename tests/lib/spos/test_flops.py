@@ -3,8 +3,8 @@ import paddle
 import pytest
 
 from pimm.utils.profile import profile
-from lib.spos import (NUM_CHOICES, RELEASED_ARCH, Widths, arch_flops, build_childnet, fixed_flops, layer_flops_table,
-                      spos_path_space)
+from lib.spos import (NUM_CHOICES, RELEASED_ARCH, Widths, arch_flops, build_childnet, fixed_flops,
+                      layer_flops_table, spos_path_space)
 from lib.spos.space import layer_specs
 
 # The official search's get_cand_flops for these paths (224 px, 1000 classes).
