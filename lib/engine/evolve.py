@@ -36,7 +36,7 @@ from paddle import nn
 
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits, checkpoint_named_by,
-                               data_split_dir)
+                               data_split_dir, pixel_normalization)
 from lib.engine.search import build_search_supernet
 from lib.engine.spos import build_spos_supernet, spos_space, spos_widths
 from lib.engine.supernet import evaluate_path, search_loader_policy
@@ -147,7 +147,10 @@ class _RecalibrationBatches:
                 break
             if kept is not None:
                 size += int(np.prod(images.shape)) * 4
-                kept = kept + [images.numpy()] if size <= self.CACHE_BYTES else None
+                if size <= self.CACHE_BYTES:
+                    kept.append(images.numpy())
+                else:
+                    kept = None
             yield images
         if kept is not None and len(kept) == self.count:
             self._cache = kept
@@ -173,11 +176,15 @@ class _Search:
                                "(%d): candidates are recalibrated on those", self.bn_batches.count,
                                int(cfg.DATASET.BATCH_SIZE), int(cfg.SPOS.BN_BATCHES))
         self.evolution = Evolution(self.supernet.space, self.config)
-        # what a score depends on: a resumed search must score the same way
+        # what a score depends on (JSON types: compared with a saved copy): a resumed search must
+        # score the same way
+        pixels = {k: list(v) if isinstance(v, tuple) else v for k, v in pixel_normalization(cfg).items()}
         self.scoring = {"method": self.method, "supernet_sha256": _file_digest(self.checkpoint),
                         "holdout_split": self.holdout, "holdout_images": len(self.holdout_loader.dataset),
                         "bn_batches": self.bn_batches.count, "batch_size": int(cfg.DATASET.BATCH_SIZE),
-                        "image_size": int(cfg.DATASET.IMAGE_SIZE), "processes": ctx.world_size,
+                        "image_size": int(cfg.DATASET.IMAGE_SIZE), "interpolation": str(cfg.DATASET.INTERPOLATION),
+                        "pixels": pixels, "color_jitter": float(cfg.AUGMENTATION.COLOR_JITTER),
+                        "crop_scale": [float(v) for v in cfg.AUGMENTATION.SCALE], "processes": ctx.world_size,
                         **self.supernet.facts}
         self.scored_in_generation = 0
         self.best_score = float("-inf")
@@ -203,6 +210,7 @@ class _Search:
                 raise ValueError(f"it scored paths otherwise (changed: {', '.join(changed)}); resume with "
                                  "the same supernet, data and settings")
             self.evolution.load_state_dict(saved["evolution"])
+            self.best_score = self.evolution.best.score if self.evolution.best else self.best_score
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise RunError(f"cannot resume the evolution from {path}: {err}. Use the run's settings, or "
                            "another MODEL (or AUTO_RESUME False) for a new search") from err
