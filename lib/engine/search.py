@@ -72,7 +72,6 @@ class SearchOptions:
     slice: int
     pool_size: int
     val_paths: int
-    val_bn_batches: int
     flops_minimum: float
     flops_maximum: float
 
@@ -84,7 +83,6 @@ class SearchOptions:
                    meta_start_epoch=int(s.META_STA_EPOCH), update_iter=int(s.UPDATE_ITER),
                    meta_updates=str(s.PICK_METHOD) == "meta" and bool(s.UPDATE_2ND),
                    slice=int(s.SLICE), pool_size=int(s.POOL_SIZE), val_paths=int(s.VAL_PATHS),
-                   val_bn_batches=int(s.VAL_BN_BATCHES),
                    flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM))
         problems = check_supernet_settings(cfg)
         if opts.pick_method not in PICK_METHODS:
