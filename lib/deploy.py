@@ -1,15 +1,16 @@
-"""Cream child networks outside dygraph: export for Paddle Inference and top-k prediction on image
-files (the test mode's choice of backend is ``lib.engine.test.select_test_model``).
+"""Child networks (Cream's, SPOS's) outside dygraph: export for Paddle Inference and top-k prediction
+on image files (the test mode's choice of backend is ``lib.engine.test.select_test_model``).
 
 An exported child network is ``<prefix>.json`` + ``<prefix>.pdiparams`` (the program and weights,
 ``pimm.deploy.export_model``) and ``<prefix>.info.json``, which records what a caller needs: the
-classes, the evaluation transform the network was validated with (shorter side to
-``size / 0.875`` with bicubic resampling, centre crop, ImageNet mean/std), and the arch.
+classes, the evaluation transform the network was validated with (for the released Cream nets
+shorter side to ``size / 0.875`` with bicubic resampling, centre crop, ImageNet mean/std; for
+official SPOS nets bilinear and raw BGR 0-255), and the arch.
 """
 from __future__ import annotations
 
 import os
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -26,19 +27,22 @@ LOGITS_TOLERANCE = 1e-4
 
 
 def export_child_network(model: paddle.nn.Layer, prefix: str, image_size: int,
-                         arch: Optional[Sequence[Sequence[int]]] = None,
+                         arch: Optional[Sequence[Any]] = None,
                          class_names: Optional[Sequence[str]] = None,
-                         source: Optional[str] = None) -> Dict[str, str]:
+                         source: Optional[str] = None,
+                         preprocess: Optional[Dict[str, Any]] = None) -> Dict[str, str]:
     """Export a child network (weights already loaded) with its evaluation transform; returns
     the written files (``program``, ``params``, ``info``).
 
     ``class_names`` (index order) let ``tools/infer.py`` print names; ``source`` records where the
-    weights came from.
+    weights came from; ``arch`` is Cream's seven stage lists or SPOS's 20 choices. ``preprocess``
+    (``pimm.deploy.eval_preprocess``; ``lib.engine.child.child_eval_preprocess`` of a config) is
+    by default the released Cream nets' (bicubic resize, ImageNet mean/std, RGB).
     """
-    info = {"arch": [list(stage) for stage in arch] if arch is not None else None,
-            "source": source}
-    return export_model(model, prefix, image_size, class_names=class_names, info=info,
-                        preprocess=eval_preprocess(image_size, interpolation=EVAL_INTERPOLATION))
+    plain_arch = None if arch is None else [list(s) if isinstance(s, (list, tuple)) else int(s) for s in arch]
+    return export_model(model, prefix, image_size, class_names=class_names,
+                        info={"arch": plain_arch, "source": source},
+                        preprocess=preprocess or eval_preprocess(image_size, interpolation=EVAL_INTERPOLATION))
 
 
 def exported_logits_difference(model: paddle.nn.Layer, predictor: InferenceModel, image_size: int,

@@ -1,10 +1,16 @@
-"""Export a Cream child network for Paddle Inference (and tools/infer.py).
+"""Export a child network for Paddle Inference (and tools/infer.py).
 
     python tools/export_model.py --selection 14 --checkpoint 14.pth.tar --ema \\
         --output exported/cream_14
     python tools/export_model.py --arch "[[0], [3], [3, 1], [3, 1], [3, 3, 3], [3, 3], [0]]" \\
         --checkpoint run/model_best.pdparams --image-size 224 --class-names-from data/val \\
         --output exported/mine
+    python tools/export_model.py --config experiments/configs/spos/test.yaml \\
+        --checkpoint spos.pth.tar --output exported/spos [KEY VALUE ...]
+
+--config takes the network, image size, classes and evaluation transform from a config of
+tools/main.py (any METHOD; KEY VALUE pairs override it), e.g. an SPOS net with its raw BGR 0-255
+input.
 
 Writes <output>.json (program), <output>.pdiparams (weights) and <output>.info.json (arch, classes,
 evaluation transform), then runs the exported model and dygraph on the same random batch and fails
@@ -24,6 +30,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     net = parser.add_mutually_exclusive_group(required=True)
     net.add_argument("--selection", type=int, help="released network: 14, 43, 114, 287, 481 or 604")
     net.add_argument("--arch", type=_entry.arch_list, help="arch list of a searched network")
+    net.add_argument("--config", help="a tools/main.py config naming the child network (retrain/test)")
+    parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
+                        help="with --config: config overrides, e.g. SPOS.ARCH \"[2,1,0,...]\"")
     parser.add_argument("--checkpoint",
                         help="weights (.pdparams or PyTorch .pth.tar); random weights without")
     parser.add_argument("--ema", action="store_true",
@@ -31,12 +40,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--output", required=True,
                         help="path prefix of the exported files, e.g. exported/cream_14")
     parser.add_argument("--image-size", type=int,
-                        help="input size (default: the selection's, 224 for --arch)")
-    parser.add_argument("--num-classes", type=int, default=1000)
+                        help="input size (default: the selection's, 224 for --arch; with --config "
+                             "its DATASET.IMAGE_SIZE)")
+    parser.add_argument("--num-classes", type=int,
+                        help="default 1000; with --config its DATASET.NUM_CLASSES")
     parser.add_argument("--class-names-from", metavar="DIR",
                         help="a folder with one sub-folder per class (e.g. DATA_DIR/val): their "
                              "sorted names become the class names tools/infer.py prints")
-    return parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)
+    if args.config is None and args.overrides:
+        parser.error("KEY VALUE overrides need --config")
+    if args.config is not None and (args.image_size or args.num_classes):
+        parser.error("with --config the image size and classes are the config's: override "
+                     "DATASET.IMAGE_SIZE / DATASET.NUM_CLASSES instead")
+    return args
 
 
 @_entry.entry_point(ValueError, FileNotFoundError, threads=True)
@@ -50,16 +67,26 @@ def main(argv=None) -> int:
 
     if args.ema and not args.checkpoint:
         raise ValueError("--ema needs --checkpoint")
-    arch, size = resolve_arch(args.selection if args.selection is not None else args.arch)
-    size = args.image_size or size
     class_names = ImageDataset(args.class_names_from).classes if args.class_names_from else None
-    model = build_childnet(arch, num_classes=args.num_classes)
+    preprocess = None  # the released Cream nets' (lib.deploy)
+    if args.config is not None:
+        from lib.config import load_config
+        from lib.engine.child import child_eval_preprocess, create_child_model, resolve_child
+
+        cfg = load_config(args.config, args.overrides)
+        spec = resolve_child(cfg)
+        arch, size, model = spec.arch, spec.image_size, create_child_model(cfg, spec)
+        preprocess = child_eval_preprocess(cfg, spec)
+    else:
+        arch, size = resolve_arch(args.selection if args.selection is not None else args.arch)
+        size = args.image_size or size
+        model = build_childnet(arch, num_classes=args.num_classes or 1000)
     if args.checkpoint:
         load_checkpoint(model, args.checkpoint, use_ema=args.ema)
     model.eval()
     source = os.path.abspath(args.checkpoint) if args.checkpoint else None
     files = export_child_network(model, args.output, size, arch=arch, class_names=class_names,
-                                 source=source)
+                                 source=source, preprocess=preprocess)
     difference = exported_logits_difference(model, InferenceModel(args.output), size)
     for kind, path in files.items():
         print(f"{kind:8s} {path}")

@@ -1,7 +1,9 @@
-"""The child network a config asks for (``retrain`` and ``test``): for Cream a released
+"""The child network a config asks for (``retrain`` and ``test``). METHOD cream: a released
 ``NET.SELECTION``, an explicit ``NET.INPUT_ARCH``, or the best path of a search's
-``NET.BOARD_JSON``; for METHOD 'pdarts' the DARTS network of ``DARTS.GENOTYPE`` (the ``DARTS``
-section). :func:`child_training` says what the method adds to the retrain loop."""
+``NET.BOARD_JSON``. METHOD spos: ``SPOS.ARCH``, the best path of ``SPOS.EVOLUTION_JSON``, or the
+released SPOS path (``lib.engine.spos.spos_child_arch``), at the widths ``SPOS.*`` set. METHOD
+pdarts: the DARTS network of ``DARTS.GENOTYPE`` (the ``DARTS`` section). :func:`child_training`
+says what the method adds to the retrain loop."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,13 +14,16 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.darts import GenotypeError, NetworkCIFAR, NetworkImageNet, resolve_genotype
-from lib.engine.common import LoaderPolicy, RunError
+from lib.engine.common import LoaderPolicy, RunError, pixel_normalization
+from lib.engine.spos import spos_child_arch, spos_widths
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
 from lib.search.board_file import best_board_arch
+from lib.spos import build_childnet as build_spos_childnet
+from pimm.deploy import eval_preprocess
 
 __all__ = ["ChildSpec", "ChildTraining", "DARTS_NETWORKS", "resolve_child", "create_child_model",
-           "arch_from_board", "child_loader_policy", "child_training"]
+           "arch_from_board", "child_loader_policy", "child_training", "child_eval_preprocess"]
 
 #: DARTS.NETWORK -> (evaluation network, the image size its auxiliary head is built for)
 DARTS_NETWORKS = {"cifar": (NetworkCIFAR, 32), "imagenet": (NetworkImageNet, 224)}
@@ -28,11 +33,20 @@ DARTS_NETWORKS = {"cifar": (NetworkCIFAR, 32), "imagenet": (NetworkImageNet, 224
 class ChildSpec:
     """The child network a config asks for."""
 
-    arch: Any  # Cream: the arch list; P-DARTS: the Genotype
+    arch: Any  # Cream: seven lists of choices; SPOS: 20 choices; P-DARTS: the Genotype
     image_size: int
-    selection: int  # -1 for an explicit arch list, a board path or a genotype
+    selection: int  # -1 for an explicit arch list, a board path, an SPOS path or a genotype
     source: str  # where the arch came from, for logs and metrics.json
     method: str = "cream"
+
+    @property
+    def keys(self) -> str:
+        """The config keys that decide the network's shape (for 'does not fit' messages)."""
+        if self.method == "spos":
+            return "SPOS.ARCH (or SPOS.EVOLUTION_JSON), SPOS.STAGE_CHANNELS, SPOS.HEAD_CHANNELS"
+        if self.method == "pdarts":
+            return "DARTS.GENOTYPE, DARTS.NETWORK, DARTS.INIT_CHANNELS, DARTS.LAYERS, DARTS.AUXILIARY"
+        return "NET.SELECTION (or NET.INPUT_ARCH)"
 
 
 @dataclass(frozen=True)
@@ -83,9 +97,13 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
     """For METHOD 'pdarts' the genotype of ``DARTS.GENOTYPE`` (checked with the other DARTS keys).
     Otherwise a released ``NET.SELECTION``, or ``SELECTION -1`` with ``NET.INPUT_ARCH`` or
     ``NET.BOARD_JSON``. Released nets run at their published size unless
-    ``DATASET.SELECTION_IMAGE_SIZE`` is False; other paths at ``DATASET.IMAGE_SIZE``."""
+    ``DATASET.SELECTION_IMAGE_SIZE`` is False; other paths at ``DATASET.IMAGE_SIZE``.
+    METHOD spos: see ``lib.engine.spos.spos_child_arch``, at ``DATASET.IMAGE_SIZE``."""
     if str(cfg.METHOD) == "pdarts":
         return _resolve_darts_child(cfg)
+    if str(cfg.METHOD) == "spos":
+        arch, source = spos_child_arch(cfg)
+        return ChildSpec(list(arch), int(cfg.DATASET.IMAGE_SIZE), -1, source, method="spos")
     selection = int(cfg.NET.SELECTION)
     board, input_arch = str(cfg.NET.BOARD_JSON or ""), list(cfg.NET.INPUT_ARCH)
     size = int(cfg.DATASET.IMAGE_SIZE)
@@ -117,14 +135,18 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
 
 
 def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
-    """The child network with the config's classes; Cream's with its dropout and pooling, a
-    DARTS network with ``DARTS.INIT_CHANNELS``, ``LAYERS`` and ``AUXILIARY``."""
+    """The child network with the config's classes: Cream's with its dropout and pooling, SPOS's
+    with its dropout (it pools by average), a DARTS network with ``DARTS.INIT_CHANNELS``,
+    ``LAYERS`` and ``AUXILIARY``."""
     num_classes = int(cfg.DATASET.NUM_CLASSES)
     if spec.method == "pdarts":
         d = cfg.DARTS
         network = DARTS_NETWORKS[str(d.NETWORK)][0]
         with paddle.utils.unique_name.guard():  # stable parameter names: optimizer state resumes
             return network(int(d.INIT_CHANNELS), num_classes, int(d.LAYERS), bool(d.AUXILIARY), spec.arch)
+    if spec.method == "spos":
+        return build_spos_childnet(spec.arch, num_classes=num_classes,
+                                   drop_rate=float(cfg.NET.DROPOUT_RATE), widths=spos_widths(cfg))
     return build_childnet(spec.arch, num_classes=num_classes,
                           drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
 
@@ -151,7 +173,16 @@ def child_training(cfg: CfgNode, spec: ChildSpec) -> ChildTraining:
 
 def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:
     """A child network's loaders (retrain, test): RandAugment ``AUGMENTATION.AA`` on training
-    images; the released Cream nets' bicubic evaluation resize, or ``DATASET.INTERPOLATION`` for
-    DARTS networks (the official evaluation resizes bilinearly)."""
-    interpolation = str(cfg.DATASET.INTERPOLATION) if str(cfg.METHOD) == "pdarts" else EVAL_INTERPOLATION
-    return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None, eval_interpolation=interpolation)
+    images; the evaluation resize of the released Cream nets (bicubic), or for METHOD spos and
+    pdarts ``DATASET.INTERPOLATION`` (their official evaluations resize bilinearly, SPOS's with
+    OpenCV)."""
+    own_resize = str(cfg.METHOD) in ("spos", "pdarts")
+    return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
+                        eval_interpolation=str(cfg.DATASET.INTERPOLATION) if own_resize else EVAL_INTERPOLATION)
+
+
+def child_eval_preprocess(cfg: CfgNode, spec: ChildSpec) -> Dict[str, Any]:
+    """The evaluation transform of the config's child network as an export records it
+    (``pimm.deploy.eval_preprocess``): its image size, resize, and the DATASET normalisation keys."""
+    return eval_preprocess(spec.image_size, interpolation=child_loader_policy(cfg).eval_interpolation,
+                           **pixel_normalization(cfg))

@@ -35,7 +35,8 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.engine import MODES
-from pimm.data import CIFAR10, DEFAULT_CROP_PCT, CifarFormatError, ImageDataset, create_loader
+from pimm.data import (CIFAR10, DEFAULT_CROP_PCT, CifarFormatError, ImageDataset, PixelNormalization,
+                       create_loader)
 from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
@@ -68,6 +69,7 @@ __all__ = [
     "unwrap_model",
     "broadcast_buffers",
     "check_replicas",
+    "checkpoint_named_by",
     "find_resume_checkpoint",
     "ResumePoint",
     "resume_training",
@@ -355,12 +357,19 @@ def dataset_subset(dataset: Any, indices: Sequence[int]) -> Any:
 
 
 def pixel_normalization(cfg: CfgNode) -> Dict[str, Any]:
-    """The loader's ``mean`` and ``std`` from ``DATASET.MEAN`` / ``DATASET.STD`` (checked)."""
-    mean, std = tuple(float(v) for v in cfg.DATASET.MEAN), tuple(float(v) for v in cfg.DATASET.STD)
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+    """The loader's ``mean``, ``std``, ``max_pixel_value`` and ``color_order`` from the DATASET
+    keys (checked: a bad value is a ConfigError naming the key)."""
+    d = cfg.DATASET
+    options = dict(mean=tuple(float(v) for v in d.MEAN), std=tuple(float(v) for v in d.STD),
+                   max_pixel_value=float(d.MAX_PIXEL_VALUE), color_order=str(d.COLOR_ORDER))
+    if len(options["mean"]) != 3 or len(options["std"]) != 3 or min(options["std"]) <= 0:
         raise ConfigError(f"DATASET.MEAN and DATASET.STD need three values each (RGB order), STD "
-                          f"positive; got {list(cfg.DATASET.MEAN)} and {list(cfg.DATASET.STD)}")
-    return dict(mean=mean, std=std)
+                          f"positive; got {list(d.MEAN)} and {list(d.STD)}")
+    try:
+        PixelNormalization(**options)
+    except ValueError as err:
+        raise ConfigError(f"DATASET.MAX_PIXEL_VALUE / DATASET.COLOR_ORDER: {err}") from None
+    return options
 
 
 @dataclass(frozen=True)
@@ -405,10 +414,12 @@ def create_split_loader(cfg: CfgNode, ctx: Optional[RunContext], dataset: Any, i
 
 
 def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
-                  train: bool = True, eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
-    """``(train_loader, eval_loader)`` over the train and val splits of DATA_DIR (None for a
-    split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
-    process on Paddle's current device). Images are normalised with ``DATASET.MEAN``/``STD``.
+                  train: bool = True, eval: bool = True,
+                  eval_split: str = "val") -> Tuple[Optional[Any], Optional[Any]]:
+    """``(train_loader, eval_loader)`` over the train split of DATA_DIR and its ``eval_split``
+    (None for a split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx``
+    None: one process on Paddle's current device). Pixels become input as the DATASET keys MEAN,
+    STD, MAX_PIXEL_VALUE and COLOR_ORDER say (:func:`pixel_normalization`).
 
     Class folders (``DATASET.NAME`` 'folder'): training is a random-resized crop keeping an
     ``AUGMENTATION.SCALE`` area, random interpolation, flip, colour jitter
@@ -428,11 +439,11 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
         train_set = open_split(cfg, "train")
         train_loader = create_split_loader(cfg, ctx, train_set, image_size, training=True, policy=policy)
     if eval:
-        eval_set = open_split(cfg, "val")
+        eval_set = open_split(cfg, eval_split)
         if isinstance(train_set, ImageDataset) and eval_set.class_to_idx != train_set.class_to_idx:
             unknown = sorted(set(eval_set.class_to_idx) - set(train_set.class_to_idx))
             if unknown:
-                raise RunError(f"DATA_DIR/val has class folders that DATA_DIR/train lacks: "
+                raise RunError(f"DATA_DIR/{eval_split} has class folders that DATA_DIR/train lacks: "
                                f"{unknown[:5]}. Both splits need the same class folder names")
             eval_set = ImageDataset(eval_set.root, class_to_idx=train_set.class_to_idx)
         eval_loader = create_split_loader(cfg, ctx, eval_set, image_size, training=False, policy=policy)
@@ -515,6 +526,18 @@ def check_replicas(model: Any, ctx: RunContext, what: str) -> bool:
         ctx.logger.info("%s: the same weights on all %d ranks (digest %014x)", what,
                         ctx.world_size, digests[0])
     return not differ
+def checkpoint_named_by(cfg: CfgNode, key: str, mode: str, what: str) -> str:
+    """The checkpoint file the config key ``key`` (e.g. ``"RESUME_PATH"``) names, which ``mode``
+    needs; ``what`` says what it must be. Unset: ConfigError; no such file: RunError."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    path = str(value or "")
+    if not path:
+        raise ConfigError(f"{mode} needs {key}: {what}")
+    if not os.path.isfile(path):
+        raise RunError(f"{key}: no checkpoint at {path!r}; set it to {what}")
+    return path
 
 
 # ---- resume ------------------------------------------------------------------------------------

@@ -1,8 +1,9 @@
-"""``retrain`` mode: train a child network from scratch with the published recipe (timm 0.1.20
-semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout, EMA, RandAugment and
-random erasing for Cream; SGD, cosine LR, gradient clipping (``CLIP_GRAD``), Cutout, the auxiliary
-head and drop path for P-DARTS), validating every epoch and checkpointing through
-``CheckpointSaver``. What a method's network adds to the loop comes from
+"""``retrain`` mode: train a child network from scratch with its method's published recipe --
+Cream's (timm 0.1.20 semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout,
+EMA, RandAugment and random erasing), SPOS's (SGD, ``SCHED linear`` per update, label smoothing;
+``experiments/configs/spos/retrain.yaml``), P-DARTS's (SGD, cosine LR, gradient clipping
+``CLIP_GRAD``, Cutout, the auxiliary head and drop path) -- validating every epoch and
+checkpointing through ``CheckpointSaver``. What a method's network adds to the loop comes from
 ``lib.engine.child.child_training``: the auxiliary logits' loss weight, a hook at each epoch's start.
 
 Differences from the reference, on purpose: checkpoints are actually written (the reference never
@@ -34,7 +35,8 @@ from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.profile import count_parameters, format_count, profile
 
-__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step"]
+__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step", "TRAIN_METERS",
+           "record_train_batch"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
@@ -68,6 +70,16 @@ def create_train_loss(cfg) -> paddle.nn.Layer:
 TRAIN_METERS = (Meter("loss", "Loss", precision=6), Meter("prec1", "Prec@1"), Meter("prec5", "Prec@5"))
 
 
+def record_train_batch(meters: EpochMeters, output: paddle.Tensor, labels: paddle.Tensor,
+                       loss: paddle.Tensor, lr: Optional[float] = None) -> None:
+    """A training batch's loss, Prec@1 and Prec@5 into ``TRAIN_METERS`` (on the device, no sync);
+    ``lr``, the step's learning rate, is what a divergence error reports."""
+    batch = labels.shape[0]
+    with paddle.no_grad():
+        top1, top5 = topk_correct(output.detach(), labels)
+    meters.update(batch, lr=lr, loss=loss, prec1=top1 * (100.0 / batch), prec5=top5 * (100.0 / batch))
+
+
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
                     saver: Optional[CheckpointSaver] = None,
@@ -87,11 +99,7 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
         num_updates += 1
         if scheduler is not None:
             scheduler.step_update(num_updates)
-        batch = images.shape[0]
-        with paddle.no_grad():
-            top1, top5 = topk_correct(output.detach(), labels)
-        meters.update(batch, lr=lr, loss=loss, prec1=top1 * (100.0 / batch),
-                      prec5=top5 * (100.0 / batch))
+        record_train_batch(meters, output, labels, loss, lr=lr)
         if meters.log_due(batch_idx):  # the last batch always logs: checks the loss stayed finite
             meters.log(batch_idx, lr=optimizer.get_lr())
         if recovery_interval and (batch_idx + 1) % recovery_interval == 0 and batch_idx != last_idx:
@@ -105,7 +113,8 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
-    name, what = (spec.selection, spec.arch) if spec.method == "cream" else (spec.method, spec.source)
+    name, what = ((spec.selection, f"{spec.arch} ({spec.source})") if spec.method == "cream"
+                  else (spec.method, spec.source))
     aux = getattr(model, "auxiliary_head", None)  # trains only; papers count without it
     without_aux = (f" ({format_count(params - count_parameters(aux))} without the auxiliary head)"
                    if aux is not None else "")
@@ -138,7 +147,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     model = wrap_model(model, ctx)
     optimizer = from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg))
-    scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer)
+    scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer, updates_per_epoch=len(train_loader))
     training = child_training(cfg, spec)
     train_loss = create_train_loss(cfg)
 

@@ -19,7 +19,7 @@ from lib.config import ConfigError
 from lib.darts import genotype_to_dict
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
 from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
-from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits,
+from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits, checkpoint_named_by,
                                device_type, record_config)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate
 from lib.models import CREAM_ARCHS, trained_network
@@ -52,14 +52,7 @@ def _trained_with(checkpoint: Any) -> str:
 
 def checkpoint_to_test(cfg: CfgNode) -> str:
     """``RESUME_PATH``, the checkpoint the test evaluates; raises when it is unset or missing."""
-    path = str(cfg.RESUME_PATH or "")
-    if not path:
-        raise ConfigError("test needs RESUME_PATH: the checkpoint (.pdparams or .pth.tar) to "
-                          "evaluate")
-    if not os.path.isfile(path):
-        raise RunError(f"RESUME_PATH: no checkpoint at {path!r}; set it to the .pdparams or "
-                       ".pth.tar file to evaluate")
-    return path
+    return checkpoint_named_by(cfg, "RESUME_PATH", "test", "the checkpoint (.pdparams or .pth.tar) to evaluate")
 
 
 def load_weights_for_test(model: paddle.nn.Layer, path: str, spec: ChildSpec,
@@ -73,10 +66,10 @@ def load_weights_for_test(model: paddle.nn.Layer, path: str, spec: ChildSpec,
         load_model_weights(model, load_state_dict(path, use_ema=use_ema and has_ema),
                            source=f"checkpoint {path}")
     except CheckpointMismatchError as err:
-        hint = _trained_with(checkpoint)
+        hint = _trained_with(checkpoint) if spec.method == "cream" else ""
         first_problem = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
         raise RunError(f"checkpoint {path} does not fit {spec.source}{hint}: {first_problem} ... "
-                       "Set NET.SELECTION (or NET.INPUT_ARCH) and DATASET.NUM_CLASSES to the ones "
+                       f"Set {spec.keys} and DATASET.NUM_CLASSES to the ones "
                        "the checkpoint was trained with") from err
     except ValueError as err:
         raise RunError(f"cannot use checkpoint {path}: {err}") from err

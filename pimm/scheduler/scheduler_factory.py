@@ -8,13 +8,14 @@ import paddle
 from pimm.utils.options import REQUIRED, read_options
 
 from .cosine_lr import CosineLRScheduler
+from .linear_lr import LinearDecayLRScheduler
 from .plateau_lr import PlateauLRScheduler
 from .scheduler import NoiseRange, Scheduler
 from .step_lr import StepLRScheduler
 
 __all__ = ["create_scheduler", "SCHEDULER_NAMES"]
 
-SCHEDULER_NAMES = ("step", "cosine", "plateau")
+SCHEDULER_NAMES = ("step", "cosine", "plateau", "linear")
 
 # Missing options take the defaults of timm's train.py (which Cream's config repeats).
 _OPTIONS = {
@@ -39,6 +40,7 @@ def create_scheduler(
     cfg_or_args: Any,
     optimizer: paddle.optimizer.Optimizer,
     decreasing: Optional[bool] = None,
+    updates_per_epoch: Optional[int] = None,
 ) -> Tuple[Scheduler, int]:
     """Return ``(scheduler, num_epochs)`` for ``sched``/``SCHED`` in :data:`SCHEDULER_NAMES`.
 
@@ -47,6 +49,8 @@ def create_scheduler(
     ``num_epochs`` is ``EPOCHS`` except for cosine: one cycle plus ``COOLDOWN_EPOCHS`` (timm).
     The plateau scheduler's direction comes from ``decreasing`` (lower metric is better); when it
     is None it is inferred from the eval metric's name (``loss`` in it means decreasing).
+    ``linear`` (SPOS's schedule) decays per update to 0 at the end of ``EPOCHS``, with
+    ``WARMUP_EPOCHS`` of linear warmup first; it needs ``updates_per_epoch`` (the loader's length).
     """
     opts = read_options(cfg_or_args, _OPTIONS, "create_scheduler")
     name = str(opts.sched).lower()
@@ -65,6 +69,14 @@ def create_scheduler(
     elif name == "step":
         scheduler = StepLRScheduler(
             optimizer, decay_t=opts.decay_epochs, decay_rate=opts.decay_rate, **warmup, **noise,
+        )
+    elif name == "linear":
+        if not updates_per_epoch or updates_per_epoch < 1:
+            raise ValueError("create_scheduler: SCHED='linear' steps per update and needs "
+                             f"updates_per_epoch >= 1, got {updates_per_epoch}")
+        scheduler = LinearDecayLRScheduler(
+            optimizer, total_updates=num_epochs * int(updates_per_epoch),
+            warmup_t=opts.warmup_epochs * int(updates_per_epoch), warmup_lr_init=opts.warmup_lr,
         )
     elif name == "plateau":
         if decreasing is None:

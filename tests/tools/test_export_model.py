@@ -97,3 +97,37 @@ def test_checkpoint_of_another_network_is_refused(export_tool, tmp_path):
     paddle.save({"state_dict": build_childnet(43).state_dict()}, checkpoint)
     code, _, err = export_tool("--selection", "14", "--checkpoint", checkpoint, "--output", str(tmp_path / "m"))
     assert code == 2 and "43.pdparams" in err
+
+
+def test_export_an_spos_net_from_its_config_records_its_bgr_0_255_input(export_tool, demo_data_dir, tmp_path,
+                                                                        capsys):
+    from lib.spos import Widths
+    from lib.spos import build_childnet as build_spos_childnet
+    from pimm.deploy import eval_transform_from_info
+    from pimm.data.dataset import load_rgb
+
+    arch = [2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3]
+    paddle.seed(3)
+    model = build_spos_childnet(arch, num_classes=4, widths=Widths((24, 32, 64, 96), 128))
+    checkpoint = str(tmp_path / "spos.pdparams")
+    paddle.save({"state_dict": model.state_dict()}, checkpoint)
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "configs", "spos", "test.yaml")
+    prefix = str(tmp_path / "spos")
+    code, out, err = export_tool("--config", config, "--checkpoint", checkpoint, "--output", prefix,
+                                 "DATASET.NUM_CLASSES", "4", "DATASET.IMAGE_SIZE", "32",
+                                 "SPOS.STAGE_CHANNELS", "[24, 32, 64, 96]", "SPOS.HEAD_CHANNELS", "128")
+    assert code == 0, err
+    info = InferenceModel(prefix, threads=1).info
+    assert info["arch"] == arch and info["input_shape"] == [3, 32, 32] and info["num_classes"] == 4
+    pre = info["preprocess"]
+    assert (pre["color_order"], pre["max_pixel_value"], pre["mean"], pre["std"], pre["interpolation"]) == (
+        "bgr", 1.0, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], "bilinear")
+    # tools/infer.py's transform gives the raw BGR pixels of the resized, centre-cropped image
+    image = load_rgb(os.path.join(demo_data_dir, "val", "00_circle", os.listdir(
+        os.path.join(demo_data_dir, "val", "00_circle"))[0]))
+    rgb = eval_transform_from_info({"preprocess": dict(pre, color_order="rgb", max_pixel_value=255.0,
+                                                       mean=[0.0] * 3, std=[1.0] * 3)})(image) * 255.0
+    np.testing.assert_allclose(eval_transform_from_info(info)(image), rgb[::-1], rtol=1e-6, atol=1e-4)
+    with pytest.raises(SystemExit, match="2"):
+        export_tool("--config", config, "--image-size", "64", "--output", prefix)
+    assert "DATASET.IMAGE_SIZE" in capsys.readouterr().err

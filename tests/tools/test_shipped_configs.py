@@ -89,3 +89,31 @@ def test_pdarts_configs_hold_the_official_recipes():
     assert (imagenet.EPOCHS, imagenet.NUM_GPU * imagenet.DATASET.BATCH_SIZE, imagenet.LR, imagenet.SCHED) == (
         250, 256, 0.1, "linear")
     assert (imagenet.AUGMENTATION.SMOOTHING, imagenet.WEIGHT_DECAY, imagenet.CLIP_GRAD) == (0.1, 3e-5, 5.0)
+
+
+def test_spos_configs_carry_the_official_recipes():
+    from lib.engine.evolve import evolution_config
+    from lib.spos import RELEASED_ARCH, EvolutionConfig
+
+    spos = os.path.join(CONFIGS, "spos")
+    official_input = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 1.0, "bgr")  # raw BGR 0-255
+    for name in ("supernet", "evolve", "retrain", "test"):
+        cfg = load_config(os.path.join(spos, f"{name}.yaml"))
+        assert cfg.METHOD == "spos" and cfg.DATASET.IMAGE_SIZE == 224 and cfg.DATASET.INTERPOLATION == "bilinear"
+        assert (tuple(cfg.DATASET.MEAN), tuple(cfg.DATASET.STD), cfg.DATASET.MAX_PIXEL_VALUE,
+                cfg.DATASET.COLOR_ORDER) == official_input
+        assert list(cfg.SPOS.STAGE_CHANNELS) == [64, 160, 320, 640] and cfg.SPOS.HEAD_CHANNELS == 1024
+    supernet = load_config(os.path.join(spos, "supernet.yaml"))
+    retrain = load_config(os.path.join(spos, "retrain.yaml"))
+    for cfg in (supernet, retrain):  # SGD 0.5, momentum 0.9 (not Nesterov), 4e-5, 1024 images a step
+        assert (cfg.OPT, cfg.LR, cfg.MOMENTUM, cfg.WEIGHT_DECAY) == ("momentum", 0.5, 0.9, 4e-5)
+        assert cfg.NUM_GPU * cfg.DATASET.BATCH_SIZE == 1024 and cfg.AUGMENTATION.SMOOTHING == 0.1
+        assert cfg.NET.DROPOUT_RATE == 0.1 and not cfg.NET.EMA.USE and cfg.AUGMENTATION.RE_PROB == 0.0
+    assert supernet.EPOCHS == 120 and list(supernet.SPOS.FLOPS_RANGE) == [290.0, 360.0]
+    assert supernet.SPOS.FLOPS_BIN == 10.0
+    assert (retrain.EPOCHS, retrain.SCHED, retrain.WARMUP_EPOCHS, retrain.AUGMENTATION.AA) == (240, "linear", 0, "")
+    evolve = load_config(os.path.join(spos, "evolve.yaml"))
+    assert evolution_config(evolve) == EvolutionConfig(flops_limit=330.0, seed=evolve.SEED)
+    assert (evolve.SPOS.BN_BATCHES, evolve.DATASET.BATCH_SIZE, evolve.SPOS.HOLDOUT_SPLIT) == (200, 128, "val")
+    spec = resolve_child(load_config(os.path.join(spos, "test.yaml")))
+    assert tuple(spec.arch) == RELEASED_ARCH and spec.source == "the released SPOS path"

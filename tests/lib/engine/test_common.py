@@ -14,7 +14,7 @@ from lib.engine.child import child_loader_policy
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, build_loaders, check_data_splits,
                                dataset_subset, find_resume_checkpoint, gradient_clip, open_split, prepare_run,
                                resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
-from lib.engine.search import search_loader_policy
+from lib.engine.supernet import search_loader_policy
 from pimm.data import CIFAR10
 
 PLAIN = LoaderPolicy()

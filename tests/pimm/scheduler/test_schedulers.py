@@ -7,8 +7,8 @@ import paddle
 import pytest
 from yacs.config import CfgNode
 
-from pimm.scheduler import (CosineLRScheduler, PlateauLRScheduler, StepLRScheduler,
-                            create_scheduler)
+from pimm.scheduler import (CosineLRScheduler, LinearDecayLRScheduler, PlateauLRScheduler,
+                            StepLRScheduler, create_scheduler)
 
 
 def make_optimizer(lr=0.064, multiplier=None):
@@ -232,3 +232,38 @@ def test_factory_errors():
     opt = paddle.optimizer.SGD(paddle_sched, parameters=[paddle.create_parameter([1], "float32")])
     with pytest.raises(TypeError, match="float learning_rate"):
         StepLRScheduler(opt, decay_t=1)
+
+
+def test_linear_decay_reaches_zero_and_never_goes_negative():
+    weight = paddle.create_parameter([1], "float32")
+    optimizer = paddle.optimizer.Momentum(learning_rate=0.5, parameters=[
+        {"params": [weight], "learning_rate": 0.01}])
+    scheduler = LinearDecayLRScheduler(optimizer, total_updates=10)
+    rates = []
+    for t in range(1, 14):
+        scheduler.step_update(t)
+        rates.append(optimizer.get_lr())
+    # the reference's multiplier (LR - t / ITERS) would be 0.5 - 0.6 < 0 at t = 6 for LR 0.5
+    np.testing.assert_allclose(rates, [0.5 * max(0.0, 1 - t / 10) for t in range(1, 14)], atol=1e-12)
+    state = scheduler.state_dict()
+    resumed = LinearDecayLRScheduler(paddle.optimizer.Momentum(learning_rate=0.5, parameters=[weight]), 10)
+    resumed.load_state_dict(state)
+    assert resumed.optimizer.get_lr() == rates[-1]
+
+
+def test_linear_schedule_from_the_config_counts_updates_with_warmup():
+    # SPOS's retrain: linear to 0 over EPOCHS x updates per epoch, after WARMUP_EPOCHS of warmup
+    opt = make_optimizer(lr=0.5)
+    sched, num_epochs = create_scheduler(cream_cfg(SCHED="linear", EPOCHS=4, WARMUP_EPOCHS=1, WARMUP_LR=0.1),
+                                         opt, updates_per_epoch=5)
+    assert isinstance(sched, LinearDecayLRScheduler) and num_epochs == 4
+    assert opt.get_lr() == pytest.approx(0.1)
+    rates = []
+    for t in range(1, 21):
+        sched.step_update(t)
+        sched.step(t // 5)  # epoch ends do not move a per-update schedule
+        rates.append(opt.get_lr())
+    expected = [0.1 + t * 0.4 / 5 if t < 5 else 0.5 * (1 - t / 20) for t in range(1, 21)]
+    np.testing.assert_allclose(rates, expected, atol=1e-12)
+    with pytest.raises(ValueError, match="updates_per_epoch"):
+        create_scheduler(cream_cfg(SCHED="linear"), make_optimizer())
