@@ -28,7 +28,8 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.engine import MODES
-from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
+from pimm.data import ImageDataset, create_loader
+from pimm.data.transforms import pil_interpolation
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init_distributed,
                         retain_freed_memory, seed_everything, set_num_threads, setup_logger)
@@ -239,6 +240,21 @@ def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
     return dataset
 
 
+def _check_resampling(cfg: CfgNode, policy: "LoaderPolicy") -> None:
+    """ConfigError naming the key for a crop fraction or resampling the transforms cannot use."""
+    crop_pct = float(cfg.DATASET.CROP_PCT)
+    if not 0.0 < crop_pct <= 1.0:
+        raise ConfigError(f"DATASET.CROP_PCT must be in (0, 1] (the centre crop's share of the "
+                          f"resized side, e.g. 0.875 = 224 / 256), got {crop_pct}")
+    for key, name in (("DATASET.TRAIN_INTERPOLATION", str(cfg.DATASET.TRAIN_INTERPOLATION)),
+                      ("DATASET.EVAL_INTERPOLATION", policy.eval_interpolation)):
+        if name != "random":
+            try:
+                pil_interpolation(name)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
+
+
 @dataclass(frozen=True)
 class LoaderPolicy:
     """What an engine decides about its loaders beyond the config's DATASET/AUGMENTATION keys:
@@ -255,22 +271,24 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
     split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
     process on Paddle's current device).
 
-    Training: random-resized crop keeping an ``AUGMENTATION.SCALE`` area, random interpolation,
-    flip, colour jitter (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing
-    ``RE_PROB``/``RE_MODE``. Evaluation: resize to ``image_size / 0.875`` with
-    ``policy.eval_interpolation`` and centre crop, batches of ``VAL_BATCH_MUL x BATCH_SIZE``.
+    Training: random-resized crop keeping an ``AUGMENTATION.SCALE`` area, resampled with
+    ``DATASET.TRAIN_INTERPOLATION``, flip, colour jitter (``AUGMENTATION.COLOR_JITTER``),
+    ``policy.auto_augment``, random erasing ``RE_PROB``/``RE_MODE``. Evaluation: resize to
+    ``image_size / DATASET.CROP_PCT`` with ``policy.eval_interpolation`` and centre crop, batches
+    of ``VAL_BATCH_MUL x BATCH_SIZE``.
     Validation labels follow the training classes when both are loaded.
     """
     batch_size = int(cfg.DATASET.BATCH_SIZE)
     if batch_size < 1:
         raise ConfigError(f"DATASET.BATCH_SIZE must be >= 1, got {batch_size}")
+    _check_resampling(cfg, policy)
     aug = cfg.AUGMENTATION
     distributed, world_size, rank = (ctx.distributed, ctx.world_size, ctx.rank) if ctx else (False, 1, 0)
     device = ctx.device if ctx else paddle.device.get_device()
     common = dict(input_size=(3, image_size, image_size), num_workers=int(cfg.WORKERS),
                   distributed=distributed, num_replicas=world_size, rank=rank,
                   pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
-                  crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED))
+                  crop_pct=float(cfg.DATASET.CROP_PCT), seed=int(cfg.SEED))
     train_loader = eval_loader = None
     train_set = None
     if train:
@@ -278,7 +296,7 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
         train_loader = create_loader(
             train_set, batch_size=batch_size, is_training=True,
             color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
-            interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
+            interpolation=str(cfg.DATASET.TRAIN_INTERPOLATION), re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
             scale=tuple(float(v) for v in aug.SCALE),
             **common)
     if eval:

@@ -1,6 +1,8 @@
-"""``retrain`` mode: train a Cream child network from scratch with the published recipe (timm 0.1.20
-semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout, EMA, RandAugment and
-random erasing), validating every epoch and checkpointing through ``CheckpointSaver``.
+"""``retrain`` mode: train a Cream child network (or any ``NET.MODEL``) from scratch, or from
+``INITIAL_CHECKPOINT``'s weights, with the config's recipe (timm 0.1.20 semantics: RMSpropTF or
+SGD, step/cosine LR with warmup, per epoch or per update, label smoothing, dropout, EMA,
+RandAugment and random erasing), validating every epoch and checkpointing through
+``CheckpointSaver``.
 
 Differences from the reference, on purpose: checkpoints are actually written (the reference never
 created its saver); resume restores model, EMA, optimizer, scheduler and epoch, and per-epoch
@@ -18,12 +20,15 @@ from typing import Any, Dict, Optional, Tuple
 import paddle
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
-                               resume_training, seed_epoch, unwrap_model, wrap_model)
-from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
+from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders,
+                               check_data_splits, resume_training, seed_epoch, unwrap_model,
+                               wrap_model)
+from lib.engine.child import (ChildSpec, checkpoint_misfit, child_loader_policy, create_child_model,
+                              resolve_child)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
 from pimm.loss import LabelSmoothingCrossEntropy
+from pimm.models import CheckpointMismatchError, load_checkpoint
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
@@ -88,14 +93,39 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
-    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s", spec.selection, spec.arch,
+    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s", spec.selection, spec.name,
                     spec.image_size, format_count(macs), format_count(params))
+
+
+def initial_checkpoint(cfg) -> Optional[str]:
+    """``INITIAL_CHECKPOINT`` (None when empty); a RunError when no such file exists."""
+    path = str(cfg.INITIAL_CHECKPOINT or "")
+    if path and not os.path.isfile(path):
+        raise RunError(f"INITIAL_CHECKPOINT: no file at {path!r}; point it at the weights to "
+                       "fine-tune (.pth.tar or .pdparams), or set it to ''")
+    return path or None
+
+
+def load_initial_weights(model: paddle.nn.Layer, cfg, spec: ChildSpec) -> Optional[str]:
+    """Load ``INITIAL_CHECKPOINT``'s weights (its plain ones, not EMA) into ``model``; returns the
+    path, or None when the key is empty. A missing or misfitting file is a RunError."""
+    path = initial_checkpoint(cfg)
+    if path is None:
+        return None
+    try:
+        load_checkpoint(model, path)
+    except CheckpointMismatchError as err:
+        raise checkpoint_misfit(f"INITIAL_CHECKPOINT {path}", spec, err) from err
+    except ValueError as err:
+        raise RunError(f"INITIAL_CHECKPOINT {path}: {err}") from err
+    return path
 
 
 def preflight(cfg) -> None:
     """The launcher's checks before starting the processes (see ``lib.engine``)."""
     check_data_splits(cfg)
     resolve_child(cfg)
+    initial_checkpoint(cfg)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
@@ -107,15 +137,18 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if eval_metric not in EVAL_METRIC_NAMES:
         raise ConfigError(f"EVAL_METRICS {eval_metric!r} is not measured; choose one of "
                           f"{', '.join(EVAL_METRIC_NAMES)}")
-    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg))
+    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg, spec))
 
     model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
+    initial = load_initial_weights(model, cfg, spec)
     if ctx.is_primary:
         _log_model(ctx, model, spec)
+        if initial:
+            ctx.logger.info("starting from the weights of %s", initial)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     model = wrap_model(model, ctx)
-    optimizer = create_optimizer(cfg, model)
-    scheduler, num_epochs = create_scheduler(cfg, optimizer)
+    optimizer = create_optimizer(cfg, model, filter_bias_and_bn=bool(cfg.FILTER_BIAS_AND_BN))
+    scheduler, num_epochs = create_scheduler(cfg, optimizer, updates_per_epoch=len(train_loader))
     train_loss = create_train_loss(cfg)
 
     resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")

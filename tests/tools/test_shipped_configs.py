@@ -57,3 +57,45 @@ def test_searched_config_retrains_the_best_path_of_a_board(tmp_path):
 def test_test_config_evaluates_ema_weights_of_selection_14():
     cfg = load_config(os.path.join(CONFIGS, "test", "test.yaml"))
     assert resolve_child(cfg).image_size == 64 and cfg.NET.EMA.USE and not cfg.AUTO_RESUME
+
+
+def _flat(cfg, prefix=""):
+    items = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            items.update(_flat(value, f"{prefix}{key}."))
+        else:
+            items[prefix + key] = value
+    return items
+
+
+def test_peleenet_configs_have_the_reference_recipe():
+    """Robert-JunWang/PeleeNet's main.py: SGD (plain momentum 0.9, weight decay 1e-4 on every
+    parameter), LR 0.18 for 512 images, cosine per step to 0 over 120 epochs, random-resized
+    crop + flip (bilinear), plain cross-entropy; evaluation at 256 -> 224, bilinear."""
+    from lib.engine.child import child_loader_policy
+
+    cfg = load_config(os.path.join(CONFIGS, "retrain", "peleenet.yaml"))
+    spec = resolve_child(cfg)
+    assert (spec.model, spec.image_size, cfg.NET.DROPOUT_RATE, cfg.NET.GP) == ("peleenet", 224, 0.05, "avg")
+    assert (cfg.OPT, cfg.MOMENTUM, cfg.WEIGHT_DECAY, cfg.FILTER_BIAS_AND_BN) == ("momentum", 0.9, 1e-4, False)
+    assert cfg.LR * 512 / (cfg.NUM_GPU * cfg.DATASET.BATCH_SIZE) == 0.18
+    assert (cfg.SCHED, cfg.SCHED_ON_UPDATES, cfg.EPOCHS, cfg.WARMUP_EPOCHS, cfg.MIN_LR,
+            cfg.COOLDOWN_EPOCHS) == ("cosine", True, 120, 0, 0.0, 0)
+    aug = cfg.AUGMENTATION
+    assert (aug.AA, aug.COLOR_JITTER, aug.RE_PROB, aug.MIXUP, aug.SMOOTHING, tuple(aug.SCALE)) == (
+        "", 0.0, 0.0, 0.0, 0.0, (0.08, 1.0))
+    assert not cfg.NET.EMA.USE and cfg.DATASET.TRAIN_INTERPOLATION == "bilinear"
+    assert child_loader_policy(cfg, spec).eval_interpolation == "bilinear"
+    assert int(224 / cfg.DATASET.CROP_PCT) == 256
+
+    finetune = load_config(os.path.join(CONFIGS, "retrain", "peleenet_finetune.yaml"))
+    differences = {key: value for key, value in _flat(finetune).items() if _flat(cfg)[key] != value}
+    assert differences == {"MODEL": "peleenet_finetune", "LR": 0.005, "EPOCHS": 20,
+                           "INITIAL_CHECKPOINT": "./experiments/workspace/ckps/peleenet_acc7208.pth.tar"}
+
+    test = load_config(os.path.join(CONFIGS, "test", "peleenet.yaml"))
+    spec = resolve_child(test)
+    assert (spec.model, spec.image_size, test.DATASET.CROP_PCT) == ("peleenet", 224, 0.875)
+    assert child_loader_policy(test, spec).eval_interpolation == "bilinear"
+    assert test.RESUME_PATH.endswith("peleenet_acc7208.pth.tar") and not test.AUTO_RESUME
