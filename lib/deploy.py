@@ -2,27 +2,25 @@
 files (the test mode's choice of backend is ``lib.engine.test.select_test_model``).
 
 An exported child network is ``<prefix>.json`` + ``<prefix>.pdiparams`` (the program and weights,
-``pimm.utils.inference.export_model``) and ``<prefix>.info.json``, which records what a caller
-needs: the arch, the classes, and the evaluation transform the network was validated with
-(shorter side to ``size / 0.875`` with bicubic resampling, centre crop, ImageNet mean/std).
+``pimm.deploy.export_model``) and ``<prefix>.info.json``, which records what a caller needs: the
+classes, the evaluation transform the network was validated with (shorter side to
+``size / 0.875`` with bicubic resampling, centre crop, ImageNet mean/std), and the arch.
 """
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
 
 from lib.models.childnet import EVAL_INTERPOLATION
-from pimm.data import (DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD,
-                       transforms_imagenet_eval)
 from pimm.data.dataset import load_rgb
-from pimm.data.transforms import Compose
-from pimm.utils.inference import InferenceModel, export_model, relative_difference
+from pimm.deploy import (InferenceModel, eval_preprocess, eval_transform_from_info, export_model,
+                         relative_difference)
 
 __all__ = ["LOGITS_TOLERANCE", "export_child_network", "exported_logits_difference",
-           "eval_transform_from_info", "predict_files", "Prediction"]
+           "predict_files", "Prediction"]
 #: the largest relative difference between exported and dygraph logits accepted
 LOGITS_TOLERANCE = 1e-4
 
@@ -37,25 +35,15 @@ def export_child_network(model: paddle.nn.Layer, prefix: str, image_size: int,
     ``class_names`` (index order) let ``tools/infer.py`` print names; ``source`` records where the
     weights came from.
     """
-    num_classes = getattr(model, "num_classes", None)
-    if class_names is not None and num_classes is not None and len(class_names) != num_classes:
-        raise ValueError(f"{len(class_names)} class names given for a network with {num_classes} "
-                         "classes; pass one name per classifier output")
-    info: Dict[str, Any] = {
-        "arch": [list(stage) for stage in arch] if arch is not None else None,
-        "num_classes": num_classes,
-        "class_names": list(class_names) if class_names is not None else None,
-        "source": source,
-        "preprocess": {"image_size": int(image_size), "interpolation": EVAL_INTERPOLATION,
-                       "crop_pct": DEFAULT_CROP_PCT, "mean": list(IMAGENET_DEFAULT_MEAN),
-                       "std": list(IMAGENET_DEFAULT_STD)},
-    }
-    return export_model(model, prefix, image_size, info=info)
+    info = {"arch": [list(stage) for stage in arch] if arch is not None else None,
+            "source": source}
+    return export_model(model, prefix, image_size, class_names=class_names, info=info,
+                        preprocess=eval_preprocess(image_size, interpolation=EVAL_INTERPOLATION))
 
 
 def exported_logits_difference(model: paddle.nn.Layer, predictor: InferenceModel, image_size: int,
                                batch_size: int = 2, seed: int = 0) -> float:
-    """Relative difference (``pimm.utils.inference.relative_difference``) between the dygraph
+    """Relative difference (``pimm.deploy.relative_difference``) between the dygraph
     model's and the predictor's logits on a seeded random batch."""
     rng = np.random.default_rng(seed)
     images = rng.standard_normal((batch_size, 3, image_size, image_size), dtype=np.float32)
@@ -68,17 +56,6 @@ def exported_logits_difference(model: paddle.nn.Layer, predictor: InferenceModel
         if was_training:
             model.train()
     return relative_difference(predictor(images), expected)
-
-
-def eval_transform_from_info(info: Dict[str, Any]) -> Compose:
-    """The per-image transform (PIL image -> normalised ``[3, H, W]`` array) recorded at export."""
-    pre = info.get("preprocess")
-    if not pre:
-        raise ValueError("the exported model has no 'preprocess' entry in its .info.json; export "
-                         "it with tools/export_model.py")
-    return transforms_imagenet_eval(int(pre["image_size"]), crop_pct=float(pre["crop_pct"]),
-                                    interpolation=str(pre["interpolation"]), mean=pre["mean"],
-                                    std=pre["std"])
 
 
 Prediction = List[Tuple[int, Optional[str], float]]  # (class index, name, probability), best first

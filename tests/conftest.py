@@ -36,6 +36,15 @@ def _restore_run_loggers():
         logger.propagate = propagate
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _native_kernels():
+    """Load pimm's native CPU kernels once, as the engines do when a run starts, so that every
+    test runs the layers on the kernels a run uses, whatever the order of the tests."""
+    from pimm.layers.native import build_native_kernels
+
+    build_native_kernels()
+
+
 @pytest.fixture(scope="session")
 def demo_data_factory(tmp_path_factory):
     """Factory for synthetic ImageNet-style trees, each generated once per test session.

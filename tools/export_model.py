@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     from lib.models import build_childnet, resolve_arch
     from pimm.data import ImageDataset
     from pimm.models import load_checkpoint
-    from pimm.utils.inference import InferenceModel
+    from pimm.deploy import InferenceModel
 
     if args.ema and not args.checkpoint:
         raise ValueError("--ema needs --checkpoint")

@@ -37,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     from lib.deploy import predict_files
-    from pimm.utils.inference import InferenceModel
+    from pimm.deploy import InferenceModel
 
     predictor = InferenceModel(args.model, device=args.device, threads=args.threads,
                                tensorrt=args.tensorrt)

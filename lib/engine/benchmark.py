@@ -6,7 +6,7 @@ returns one flat dict (``tools/benchmark.py`` prints it as a JSON line):
 
 * ``infer``: a forward pass in eval mode without gradients (``backend='dygraph'``), or a call of
   the Paddle Inference predictor of the exported model (``backend='paddle_inference'``, the
-  test mode's fast path, see :mod:`pimm.utils.inference`);
+  test mode's fast path, see :mod:`pimm.deploy`);
 * ``train``: one retrain step, ``lib.engine.retrain.train_step``: forward in train mode (dropout),
   label-smoothing cross-entropy, backward, RMSpropTF step, EMA update;
 * ``search``: one step of the architecture search, ``lib.engine.search.search_step``, in its
@@ -56,6 +56,7 @@ from lib.engine.search import (SearchOptions, SearchParts, build_search_supernet
                                create_search_optimizer, search_loader_policy, search_step)
 from lib.models import CREAM_ARCHS, FlopsEst, SupernetPath
 from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
+from pimm.layers.native import build_native_kernels
 from pimm.loss import softmax
 from pimm.optim import create_optimizer
 from pimm.utils import ModelEma, profile, retain_freed_memory, seed_everything, set_num_threads
@@ -252,7 +253,7 @@ def _infer_target(opts: BenchmarkOptions, cfg: CfgNode,
     model.eval()
     batches = batches_for(image_size)
     if opts.backend == "paddle_inference":
-        from pimm.utils.inference import InferenceModel, export_model
+        from pimm.deploy import InferenceModel, export_model
 
         prefix = os.path.join(workdir, "model")
         export_model(model, prefix, image_size)
@@ -365,6 +366,7 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
     opts.check()
     if device_type() == "cpu":
         retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
+        build_native_kernels()
     threads = set_num_threads(opts.threads)
     seed_everything(opts.seed)
     cfg = _recipe(opts)

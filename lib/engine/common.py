@@ -30,6 +30,7 @@ from lib.config import ConfigError
 from lib.engine import MODES
 from pimm.data import ImageDataset, create_loader
 from pimm.data.transforms import pil_interpolation
+from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init_distributed,
                         retain_freed_memory, seed_everything, set_num_threads, setup_logger)
@@ -174,7 +175,8 @@ def _create_writer(run_dir: str):
 def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
     """Set up this process for ``mode`` (one of ``lib.engine.MODES``): device, process group (when
     launched with several processes), threads, seeds, run folder with ``config.yaml``, logger
-    (console, plus ``<mode>.log`` on the primary rank) and tensorboardX writer (primary rank)."""
+    (console, plus ``<mode>.log`` on the primary rank), tensorboardX writer (primary rank) and,
+    on CPU, pimm's native kernels (``pimm.layers.native``)."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     device = _select_device()
@@ -198,6 +200,8 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
         writer = _create_writer(run_dir)
         logger.info("%s run in %s: %d process(es) on %s, %d CPU thread(s) each, Paddle %s",
                     mode, run_dir, world_size, device, threads, paddle.__version__)
+    if device == "cpu":  # pimm's depthwise kernel, several times faster than Paddle's; logs how
+        build_native_kernels(logger)
     return RunContext(cfg=cfg, mode=mode, run_dir=run_dir, logger=logger, writer=writer,
                       rank=rank, world_size=world_size, distributed=distributed, device=device)
 

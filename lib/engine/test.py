@@ -23,7 +23,7 @@ from lib.models import CREAM_ARCHS, trained_network
 from pimm.models import (CheckpointMismatchError, load_model_weights, read_checkpoint_file,
                          select_state_dict, weights_entry)
 from pimm.utils import atomic_write_text, get_num_threads
-from pimm.utils.inference import InferenceLayer, InferenceModel
+from pimm.deploy import InferenceLayer, InferenceModel
 
 __all__ = ["TEST_BACKENDS", "AUTO_MIN_IMAGES", "checkpoint_to_test", "load_weights_for_test",
            "select_test_model", "preflight", "run"]

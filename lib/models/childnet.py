@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Sequence, Union
 import paddle
 from paddle import nn
 
-from pimm.layers import Swish, hard_sigmoid
+from pimm.layers import HardSigmoid, Swish
 from pimm.models import MobileNetV3, decode_arch_def, register_model, resolve_bn_args
 from lib.models.archs import CREAM_ARCHS, ArchList, resolve_arch
 from lib.models.space import SEARCHED_STAGES, layer_block_string, template_choice
@@ -26,7 +26,7 @@ CREAM_NETWORK_KWARGS: Dict[str, Any] = dict(
     stem_size=16,
     num_features=1280,
     act_layer=Swish,
-    se_kwargs=dict(act_layer=nn.ReLU, gate_fn=hard_sigmoid, divisor=8),
+    se_kwargs=dict(act_layer=nn.ReLU, gate_layer=HardSigmoid, divisor=8),
 )
 
 # The resampling of the evaluation resize the child networks are validated (and exported) with, as

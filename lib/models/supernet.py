@@ -14,7 +14,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 import paddle
 from paddle import nn
 
-from pimm.layers import BatchNorm2d, SelectAdaptivePool2d, create_conv2d, dropout
+from pimm.layers import BatchNorm2d, ModeAware, SelectAdaptivePool2d, create_conv2d, dropout
 from pimm.models import EfficientNetBuilder, decode_arch_def, efficientnet_init_weights, resolve_bn_args
 from pimm.models.efficientnet_builder import BlockArgs
 from lib.models.childnet import CREAM_NETWORK_KWARGS
@@ -47,7 +47,7 @@ class _ChoiceBlockBuilder(EfficientNetBuilder):
         return nn.LayerList(candidates)
 
 
-class SuperNet(nn.Layer):
+class SuperNet(ModeAware, nn.Layer):
     """The weight-sharing supernet with ``sta_num[i]`` layers in searched stage ``i + 1``.
 
     Sublayers: conv_stem, bn1, act1, blocks[stage][layer][choice], global_pool, conv_head, act2,
@@ -125,7 +125,7 @@ class SuperNet(nn.Layer):
         x = self.forward_features(x, arch)
         # reshape and pimm's dropout: flatten and F.dropout have no double-grad kernels.
         x = x.reshape([x.shape[0], -1])
-        x = dropout(x, self.drop_rate, self.training)
+        x = dropout(x, self.drop_rate, self.training, self.second_order)
         return self.classifier(x)
 
     def forward_meta(self, features: paddle.Tensor) -> paddle.Tensor:

@@ -31,10 +31,10 @@ Deliberate differences from the reference (microsoft/Cream ``MetaMatchingNetwork
 * all board entries are scored in one batched forward pass instead of one pass per entry.
 
 Paddle specifics (see docs/REFERENCE_NOTES §7): the whole update runs under
-``pimm.layers.layer_config(second_order=True)`` so every op has a double-grad kernel; ``w'`` is put
-into the layers by swapping tensors into ``_parameters`` and restored in ``finally`` (an in-place
-update would silently give a wrong meta gradient); the losses come from ``pimm.loss`` (Paddle's
-softmax and cross-entropy have no double grad).
+``pimm.layers.layer_modes(supernet, second_order=True)`` so every op has a double-grad kernel;
+``w'`` is put into the layers by swapping tensors into ``_parameters`` and restored in ``finally``
+(an in-place update would silently give a wrong meta gradient); the losses come from ``pimm.loss``
+(Paddle's softmax and cross-entropy have no double grad).
 """
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 import paddle
 import paddle.nn.functional as F
 
-from pimm.layers import layer_config
+from pimm.layers import layer_modes
 from pimm.loss import soft_target_cross_entropy, softmax
 
 from .board import PrioritizedBoard, select_teacher
@@ -155,7 +155,7 @@ class MetaMatchingNetwork:
         x_train, x_val, y_val = images[:s], images[s:2 * s], targets[s:2 * s]
         student_params = [p for p in supernet.path_parameters(arch) if not p.stop_gradient]
         meta_params = list(supernet.meta_parameters())
-        with layer_config(second_order=True):
+        with layer_modes(supernet, second_order=True):
             scores = matching_scores(supernet, arch, board)
             index, rho = select_teacher(board, "meta", self._reduced(scores.detach()).numpy().tolist(),
                                         student=arch)

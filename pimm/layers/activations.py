@@ -1,23 +1,23 @@
 """Activations used by the MobileNet/EfficientNet family, as functions and as layers.
 
-Each one dispatches on the layer mode: the fastest Paddle kernel normally, an equivalent
-expression with double-grad kernels in second-order mode, and the op Paddle Inference fuses in
-export mode (see ``pimm.layers.config``).
+The functions take the layer modes (``pimm.layers.modes``) as arguments: the fastest Paddle
+kernel normally, an equivalent expression with double-grad kernels with ``second_order=True``,
+and the op Paddle Inference fuses with ``exporting=True``. The layers pass their own modes.
 """
-from typing import Callable, Dict, Type, Union
+from typing import Dict, Type, Union
 
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .config import is_exporting, is_second_order
+from .modes import ModeAware
 
 
-def swish(x: paddle.Tensor) -> paddle.Tensor:
+def swish(x: paddle.Tensor, second_order: bool = False, exporting: bool = False) -> paddle.Tensor:
     """Swish / SiLU: ``x * sigmoid(x)``."""
-    if is_second_order():
+    if second_order:
         return x * F.sigmoid(x)
-    if is_exporting():
+    if exporting:
         # the same function; oneDNN fuses 'swish' into the convolution before it, not 'silu'
         # (dygraph keeps silu: swish's backward kernel is slower)
         return F.swish(x)
@@ -25,57 +25,56 @@ def swish(x: paddle.Tensor) -> paddle.Tensor:
 
 
 def sigmoid(x: paddle.Tensor) -> paddle.Tensor:
+    """The logistic function (Paddle's kernel has a double grad: the same in every mode)."""
     return F.sigmoid(x)
 
 
-def relu6(x: paddle.Tensor) -> paddle.Tensor:
+def relu6(x: paddle.Tensor, second_order: bool = False) -> paddle.Tensor:
     """``min(max(x, 0), 6)``."""
-    if is_second_order():
+    if second_order:
         return paddle.clip(x, 0.0, 6.0)
     return F.relu6(x)
 
 
-def hard_sigmoid(x: paddle.Tensor) -> paddle.Tensor:
+def hard_sigmoid(x: paddle.Tensor, second_order: bool = False) -> paddle.Tensor:
     """``relu6(x + 3) / 6`` (the MobileNetV3 / timm definition, not Paddle's default slope 0.2)."""
-    if is_second_order():
+    if second_order:
         return paddle.clip(x + 3.0, 0.0, 6.0) / 6.0
     return F.hardsigmoid(x, slope=1.0 / 6.0, offset=0.5)
 
 
-def hard_swish(x: paddle.Tensor) -> paddle.Tensor:
+def hard_swish(x: paddle.Tensor, second_order: bool = False) -> paddle.Tensor:
     """``x * relu6(x + 3) / 6``."""
-    if is_second_order():
+    if second_order:
         return x * (paddle.clip(x + 3.0, 0.0, 6.0) / 6.0)
     return F.hardswish(x)
 
 
-class _Activation(nn.Layer):
-    """Parameter-free layer around an activation function (a layer so profilers can hook it)."""
-
-    function: Callable[[paddle.Tensor], paddle.Tensor]
-
+# Parameter-free layers around the functions (layers so profilers can hook them and so they
+# carry their modes).
+class Swish(ModeAware, nn.Layer):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        return self.function(x)
+        return swish(x, self.second_order, self.exporting)
 
 
-class Swish(_Activation):
-    function = staticmethod(swish)
+class Sigmoid(nn.Layer):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return sigmoid(x)
 
 
-class Sigmoid(_Activation):
-    function = staticmethod(sigmoid)
+class ReLU6(ModeAware, nn.Layer):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return relu6(x, self.second_order)
 
 
-class ReLU6(_Activation):
-    function = staticmethod(relu6)
+class HardSigmoid(ModeAware, nn.Layer):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return hard_sigmoid(x, self.second_order)
 
 
-class HardSigmoid(_Activation):
-    function = staticmethod(hard_sigmoid)
-
-
-class HardSwish(_Activation):
-    function = staticmethod(hard_swish)
+class HardSwish(ModeAware, nn.Layer):
+    def forward(self, x: paddle.Tensor) -> paddle.Tensor:
+        return hard_swish(x, self.second_order)
 
 
 # ReLU, Tanh and Identity have double-grad kernels already, so Paddle's own layers serve both modes.

@@ -1,14 +1,14 @@
 """Convolutions: padding rules, a second-order aware Conv2d, TF-style 'same' and mixed kernels."""
 import math
-from typing import List, Sequence, Union
+from typing import Any, List, Sequence, Union
 
 import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .config import is_second_order
-from .depthwise import depthwise_conv2d, native_depthwise_applies
-from .pointwise import batched_pointwise_applies, pointwise_conv2d
+from .depthwise import depthwise_conv2d, native_depthwise_fits, native_depthwise_ready
+from .modes import ModeAware
+from .pointwise import batched_pointwise_fits, batched_pointwise_ready, pointwise_conv2d
 
 PaddingArg = Union[str, int]
 
@@ -39,41 +39,83 @@ def pad_same(x: paddle.Tensor, kernel_size: Sequence[int], stride: Sequence[int]
     return F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
 
 
-class Conv2d(nn.Conv2D):
+class Conv2d(ModeAware, nn.Conv2D):
     """``paddle.nn.Conv2D`` (parameters ``weight``, ``bias``) that honours second-order mode.
 
     Normal mode uses Paddle's own kernels, except on CPU in dygraph for depthwise convolutions,
-    which run on pimm's native kernel (``pimm.layers.depthwise``, several times faster) when it
-    could be built, and for 1x1 convolutions on small maps, which run as one matrix product over
-    the batch (``pimm.layers.pointwise``); both give Paddle's values up to float32 rounding.
-    Second-order mode runs every convolution on the generic ``conv2d`` op, which has a
-    double-grad kernel (``depthwise_conv2d`` has none), and ties the input to the weight with
-    ``+ 0 * sum(w)``: Paddle 3.3's conv double grad silently drops the weight-gradient term when
-    the first ``paddle.grad`` did not also compute the gradient of the convolution's input. The
-    tie makes that input gradient always needed when the weight's is, so the second derivative
-    is right whatever tensors the first ``paddle.grad`` was asked for. It adds exact zeros to
-    values and grads.
+    which run on pimm's native kernel (``pimm.layers.depthwise``, several times faster) once it
+    is loaded (``pimm.layers.native.build_native_kernels``), and for 1x1 convolutions on small
+    maps, which run as one matrix product over the batch (``pimm.layers.pointwise``); both give
+    Paddle's values up to float32 rounding. Whether a convolution can take either path is
+    decided when it is built.
+
+    Second-order mode runs every convolution on an op with a double-grad kernel: Paddle runs a
+    convolution with one group per input channel on its ``depthwise_conv2d`` op, which has none,
+    so such a convolution runs as the same grouped convolution over a depth of one on the
+    generic ``conv3d`` op (exactly the computation of the generic ``conv2d`` op with those
+    groups; groups of several channels with zero filters off their own channel ran 2-3x slower
+    on Paddle's CPU kernel). It also ties the input to the weight with ``+ 0 * sum(w)``: Paddle
+    3.3's conv double grad silently drops the weight-gradient term when the first ``paddle.grad``
+    did not also compute the gradient of the convolution's input. The tie makes that input
+    gradient always needed when the weight's is, so the second derivative is right whatever
+    tensors the first ``paddle.grad`` was asked for. It adds exact zeros to values and grads.
     """
 
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: Union[int, Sequence[int]],
+                 stride: Union[int, Sequence[int]] = 1, padding: Union[str, int, Sequence[int]] = 0,
+                 dilation: Union[int, Sequence[int]] = 1, groups: int = 1,
+                 padding_mode: str = "zeros", weight_attr: Any = None, bias_attr: Any = None,
+                 data_format: str = "NCHW") -> None:
+        if padding_mode != "zeros":
+            raise ValueError(f"Conv2d supports padding_mode 'zeros' only, got {padding_mode!r}; "
+                             "pad the input with paddle.nn.functional.pad instead.")
+        super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=padding,
+                         dilation=dilation, groups=groups, weight_attr=weight_attr,
+                         bias_attr=bias_attr, data_format=data_format)
+        # the padding as paddle.nn.functional.conv2d takes it
+        explicit = self._padding_algorithm == "EXPLICIT"
+        self._conv_padding = self._updated_padding if explicit else self._padding_algorithm
+        shape = self.weight.shape
+        self._native_depthwise = native_depthwise_fits(
+            shape, self.bias is not None, groups, self._updated_padding, self._dilation,
+            self._padding_algorithm, data_format)
+        self._batched_pointwise = batched_pointwise_fits(
+            shape, groups, self._stride, self._updated_padding, self._padding_algorithm,
+            data_format)
+        # Paddle's rule for running a convolution on depthwise_conv2d, which has no double grad
+        self._depthwise_op = in_channels == groups != 1 and out_channels % in_channels == 0
+        self._depth_axis = 2 if data_format == "NCHW" else 1
+        if explicit:  # the padding of a 3D convolution: none along the depth of one
+            pads = list(self._updated_padding)
+            self._conv3d_padding = [0] + pads if len(pads) == 2 else [0, 0] + pads
+        else:
+            self._conv3d_padding = self._padding_algorithm
+
+    def _conv(self, x: paddle.Tensor, weight: paddle.Tensor, groups: int) -> paddle.Tensor:
+        return F.conv2d(x, weight, self.bias, stride=self._stride, padding=self._conv_padding,
+                        dilation=self._dilation, groups=groups, data_format=self._data_format)
+
+    def _forward_second_order(self, x: paddle.Tensor) -> paddle.Tensor:
+        weight = self.weight
+        if not weight.stop_gradient:
+            x = x + 0.0 * weight.sum()
+        if not self._depthwise_op:
+            return self._conv(x, weight, self._groups)
+        depth = self._depth_axis
+        out = F.conv3d(x.unsqueeze(depth), weight.unsqueeze(2), self.bias,
+                       stride=[1] + list(self._stride), padding=self._conv3d_padding,
+                       dilation=[1] + list(self._dilation), groups=self._groups,
+                       data_format="NCDHW" if depth == 2 else "NDHWC")
+        return out.squeeze(depth)
+
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
-        op_type = self._op_type
-        if is_second_order():
-            op_type = "conv2d"
-            if not self.weight.stop_gradient:
-                x = x + 0.0 * self.weight.sum()
-        elif native_depthwise_applies(x, self.weight, self.bias, self._groups,
-                                      self._updated_padding, self._dilation,
-                                      self._padding_algorithm, self._data_format):
+        if self.second_order:
+            return self._forward_second_order(x)
+        if self._native_depthwise and native_depthwise_ready(x, self.weight):
             return depthwise_conv2d(x, self.weight, self._stride, self._updated_padding)
-        elif batched_pointwise_applies(x, self.weight, self._groups, self._stride,
-                                       self._updated_padding, self._padding_algorithm,
-                                       self._data_format):
+        if self._batched_pointwise and batched_pointwise_ready(x):
             return pointwise_conv2d(x, self.weight, self.bias)
-        return F.conv._conv_nd(
-            x, self.weight, bias=self.bias, stride=self._stride, padding=self._updated_padding,
-            padding_algorithm=self._padding_algorithm, dilation=self._dilation, groups=self._groups,
-            data_format=self._data_format, channel_dim=self._channel_dim, op_type=op_type,
-            use_cudnn=self._use_cudnn)
+        return self._conv(x, self.weight, self._groups)
 
 
 class Conv2dSame(Conv2d):

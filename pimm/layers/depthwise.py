@@ -4,19 +4,21 @@ Paddle 3.3 runs a depthwise convolution on CPU as im2col plus one tiny matrix pr
 and image: 4-5x slower than PyTorch's forward on 2 cores, and the main cost of training the
 MobileNetV3-style networks (docs/BENCHMARKS.md). ``depthwise_conv2d`` computes the same function
 with a direct loop (forward, and the input and filter gradients through a ``PyLayer``), equal to
-Paddle's result up to float32 rounding. ``Conv2d`` uses it by itself where it applies (see
-:func:`native_depthwise_applies`); everything else stays on Paddle's kernels.
+Paddle's result up to float32 rounding. ``Conv2d`` uses it by itself where it applies: when it is
+built, it decides whether it fits the kernel (:func:`native_depthwise_fits`), and each call checks
+the input and that the kernels are loaded (:func:`native_depthwise_ready`); everything else stays
+on Paddle's kernels.
 """
 from __future__ import annotations
 
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import paddle
 from paddle.autograd import PyLayer
 
 from .native import kernel_threads, native_library
 
-__all__ = ["depthwise_conv2d", "native_depthwise_applies"]
+__all__ = ["depthwise_conv2d", "native_depthwise_fits", "native_depthwise_ready"]
 
 _MAX_TAPS, _MAX_WIDTH = 256, 16  # the C kernel's per-channel buffers
 
@@ -67,25 +69,32 @@ class _DepthwiseConv2d(PyLayer):
         return grad_x, grad_w
 
 
-def native_depthwise_applies(x: paddle.Tensor, weight: paddle.Tensor, bias: Optional[paddle.Tensor],
-                             groups: int, padding: Sequence[int], dilation: Sequence[int],
-                             padding_algorithm: str, data_format: str) -> bool:
-    """Whether :func:`depthwise_conv2d` can replace Paddle's op for this call: dygraph, CPU,
-    float32 NCHW, one filter per channel, no bias or dilation, explicit symmetric padding, and
-    the native library available."""
-    return (paddle.in_dynamic_mode() and bias is None and data_format == "NCHW"
-            and padding_algorithm == "EXPLICIT" and len(padding) == 2 and tuple(dilation) == (1, 1)
-            and x.ndim == 4 and x.dtype == paddle.float32 and weight.dtype == paddle.float32
-            and groups == x.shape[1] == weight.shape[0] and weight.shape[1] == 1
-            and weight.shape[2] * weight.shape[3] <= _MAX_TAPS and weight.shape[3] <= _MAX_WIDTH
-            and x.place.is_cpu_place()
-            and native_library() is not None)
+def native_depthwise_fits(weight_shape: Sequence[int], has_bias: bool, groups: int,
+                          padding: Sequence[int], dilation: Sequence[int], padding_algorithm: str,
+                          data_format: str) -> bool:
+    """Whether a convolution with these static attributes is one :func:`depthwise_conv2d`
+    computes: NCHW, one filter per channel (``weight_shape`` ``[C, 1, kh, kw]``, ``groups`` C)
+    within the kernel's buffers, no bias or dilation, explicit symmetric padding."""
+    return (not has_bias and data_format == "NCHW" and padding_algorithm == "EXPLICIT"
+            and len(padding) == 2 and tuple(dilation) == (1, 1) and len(weight_shape) == 4
+            and groups == weight_shape[0] and weight_shape[1] == 1
+            and weight_shape[2] * weight_shape[3] <= _MAX_TAPS and weight_shape[3] <= _MAX_WIDTH)
+
+
+def native_depthwise_ready(x: paddle.Tensor, weight: paddle.Tensor) -> bool:
+    """Whether this call of a convolution that :func:`native_depthwise_fits` can run on the
+    native kernel: the kernels are loaded (``pimm.layers.native.build_native_kernels``), dygraph,
+    float32 CPU tensors, an NCHW input with the filter's channels."""
+    return (native_library() is not None and paddle.in_dynamic_mode() and x.ndim == 4
+            and x.shape[1] == weight.shape[0] and x.dtype == paddle.float32
+            and weight.dtype == paddle.float32 and x.place.is_cpu_place())
 
 
 def depthwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor, stride: Sequence[int],
                      padding: Sequence[int]) -> paddle.Tensor:
     """``F.conv2d(x, weight, stride=stride, padding=padding, groups=C)`` for NCHW float32 CPU
-    tensors with ``weight`` of shape ``[C, 1, kh, kw]`` (see :func:`native_depthwise_applies`).
+    tensors with ``weight`` of shape ``[C, 1, kh, kw]`` (see :func:`native_depthwise_fits`) once the
+    native kernels are loaded.
     ``padding`` is ``[pad_h, pad_w]`` zeros on both sides."""
     if len(stride) != 2 or len(padding) != 2:
         raise ValueError(f"depthwise_conv2d: stride and padding need two values, got {stride}, "

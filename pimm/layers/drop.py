@@ -3,8 +3,6 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .config import is_second_order
-
 
 def _check_prob(name: str, p: float) -> None:
     if not 0.0 <= p < 1.0:
@@ -40,15 +38,17 @@ class DropPath(nn.Layer):
         return f"drop_prob={self.drop_prob}"
 
 
-def dropout(x: paddle.Tensor, p: float = 0.5, training: bool = True) -> paddle.Tensor:
-    """Element-wise dropout scaled in training (``F.dropout``'s default); second-order aware.
+def dropout(x: paddle.Tensor, p: float = 0.5, training: bool = True,
+            second_order: bool = False) -> paddle.Tensor:
+    """Element-wise dropout scaled in training (``F.dropout``'s default).
 
-    Paddle's dropout op has no double-grad kernel, so second-order mode multiplies by a constant mask.
+    Paddle's dropout op has no double-grad kernel, so with ``second_order=True`` (the caller's
+    layer mode, ``pimm.layers.modes``) it multiplies by a constant mask instead.
     """
     _check_prob("dropout p", p)
     if p == 0.0 or not training:
         return x
-    if not is_second_order():
+    if not second_order:
         return F.dropout(x, p=p, training=True)
     mask = (paddle.rand(x.shape, dtype=x.dtype) >= p).astype(x.dtype)
     return x * mask / (1.0 - p)

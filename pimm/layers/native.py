@@ -1,26 +1,31 @@
-"""Native CPU kernels for ops whose Paddle CPU kernels are slow, compiled on first use.
+"""Native CPU kernels for ops whose Paddle CPU kernels are slow, built at an explicit moment.
 
 The C sources in ``pimm/layers/csrc`` are built with the system C compiler (``$CC``, else ``cc``)
 into a shared library cached under ``$PIMM_CACHE_DIR`` (default ``~/.cache/pimm``), keyed by the
 sources, the compiler and the CPU, and loaded with ctypes: no Paddle headers, a build of about a
-second, nothing at import time. Where no compiler works, :func:`native_library` returns None and
-the layers keep Paddle's kernels (a warning says so once). ``PIMM_NATIVE_KERNELS=0`` turns the
-native kernels off.
+second. Nothing happens at import time or inside a forward pass: :func:`build_native_kernels`
+builds (or loads from the cache) and logs the outcome; the engines call it when a run starts, and
+``python -m pimm.layers.build_native`` does it from a shell. Until it has succeeded in the process,
+:func:`native_library` is None and the layers use Paddle's kernels; they do so too where no
+compiler works. ``PIMM_NATIVE_KERNELS=0`` turns the native kernels off.
 """
 from __future__ import annotations
 
 import ctypes
 import hashlib
+import logging
 import os
 import platform
 import shutil
 import subprocess
 import tempfile
 import threading
-import warnings
-from typing import List, Optional
+import time
+from typing import List, Optional, Tuple
 
-__all__ = ["native_library", "native_kernels_enabled", "kernel_threads"]
+from pimm.utils.runtime import get_num_threads
+
+__all__ = ["build_native_kernels", "native_library", "native_kernels_enabled", "kernel_threads"]
 
 _SOURCE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "csrc")
 _SOURCES = ("depthwise_conv2d.c",)
@@ -29,7 +34,8 @@ _COMPILE_FLAGS = ["-O3", "-std=c11", "-fPIC", "-fopenmp"]
 
 _lock = threading.Lock()
 _loaded: Optional[ctypes.CDLL] = None
-_attempted = False
+_outcome: Optional[Tuple[int, str]] = None  # (log level, message) of the process's one attempt
+_FALLBACK = "depthwise convolutions run on Paddle's CPU kernel"
 
 _i64 = ctypes.c_int64
 _ptr = ctypes.c_void_p
@@ -48,8 +54,6 @@ def native_kernels_enabled() -> bool:
 def kernel_threads() -> int:
     """The intra-op thread count the native kernels use: what ``pimm.utils.set_num_threads`` set
     (Paddle's own CPU thread setting)."""
-    from pimm.utils.runtime import get_num_threads
-
     return get_num_threads()
 
 
@@ -146,42 +150,60 @@ def _load(path: str) -> ctypes.CDLL:
 
 
 def native_library() -> Optional[ctypes.CDLL]:
-    """The native kernels, built on the first call of the process (about a second with gcc, once
-    per machine thanks to the cache); None where they are disabled or cannot be built."""
-    global _loaded, _attempted
-    if _attempted:
-        return _loaded
-    with _lock:
-        if _attempted:
-            return _loaded
-        _attempted = True
-        if not native_kernels_enabled():
-            return None
-        cc = _compiler()
-        if cc is None:
-            warnings.warn("pimm: no C compiler found (set CC): using Paddle's CPU kernels for "
-                          "depthwise convolutions, which are several times slower")
-            return None
-        digest = hashlib.sha256()
-        for name in _SOURCES:
-            with open(os.path.join(_SOURCE_DIR, name), "rb") as source:
-                digest.update(source.read())
-        for part in (" ".join(cc + _COMPILE_FLAGS), _compiler_version(cc), _cpu_signature(),
-                     _paddle_openmp_runtime() or "libgomp"):
-            digest.update(part.encode())
-        target = os.path.join(_cache_root(), "native", digest.hexdigest()[:20], _LIBRARY_NAME)
-        error = None
-        if not os.path.isfile(target):
-            try:
-                error = _build(cc, target)
-            except OSError as err:  # cache folder not writable
-                error = str(err)
-        if error is not None:
-            warnings.warn(f"pimm: could not build the native CPU kernels ({error}); using Paddle's "
-                          "CPU kernels for depthwise convolutions, which are several times slower")
-            return None
+    """The native kernels once :func:`build_native_kernels` has loaded them in this process,
+    else None. Never builds anything."""
+    return _loaded
+
+
+def _library_path(cc: List[str]) -> str:
+    digest = hashlib.sha256()
+    for name in _SOURCES:
+        with open(os.path.join(_SOURCE_DIR, name), "rb") as source:
+            digest.update(source.read())
+    for part in (" ".join(cc + _COMPILE_FLAGS), _compiler_version(cc), _cpu_signature(),
+                 _paddle_openmp_runtime() or "libgomp"):
+        digest.update(part.encode())
+    return os.path.join(_cache_root(), "native", digest.hexdigest()[:20], _LIBRARY_NAME)
+
+
+def _build_or_load() -> Tuple[int, str]:
+    """Load the kernels into ``_loaded``, building them first when the cache lacks them; returns
+    the log level and message of the outcome."""
+    global _loaded
+    if not native_kernels_enabled():
+        return logging.INFO, f"unavailable (PIMM_NATIVE_KERNELS=0 or not Linux): {_FALLBACK}"
+    cc = _compiler()
+    if cc is None:
+        return logging.WARNING, (f"unavailable (no C compiler found; set CC): {_FALLBACK}, "
+                                 "several times slower")
+    target = _library_path(cc)
+    how = "loaded from the cache"
+    if not os.path.isfile(target):
+        start = time.perf_counter()
         try:
-            _loaded = _load(target)
-        except (OSError, AttributeError) as err:
-            warnings.warn(f"pimm: could not load {target} ({err}); using Paddle's CPU kernels")
-        return _loaded
+            error = _build(cc, target)
+        except OSError as err:  # cache folder not writable
+            error = str(err)
+        if error is not None:
+            return logging.WARNING, (f"unavailable (could not build them: {error}): {_FALLBACK}, "
+                                     "several times slower")
+        how = f"built in {time.perf_counter() - start:.1f} s and cached"
+    try:
+        _loaded = _load(target)
+    except (OSError, AttributeError) as err:
+        return logging.WARNING, f"unavailable (could not load {target}: {err}): {_FALLBACK}"
+    return logging.INFO, f"{how} ({target})"
+
+
+def build_native_kernels(logger: Optional[logging.Logger] = None) -> bool:
+    """Build the native kernels, or load them from the cache, so that the layers use them from
+    now on; True when they are loaded. The first call of the process does the work (about a
+    second with gcc, once per machine thanks to the cache); every call logs one line on
+    ``logger`` (default: this module's): built, loaded from the cache, or unavailable and why."""
+    global _outcome
+    with _lock:
+        if _outcome is None:
+            _outcome = _build_or_load()
+        level, message = _outcome
+    (logger or logging.getLogger(__name__)).log(level, "native CPU kernels: %s", message)
+    return _loaded is not None

@@ -3,10 +3,10 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .config import is_second_order
+from .modes import ModeAware
 
 
-class BatchNorm2d(nn.BatchNorm2D):
+class BatchNorm2d(ModeAware, nn.BatchNorm2D):
     """``paddle.nn.BatchNorm2D`` built from PyTorch-style arguments.
 
     ``momentum`` is PyTorch's (weight of the new batch statistic): 0.1 becomes Paddle's 0.9.
@@ -31,7 +31,7 @@ class BatchNorm2d(nn.BatchNorm2D):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if x.ndim != 4:
             raise ValueError(f"BatchNorm2d expects an NCHW tensor, got shape {list(x.shape)}.")
-        if is_second_order():
+        if self.second_order:
             return self._forward_primitive(x)
         # F.batch_norm directly: BatchNorm2D.forward warns on every training call.
         return F.batch_norm(x, self._mean, self._variance, weight=self.weight, bias=self.bias,

@@ -15,23 +15,30 @@ from typing import Optional, Sequence
 
 import paddle
 
-__all__ = ["pointwise_conv2d", "batched_pointwise_applies", "MAX_BATCHED_PIXELS"]
+__all__ = ["pointwise_conv2d", "batched_pointwise_fits", "batched_pointwise_ready",
+           "MAX_BATCHED_PIXELS"]
 
 #: feature maps up to this many pixels (8x8) take the batched product
 MAX_BATCHED_PIXELS = 64
 
 
-def batched_pointwise_applies(x: paddle.Tensor, weight: paddle.Tensor, groups: int,
-                              stride: Sequence[int], padding: Sequence[int],
-                              padding_algorithm: str, data_format: str) -> bool:
-    """Whether :func:`pointwise_conv2d` should replace Paddle's convolution for this call:
-    dygraph on CPU, float32 NCHW, a 1x1 filter with stride 1, no padding and no groups, and a
-    feature map of at most :data:`MAX_BATCHED_PIXELS` pixels."""
-    return (paddle.in_dynamic_mode() and data_format == "NCHW" and groups == 1
-            and tuple(weight.shape[2:]) == (1, 1) and tuple(stride) == (1, 1)
-            and padding_algorithm in ("EXPLICIT", "VALID") and not any(padding)
-            and x.ndim == 4 and x.shape[2] * x.shape[3] <= MAX_BATCHED_PIXELS
-            and x.dtype == paddle.float32 and x.place.is_cpu_place())
+def batched_pointwise_fits(weight_shape: Sequence[int], groups: int, stride: Sequence[int],
+                           padding: Sequence[int], padding_algorithm: str,
+                           data_format: str) -> bool:
+    """Whether a convolution with these static attributes is one :func:`pointwise_conv2d`
+    computes: NCHW, a 1x1 filter with stride 1, no padding and no groups."""
+    return (data_format == "NCHW" and groups == 1 and tuple(weight_shape[2:]) == (1, 1)
+            and tuple(stride) == (1, 1) and padding_algorithm in ("EXPLICIT", "VALID")
+            and not any(padding))
+
+
+def batched_pointwise_ready(x: paddle.Tensor) -> bool:
+    """Whether :func:`pointwise_conv2d` should replace Paddle's kernel for this call of a
+    convolution that :func:`batched_pointwise_fits`: dygraph, a float32 NCHW CPU input with at
+    most :data:`MAX_BATCHED_PIXELS` pixels."""
+    return (paddle.in_dynamic_mode() and x.ndim == 4
+            and x.shape[2] * x.shape[3] <= MAX_BATCHED_PIXELS and x.dtype == paddle.float32
+            and x.place.is_cpu_place())
 
 
 def pointwise_conv2d(x: paddle.Tensor, weight: paddle.Tensor,

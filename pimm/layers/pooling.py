@@ -3,7 +3,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from .config import is_second_order
+from .modes import ModeAware
 
 POOL_TYPES = ("avg", "max", "avgmax", "catavgmax")
 
@@ -17,7 +17,7 @@ def _global_max_second_order(x: paddle.Tensor) -> paddle.Tensor:
     return (flat * mask).sum(axis=-1).reshape([n, c, 1, 1])
 
 
-class SelectAdaptivePool2d(nn.Layer):
+class SelectAdaptivePool2d(ModeAware, nn.Layer):
     """Global pooling: 'avg', 'max', 'avgmax' (mean of both) or 'catavgmax' (both, concatenated).
 
     The pooling itself runs in ``paddle.nn.AdaptiveAvgPool2D`` / ``AdaptiveMaxPool2D`` sublayers
@@ -39,7 +39,7 @@ class SelectAdaptivePool2d(nn.Layer):
         return 2 if self.pool_type == "catavgmax" else 1
 
     def _max(self, x: paddle.Tensor) -> paddle.Tensor:
-        return _global_max_second_order(x) if is_second_order() else self.max_pool(x)
+        return _global_max_second_order(x) if self.second_order else self.max_pool(x)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if self.pool_type == "avg":

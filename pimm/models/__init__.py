@@ -8,11 +8,11 @@ from .efficientnet_builder import (EfficientNetBuilder, decode_arch_def, decode_
                                    efficientnet_init_weights, encode_block_str, resolve_bn_args,
                                    round_channels)
 from .mobilenetv3 import MobileNetV3
-from .paddle_checkpoint import PaddleCheckpointError, read_paddle_checkpoint
+from pimm.utils.paddle_checkpoint import PaddleCheckpointError, read_paddle_checkpoint
 from .peleenet import PeleeNet
 from .registry import create_model, is_model, list_models, model_entrypoint, register_model
-from .restricted_pickle import CheckpointReadError
-from .torch_checkpoint import (TorchCheckpointError, UnsafeCheckpointError, extract_state_dict,
+from pimm.utils.restricted_pickle import CheckpointReadError
+from pimm.utils.torch_checkpoint import (TorchCheckpointError, UnsafeCheckpointError, extract_state_dict,
                                is_torch_checkpoint, read_torch_checkpoint, torch_to_paddle_state_dict)
 
 __all__ = [

@@ -5,9 +5,9 @@ Paddle checkpoints are ``paddle.save``d dicts (``.pdparams``) with the keys of d
 Weights are also read from checkpoints of the ``model`` / ``model_ema`` layout (the PaddlePaddle
 PeleeNet reproduction, DeiT-style training code), from a bare state dict (name -> tensor) and from
 PyTorch files (legacy and zip ``torch.save`` formats, read without torch by
-``pimm.models.torch_checkpoint``). Every file is read by ``read_checkpoint_file``, the single place
+``pimm.utils.torch_checkpoint``). Every file is read by ``read_checkpoint_file``, the single place
 that tells file formats apart; neither format's reader runs code from the
-file (``pimm.models.restricted_pickle``).
+file (``pimm.utils.restricted_pickle``).
 """
 import logging
 import os
@@ -20,8 +20,8 @@ import numpy as np
 import paddle
 from paddle import nn
 
-from .paddle_checkpoint import read_paddle_checkpoint
-from .torch_checkpoint import is_torch_checkpoint, read_torch_checkpoint, torch_to_paddle_state_dict
+from pimm.utils.paddle_checkpoint import read_paddle_checkpoint
+from pimm.utils.torch_checkpoint import is_torch_checkpoint, read_torch_checkpoint, torch_to_paddle_state_dict
 
 _logger = logging.getLogger(__name__)
 
@@ -66,10 +66,10 @@ def read_checkpoint_file(path: str) -> Any:
     """Read a checkpoint file into Python objects, whatever its format.
 
     PyTorch files (zip or legacy ``torch.save`` format, or any file named ``*.pth``, ``*.pt``,
-    ``*.tar``, ``*.ckpt``) are read by ``pimm.models.torch_checkpoint``: tensors come back as numpy
+    ``*.tar``, ``*.ckpt``) are read by ``pimm.utils.torch_checkpoint``: tensors come back as numpy
     arrays, yacs configs as dicts, and the weights under ``state_dict`` / ``state_dict_ema`` (or a
     bare state dict) as ``TorchStateDict``. Anything else is read as a ``paddle.save`` file by
-    ``pimm.models.paddle_checkpoint`` (what ``paddle.load`` returns). Neither runs code from the file.
+    ``pimm.utils.paddle_checkpoint`` (what ``paddle.load`` returns). Neither runs code from the file.
 
     Raises FileNotFoundError for a missing file, ``UnsafeCheckpointError`` for a file whose pickle
     names anything but the containers, arrays and tensors a checkpoint holds, and

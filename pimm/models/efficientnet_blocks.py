@@ -4,39 +4,43 @@ Parameter names match timm 0.1.20 and the official Cream checkpoints:
 SqueezeExcite ``conv_reduce, conv_expand``; ConvBnAct ``conv, bn1``; DepthwiseSeparableConv
 ``conv_dw, bn1, se, conv_pw, bn2``; InvertedResidual ``conv_pw, bn1, conv_dw, bn2, se, conv_pwl, bn3``.
 """
-from typing import Any, Callable, Dict, Optional, Type, Union
+from typing import Any, Dict, Optional, Type, Union
 
 import paddle
 from paddle import nn
 
-from pimm.layers import BatchNorm2d, create_conv2d, drop_path, hard_sigmoid, make_divisible
+from pimm.layers import (BatchNorm2d, HardSigmoid, create_conv2d, drop_path, get_act_layer,
+                         make_divisible)
 
 KernelSize = Union[int, list]
 
 # Squeeze-excite as MobileNetV3 and Cream configure it: reduced channels from the tensor the SE sees
 # (the block's mid channels), rounded to multiples of 8, ReLU inside, hard-sigmoid gate.
-SE_DEFAULTS: Dict[str, Any] = dict(act_layer=nn.ReLU, gate_fn=hard_sigmoid, divisor=8)
+SE_DEFAULTS: Dict[str, Any] = dict(act_layer=nn.ReLU, gate_layer=HardSigmoid, divisor=8)
 
 
 class SqueezeExcite(nn.Layer):
-    """x * gate(conv_expand(act(conv_reduce(mean_hw(x)))))."""
+    """x * gate(conv_expand(act(conv_reduce(mean_hw(x))))).
+
+    ``gate_layer``: an activation layer class or name (``pimm.layers.get_act_layer``); a layer
+    rather than a function so that it follows the model's layer modes.
+    """
 
     def __init__(self, in_chs: int, se_ratio: float = 0.25, reduced_base_chs: Optional[int] = None,
                  act_layer: Type[nn.Layer] = nn.ReLU,
-                 gate_fn: Callable[[paddle.Tensor], paddle.Tensor] = hard_sigmoid,
-                 divisor: int = 8) -> None:
+                 gate_layer: Union[str, Type[nn.Layer]] = HardSigmoid, divisor: int = 8) -> None:
         super().__init__()
         reduced_chs = make_divisible((reduced_base_chs or in_chs) * se_ratio, divisor)
-        self.gate_fn = gate_fn
         # A layer rather than x.mean(): hook-based FLOPs counters (thop) count this pooling.
         self.avg_pool = nn.AdaptiveAvgPool2D(1)
         self.conv_reduce = create_conv2d(in_chs, reduced_chs, 1, bias=True)
         self.act1 = act_layer()
         self.conv_expand = create_conv2d(reduced_chs, in_chs, 1, bias=True)
+        self.gate = get_act_layer(gate_layer)()
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         gate = self.conv_expand(self.act1(self.conv_reduce(self.avg_pool(x))))
-        return x * self.gate_fn(gate)
+        return x * self.gate(gate)
 
 
 def _make_se(chs: int, se_ratio: Optional[float],

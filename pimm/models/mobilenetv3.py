@@ -9,18 +9,19 @@ from typing import Any, Dict, List, Optional, Type
 import paddle
 from paddle import nn
 
-from pimm.layers import (BatchNorm2d, HardSwish, SelectAdaptivePool2d, create_conv2d, dropout,
-                         hard_sigmoid)
+from pimm.layers import (BatchNorm2d, HardSigmoid, HardSwish, ModeAware, SelectAdaptivePool2d,
+                         create_conv2d, dropout)
 
 from .efficientnet_builder import (BlockArgs, EfficientNetBuilder, decode_arch_def,
                                    efficientnet_init_weights, resolve_bn_args, round_channels)
 from .registry import register_model
 
 
-class MobileNetV3(nn.Layer):
+class MobileNetV3(ModeAware, nn.Layer):
     """Sublayers: conv_stem, bn1, act1, blocks (stages of blocks), global_pool, conv_head, act2,
     classifier. ``forward_features`` ends after act2 with shape ``[N, num_features, 1, 1]``;
-    ``forward`` flattens, applies dropout (``drop_rate``) and the classifier.
+    ``forward`` flattens, applies dropout (``drop_rate``, in the network's own layer mode) and
+    the classifier.
     """
 
     def __init__(self, block_args: List[List[BlockArgs]], num_classes: int = 1000, in_chans: int = 3,
@@ -88,7 +89,7 @@ class MobileNetV3(nn.Layer):
         x = self.forward_features(x)
         # reshape and pimm's dropout: flatten and F.dropout have no double-grad kernels.
         x = x.reshape([x.shape[0], -1])
-        x = dropout(x, self.drop_rate, self.training)
+        x = dropout(x, self.drop_rate, self.training, self.second_order)
         return self.classifier(x)
 
 
@@ -121,7 +122,7 @@ def _gen_mobilenet_v3(arch_def: List[List[str]], num_features: int, channel_mult
         channel_multiplier=channel_multiplier,
         norm_kwargs=resolve_bn_args(kwargs),
         act_layer=HardSwish,
-        se_kwargs=dict(act_layer=nn.ReLU, gate_fn=hard_sigmoid, divisor=8),
+        se_kwargs=dict(act_layer=nn.ReLU, gate_layer=HardSigmoid, divisor=8),
         **kwargs,
     )
 

@@ -30,7 +30,7 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import paddle
 
-from pimm.models.paddle_checkpoint import read_paddle_checkpoint
+from .paddle_checkpoint import read_paddle_checkpoint
 
 from .file_io import atomic_link, atomic_save, atomic_write_text, remove_stale_temp_files
 from .model_ema import unwrap_model

@@ -8,7 +8,7 @@ from typing import Any, Dict, Mapping, Union
 import paddle
 from paddle.utils import unique_name
 
-from pimm.models.paddle_checkpoint import read_paddle_checkpoint
+from .paddle_checkpoint import read_paddle_checkpoint
 
 __all__ = ["ModelEma", "unwrap_model"]
 

@@ -35,7 +35,7 @@ def exported_14(demo_data_dir, tmp_path_factory):
     the demo classes: ``(model, predictor, val dataset)``. Treat them as read-only."""
     from lib.deploy import export_child_network
     from pimm.data import ImageDataset
-    from pimm.utils.inference import InferenceModel
+    from pimm.deploy import InferenceModel
 
     model = _decisive_net()
     dataset = ImageDataset(os.path.join(demo_data_dir, "val"))

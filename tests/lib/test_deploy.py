@@ -6,11 +6,10 @@ import numpy as np
 import paddle
 import pytest
 
-from lib.deploy import (LOGITS_TOLERANCE, eval_transform_from_info, export_child_network,
-                        exported_logits_difference, predict_files)
+from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference, predict_files
 from lib.models import build_childnet
 from pimm.data import ImageDataset, create_loader
-from pimm.utils.inference import relative_difference
+from pimm.deploy import eval_transform_from_info, relative_difference
 
 ARCH_14 = [[0], [3], [3, 3], [3, 3], [3], [3], [0]]
 SIZE = 64  # the exported_14 fixture's image size

@@ -9,7 +9,7 @@ import pytest
 from lib.models import build_childnet
 from pimm.data import ImageDataset, create_loader
 from pimm.models import load_checkpoint
-from pimm.utils.inference import InferenceModel, relative_difference
+from pimm.deploy import InferenceModel, relative_difference
 
 
 @pytest.fixture

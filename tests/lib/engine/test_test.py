@@ -12,7 +12,7 @@ from lib.engine.child import ChildSpec
 from lib.engine.common import RunError
 from lib.engine.test import AUTO_MIN_IMAGES, load_weights_for_test, select_test_model
 from lib.models import CREAM_ARCHS, build_childnet
-from pimm.utils.inference import InferenceLayer, relative_difference
+from pimm.deploy import InferenceLayer, relative_difference
 
 
 def test_weights_are_ema_when_present_and_plain_otherwise(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 
 from lib.models import CREAM_ARCHS, build_childnet, childnet_arch_def, effective_arch
 from pimm.models import MobileNetV3, create_model, list_models, load_checkpoint, model_entrypoint
-from pimm.models.torch_checkpoint import (extract_state_dict, read_torch_checkpoint,
+from pimm.utils.torch_checkpoint import (extract_state_dict, read_torch_checkpoint,
                                           torch_to_paddle_state_dict)
 from pimm.utils.profile import profile
 

@@ -6,7 +6,7 @@ import paddle
 import pytest
 
 from lib.models import SuperNet, build_childnet, build_supernet, effective_arch, layer_flops_table
-from pimm.layers import layer_config
+from pimm.layers import layer_modes
 from pimm.models import load_checkpoint, load_model_weights
 from tests.pimm.models.paddle_to_torch import torch_state_dict
 from tests.pimm.models.torchfile_writer import save_legacy
@@ -100,7 +100,7 @@ def test_path_forward_equals_the_child_net_with_the_same_weights(child_arch):
     x = paddle.to_tensor(np.random.RandomState(1).randn(2, 3, 48, 48).astype("float32"))
     logits = supernet(x, path).numpy()
     np.testing.assert_allclose(logits, child(x).numpy(), rtol=1e-5, atol=1e-5)
-    with layer_config(second_order=True):  # the meta-matching step runs paths in this mode
+    with layer_modes(supernet, second_order=True):  # the meta-matching step runs paths so
         np.testing.assert_allclose(supernet(x, path).numpy(), logits, rtol=1e-4, atol=1e-4)
 
 

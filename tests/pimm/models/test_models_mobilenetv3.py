@@ -3,7 +3,7 @@ import paddle
 import pytest
 from paddle import nn
 
-from pimm.layers import SelectAdaptivePool2d, Swish, hard_sigmoid, layer_config
+from pimm.layers import HardSigmoid, SelectAdaptivePool2d, Swish, layer_modes
 from pimm.models import MobileNetV3, create_model, decode_arch_def
 
 
@@ -25,7 +25,7 @@ def _cream14(**kwargs):
             ["cn_r1_k1_s1_c320_se0.25"]]
     with paddle.utils.unique_name.guard():
         return MobileNetV3(decode_arch_def(arch), num_features=1280, stem_size=16, act_layer=Swish,
-                           se_kwargs=dict(act_layer=nn.ReLU, gate_fn=hard_sigmoid, divisor=8), **kwargs)
+                           se_kwargs=dict(act_layer=nn.ReLU, gate_layer=HardSigmoid, divisor=8), **kwargs)
 
 
 def test_cream_child_network_14_matches_reference_size_and_names():
@@ -53,7 +53,7 @@ def test_forward_structure_pool_before_head():
     logits = model(x)
     np.testing.assert_allclose(logits.numpy(), model.classifier(feats.reshape([2, -1])).numpy(),
                                rtol=1e-5, atol=1e-5)
-    with layer_config(second_order=True):
+    with layer_modes(model, second_order=True):
         np.testing.assert_allclose(model(x).numpy(), logits.numpy(), rtol=1e-4, atol=1e-4)
     assert not any(isinstance(m, nn.BatchNorm2D) for m in [model.conv_head, model.act2])
     assert model.conv_head.bias is not None

@@ -6,7 +6,7 @@ import paddle
 import pytest
 from paddle import nn
 
-from pimm.layers import BatchNorm2d, SelectAdaptivePool2d, Swish, create_conv2d, layer_config
+from pimm.layers import BatchNorm2d, SelectAdaptivePool2d, Swish, create_conv2d, layer_modes
 from pimm.models import DepthwiseSeparableConv, InvertedResidual
 
 
@@ -73,7 +73,7 @@ def test_forward_and_gradients_equal_in_both_modes(train):
     x = paddle.randn([3, 3, 12, 12])
     outputs, grads = [], []
     for second_order in (False, True):
-        with layer_config(second_order=second_order):
+        with layer_modes(model, second_order=second_order):
             out = model(x)
             outputs.append(out.numpy())
             grads.append([g.numpy() for g in paddle.grad((out * out).sum(), _trainable(model))])
@@ -97,7 +97,7 @@ def test_mixed_second_derivative_matches_finite_differences(float64, train):
 
     def projected_grad(theta_np, create_graph):
         theta = paddle.to_tensor(theta_np, stop_gradient=not create_graph)
-        with layer_config(second_order=True):
+        with layer_modes(model, second_order=True):
             loss = _weighted_loss(model, x, target, theta)
             grads = paddle.grad(loss, params, create_graph=create_graph)
             projection = sum((g * v).sum() for g, v in zip(grads, directions))
@@ -120,7 +120,7 @@ def test_hessian_vector_product_matches_finite_differences(float64):
     theta = paddle.to_tensor(rng.randn(3))
     originals = [p.numpy() for p in params]
 
-    with layer_config(second_order=True):
+    with layer_modes(model, second_order=True):
         grads = paddle.grad(_weighted_loss(model, x, target, theta), params, create_graph=True)
         projection = sum((g * paddle.to_tensor(v)).sum() for g, v in zip(grads, directions))
         hvp = [h.numpy() for h in paddle.grad(projection, params)]
@@ -154,7 +154,7 @@ def test_simulated_step_meta_gradient_matches_finite_differences(float64):
     def validation_loss(theta_np, create_graph):
         theta = paddle.to_tensor(theta_np, stop_gradient=not create_graph)
         params = [layer._parameters[name] for layer, name in owners]
-        with layer_config(second_order=True):
+        with layer_modes(model, second_order=True):
             grads = paddle.grad(_weighted_loss(model, x, target, theta), params, create_graph=create_graph)
             for (layer, name), p, g in zip(owners, params, grads):
                 layer._parameters[name] = p - lr * g

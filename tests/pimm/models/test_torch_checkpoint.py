@@ -10,7 +10,7 @@ import numpy as np
 import paddle
 import pytest
 
-from pimm.models.torch_checkpoint import (
+from pimm.utils.torch_checkpoint import (
     TorchCheckpointError,
     UnsafeCheckpointError,
     extract_state_dict,

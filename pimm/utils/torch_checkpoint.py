@@ -2,7 +2,7 @@
 anything the file asks for.
 
 ``torch.save`` writes pickles, and unpickling an untrusted pickle can run arbitrary code. This
-reader unpickles (``pimm.models.restricted_pickle``) with an explicit allow-list of the few
+reader unpickles (``pimm.utils.restricted_pickle``) with an explicit allow-list of the few
 globals a weights checkpoint needs (containers, torch's tensor-rebuild functions and storage
 classes, yacs ``CfgNode``); each is replaced by a local stand-in, so no torch code runs either.
 Any other global stops the load with :class:`UnsafeCheckpointError` before it can be called.

@@ -4,7 +4,7 @@ Both checkpoint formats this project reads are pickles: ``.pdparams`` (``paddle.
 PyTorch's ``.pth``/``.pth.tar``. A pickle may name any Python global (``posix.system``,
 ``builtins.eval``) and call it while it is being read, so plain ``pickle.load``/``paddle.load``
 on a file from elsewhere runs whatever code the file carries. The readers built on this module
-(``pimm.models.paddle_checkpoint``, ``pimm.models.torch_checkpoint``) resolve only an explicit
+(``pimm.utils.paddle_checkpoint``, ``pimm.utils.torch_checkpoint``) resolve only an explicit
 allow-list of globals, each mapped to a local stand-in, and refuse anything else before it can
 be called.
 

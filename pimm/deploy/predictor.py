@@ -1,88 +1,25 @@
-"""Export a model for deployment and run it with Paddle Inference.
+"""Run an exported model (``pimm.deploy.export``) with Paddle Inference.
 
-``export_model`` traces a model with ``paddle.jit.to_static`` and writes ``<prefix>.json``
-(program) and ``<prefix>.pdiparams`` (weights) with ``paddle.jit.save``, plus
-``<prefix>.info.json``: what a caller needs to feed it (input size, preprocessing, class names).
-``InferenceModel`` loads those files into a Paddle Inference predictor: oneDNN kernels and graph
+``InferenceModel`` loads the files into a Paddle Inference predictor: oneDNN kernels and graph
 fusions (conv + batch norm + activation) on CPU, optionally TensorRT on GPU. On a 2-core CPU it
 evaluates the MobileNetV3-style networks several times faster than dygraph (docs/BENCHMARKS.md),
-with logits equal to float32 rounding.
+with logits equal to float32 rounding. ``InferenceLayer`` puts it behind the ``paddle.nn.Layer``
+interface for evaluation loops.
 """
 from __future__ import annotations
 
-import json
-import os
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import List, Optional, Union
 
 import numpy as np
 import paddle
 
-from pimm.layers import layer_config
+from pimm.utils.runtime import available_cpus
 
-from .file_io import atomic_write_text
-from .runtime import available_cpus
+from .export import exported_files, read_export_info
 
-__all__ = ["export_model", "InferenceModel", "InferenceLayer", "read_export_info", "exported_files",
-           "relative_difference", "INFO_SUFFIX"]
+__all__ = ["InferenceModel", "InferenceLayer", "relative_difference"]
 
-INFO_SUFFIX = ".info.json"
-_PROGRAM_SUFFIX = ".json"
-_PARAMS_SUFFIX = ".pdiparams"
 DEVICES = ("cpu", "gpu")
-
-
-def exported_files(prefix: str) -> Dict[str, str]:
-    """The paths ``export_model`` writes for ``prefix``: ``program``, ``params`` and ``info``."""
-    return {"program": prefix + _PROGRAM_SUFFIX, "params": prefix + _PARAMS_SUFFIX,
-            "info": prefix + INFO_SUFFIX}
-
-
-def export_model(model: paddle.nn.Layer, prefix: str, image_size: Union[int, Sequence[int]],
-                 in_chans: int = 3, info: Optional[Dict[str, Any]] = None) -> Dict[str, str]:
-    """Write ``model`` (in eval mode) as a static program taking ``[N, in_chans, H, W]`` float32
-    images with any batch size N; returns :func:`exported_files`.
-
-    ``model.forward`` must take the images alone (wrap a model that needs more, such as a
-    supernet and its path, in a layer). ``info`` is stored next to the program
-    (``<prefix>.info.json``) together with the input shape; :class:`InferenceModel` returns it
-    as ``.info``. The model is left as it was: training flags restored, dygraph forward.
-    """
-    height, width = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    folder = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(folder, exist_ok=True)
-    flags = [(sub, sub.training) for sub in model.sublayers(include_self=True)]
-    own_forward = "forward" in vars(model)
-    model.eval()
-    spec = [paddle.static.InputSpec([None, in_chans, height, width], "float32", "images")]
-    try:
-        with layer_config(exporting=True):  # ops Paddle Inference fuses (pimm.layers.config)
-            paddle.jit.save(paddle.jit.to_static(model, input_spec=spec, full_graph=True), prefix)
-    finally:
-        for sub, training in flags:
-            sub.training = training
-        # to_static installs the traced function as the instance's forward: later calls must
-        # run the dygraph forward again (train mode, other shapes)
-        if not own_forward:
-            vars(model).pop("forward", None)
-    files = exported_files(prefix)
-    record = dict(info or {})
-    record["input_shape"] = [in_chans, height, width]
-    atomic_write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", files["info"])
-    return files
-
-
-def read_export_info(prefix: str) -> Dict[str, Any]:
-    """The ``info`` dict stored by :func:`export_model` (with ``input_shape``)."""
-    files = exported_files(prefix)
-    missing = [path for path in (files["program"], files["params"]) if not os.path.isfile(path)]
-    if missing:
-        raise FileNotFoundError(f"no exported model at prefix {prefix!r}: {', '.join(missing)} "
-                                "missing; write one with tools/export_model.py (or "
-                                "pimm.utils.inference.export_model)")
-    if not os.path.isfile(files["info"]):
-        return {}
-    with open(files["info"], encoding="utf-8") as f:
-        return json.load(f)
 
 
 class InferenceModel:

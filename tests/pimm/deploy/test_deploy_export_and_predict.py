@@ -1,4 +1,4 @@
-"""pimm.utils.inference: export with to_static + jit.save, run with Paddle Inference (oneDNN)."""
+"""pimm.deploy: export with to_static + jit.save, run with Paddle Inference (oneDNN)."""
 import json
 import os
 
@@ -6,9 +6,11 @@ import numpy as np
 import paddle
 import pytest
 
-from pimm.layers import BatchNorm2d, Swish, create_conv2d, is_exporting
-from pimm.utils.inference import (InferenceLayer, InferenceModel, exported_files, export_model,
-                                  read_export_info, relative_difference)
+from PIL import Image
+
+from pimm.deploy import (InferenceLayer, InferenceModel, eval_preprocess, eval_transform_from_info,
+                         exported_files, export_model, read_export_info, relative_difference)
+from pimm.layers import BatchNorm2d, ModeAware, Swish, create_conv2d
 
 
 class TinyNet(paddle.nn.Layer):
@@ -17,6 +19,7 @@ class TinyNet(paddle.nn.Layer):
 
     def __init__(self, num_classes: int = 3) -> None:
         super().__init__()
+        self.num_classes = num_classes
         self.conv = create_conv2d(3, 8, 3, stride=2)
         self.bn = BatchNorm2d(8)
         self.act = Swish()
@@ -45,7 +48,7 @@ def exported(tmp_path):
     paddle.seed(0)
     model = _trained_statistics(TinyNet())
     prefix = str(tmp_path / "sub" / "tiny")
-    files = export_model(model, prefix, 16, info={"classes": ["a", "b", "c"]})
+    files = export_model(model, prefix, 16, class_names=["a", "b", "c"], info={"source": "test"})
     return model, prefix, files
 
 
@@ -55,14 +58,35 @@ def test_export_writes_program_weights_and_info(exported):
     assert files == {"program": prefix + ".json", "params": prefix + ".pdiparams", "info": prefix + ".info.json"}
     assert all(os.path.isfile(path) for path in files.values())
     with open(files["info"]) as f:
-        assert json.load(f) == {"classes": ["a", "b", "c"], "input_shape": [3, 16, 16]}
-    assert read_export_info(prefix)["input_shape"] == [3, 16, 16]
+        info = json.load(f)
+    assert info == {"source": "test", "input_shape": [3, 16, 16], "num_classes": 3,
+                    "class_names": ["a", "b", "c"], "preprocess": eval_preprocess(16)}
+    assert info["preprocess"] == {"image_size": 16, "interpolation": "bilinear", "crop_pct": 0.875,
+                                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+    assert read_export_info(prefix) == info
+
+
+def test_info_records_any_models_classes_and_preprocessing(tmp_path):
+    model = paddle.nn.Sequential(create_conv2d(3, 4, 3), paddle.nn.AdaptiveAvgPool2D(1))
+    files = export_model(model, str(tmp_path / "plain"), [12, 20],
+                         preprocess=eval_preprocess([12, 20], interpolation="bicubic", crop_pct=1.0))
+    info = read_export_info(str(tmp_path / "plain"))
+    assert info["num_classes"] is None and info["class_names"] is None  # no num_classes attribute
+    assert info["input_shape"] == [3, 12, 20] and info["preprocess"]["image_size"] == [12, 20]
+    assert files["info"].endswith("plain.info.json")
+    # the recorded transform gives the predictor's input shape
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), np.uint8))
+    assert eval_transform_from_info(info)(image).shape == (3, 12, 20)
+    with pytest.raises(ValueError, match="2 class names given for a network with 3 classes"):
+        export_model(TinyNet(3), str(tmp_path / "bad"), 16, class_names=["a", "b"])
+    with pytest.raises(ValueError, match="no 'preprocess' entry"):
+        eval_transform_from_info({})
 
 
 def test_predictor_reproduces_dygraph_logits_for_any_batch_size(exported):
     model, prefix, _ = exported
     predictor = InferenceModel(prefix, threads=1)
-    assert predictor.info["classes"] == ["a", "b", "c"]
+    assert predictor.info["class_names"] == ["a", "b", "c"]
     model.eval()
     for batch in (1, 5):
         x = np.random.default_rng(batch).standard_normal((batch, 3, 16, 16)).astype(np.float32)
@@ -93,7 +117,8 @@ def test_swish_is_exported_as_the_op_onednn_fuses(exported):
     with open(files["program"], encoding="utf-8") as f:
         program = f.read()
     assert '"1.swish"' in program and "silu" not in program
-    assert not is_exporting()  # dygraph is back on its own kernel
+    modes = [layer.exporting for layer in model.sublayers() if isinstance(layer, ModeAware)]
+    assert modes and not any(modes)  # dygraph is back on its own kernel
     with paddle.no_grad():
         model.eval()
         x = paddle.randn([2, 3, 16, 16])
