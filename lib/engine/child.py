@@ -4,7 +4,7 @@ registered with pimm (``NET.MODEL``, e.g. ``peleenet``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 import paddle
 from yacs.config import CfgNode
@@ -14,10 +14,11 @@ from lib.engine.common import LoaderPolicy, RunError
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
 from lib.search.board_file import best_board_arch
+from pimm.deploy import eval_preprocess
 from pimm.models import create_model, is_model, list_models, model_entrypoint
 
 __all__ = ["ChildSpec", "resolve_child", "create_child_model", "checkpoint_misfit", "arch_from_board",
-           "eval_interpolation", "child_loader_policy"]
+           "eval_interpolation", "child_eval_preprocess", "child_loader_policy"]
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,14 @@ def eval_interpolation(cfg: CfgNode, spec: ChildSpec) -> str:
     if chosen:
         return chosen
     return str(cfg.DATASET.INTERPOLATION) if spec.model else EVAL_INTERPOLATION
+
+
+def child_eval_preprocess(cfg: CfgNode, spec: ChildSpec) -> Dict[str, Any]:
+    """The evaluation transform of ``retrain``/``test`` as an export records it
+    (``pimm.deploy.eval_preprocess``): ``spec.image_size``, :func:`eval_interpolation`,
+    ``DATASET.CROP_PCT``, ImageNet mean/std."""
+    return eval_preprocess(spec.image_size, interpolation=eval_interpolation(cfg, spec),
+                           crop_pct=float(cfg.DATASET.CROP_PCT))
 
 
 def child_loader_policy(cfg: CfgNode, spec: ChildSpec) -> LoaderPolicy:
