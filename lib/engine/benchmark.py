@@ -228,7 +228,7 @@ def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Batc
 def _loader_batches(opts: BenchmarkOptions, cfg: CfgNode, image_size: int) -> Iterator[Batch]:
     """Full batches from the engine's own loader (``build_loaders``) of the mode's split."""
     training = opts.mode != "infer"
-    policy = search_loader_policy(cfg) if _uses_supernet(opts) else child_loader_policy(cfg, resolve_child(cfg))
+    policy = search_loader_policy(cfg) if _uses_supernet(opts) else child_loader_policy(cfg)
     train_loader, eval_loader = build_loaders(cfg, None, image_size, policy=policy, train=training,
                                               eval=not training)
     loader = train_loader if training else eval_loader

@@ -143,8 +143,10 @@ def child_eval_preprocess(cfg: CfgNode, spec: ChildSpec) -> Dict[str, Any]:
                            crop_pct=float(cfg.DATASET.CROP_PCT))
 
 
-def child_loader_policy(cfg: CfgNode, spec: ChildSpec) -> LoaderPolicy:
+def child_loader_policy(cfg: CfgNode, spec: Optional[ChildSpec] = None) -> LoaderPolicy:
     """A child network's loaders (retrain, test): RandAugment ``AUGMENTATION.AA`` on training
-    images, :func:`eval_interpolation` for the evaluation resize."""
+    images, :func:`eval_interpolation` for the evaluation resize (of ``spec``, by default the
+    network ``resolve_child(cfg)`` names)."""
+    spec = spec if spec is not None else resolve_child(cfg)
     return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
                         eval_interpolation=eval_interpolation(cfg, spec))
