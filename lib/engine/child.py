@@ -15,10 +15,10 @@ from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
 from lib.search.board_file import best_board_arch
 from pimm.deploy import eval_preprocess
-from pimm.models import create_model, is_model, list_models, model_entrypoint
+from pimm.models import create_model, model_entrypoint
 
-__all__ = ["ChildSpec", "resolve_child", "create_child_model", "checkpoint_misfit", "arch_from_board",
-           "eval_interpolation", "child_eval_preprocess", "child_loader_policy"]
+__all__ = ["ChildSpec", "resolve_child", "create_child_model", "checkpoint_misfit",
+           "arch_from_board", "eval_interpolation", "child_eval_preprocess", "child_loader_policy"]
 
 
 @dataclass(frozen=True)
@@ -93,11 +93,10 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
 
 
 def _named_model(model: str, board: str, input_arch: list, size: int) -> ChildSpec:
-    if not is_model(model):
-        try:
-            model_entrypoint(model)  # its message suggests the closest registered names
-        except ValueError as err:
-            raise ConfigError(f"NET.MODEL: {err} Registered: {', '.join(list_models())}") from None
+    try:
+        model_entrypoint(model)  # an unknown name's message suggests the closest registered ones
+    except ValueError as err:
+        raise ConfigError(f"NET.MODEL: {err}") from None
     if board or input_arch:
         raise ConfigError(f"NET.MODEL {model!r} conflicts with NET.INPUT_ARCH/NET.BOARD_JSON: "
                           "set NET.MODEL '' to retrain or test a Cream path")

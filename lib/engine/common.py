@@ -300,7 +300,8 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
         train_loader = create_loader(
             train_set, batch_size=batch_size, is_training=True,
             color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
-            interpolation=str(cfg.DATASET.TRAIN_INTERPOLATION), re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
+            interpolation=str(cfg.DATASET.TRAIN_INTERPOLATION), re_prob=float(aug.RE_PROB),
+            re_mode=str(aug.RE_MODE),
             scale=tuple(float(v) for v in aug.SCALE),
             **common)
     if eval:

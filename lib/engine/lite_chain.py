@@ -56,7 +56,8 @@ class StageFailed(Exception):
 @dataclass
 class LiteChainOptions:
     """``config`` (a retrain YAML) with ``overrides`` (KEY VALUE pairs, applied after the lite
-    ones); runs go to ``work_dir/runs``, the demo tree (unless ``data_dir``) to ``work_dir/data``."""
+    ones); runs go to ``work_dir/runs``, the demo tree (unless ``data_dir``) to
+    ``work_dir/data``."""
 
     config: str
     overrides: Sequence[str] = ()

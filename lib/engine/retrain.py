@@ -137,7 +137,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if eval_metric not in EVAL_METRIC_NAMES:
         raise ConfigError(f"EVAL_METRICS {eval_metric!r} is not measured; choose one of "
                           f"{', '.join(EVAL_METRIC_NAMES)}")
-    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg, spec))
+    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size,
+                                              policy=child_loader_policy(cfg, spec))
 
     model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
     initial = load_initial_weights(model, cfg, spec)

@@ -94,6 +94,13 @@ def test_peleenet_configs_have_the_reference_recipe():
     assert differences == {"MODEL": "peleenet_finetune", "LR": 0.005, "EPOCHS": 20,
                            "INITIAL_CHECKPOINT": "./experiments/workspace/ckps/peleenet_acc7208.pth.tar"}
 
+    demo = load_config(os.path.join(CONFIGS, "retrain", "peleenet_demo.yaml"))
+    differences = {key: value for key, value in _flat(demo).items() if _flat(cfg)[key] != value}
+    assert set(differences) == {  # the recipe, shrunk to the demo tree and a short run
+        "DATA_DIR", "MODEL", "LOG_INTERVAL", "WORKERS", "NUM_GPU", "DATASET.NUM_CLASSES",
+        "DATASET.IMAGE_SIZE", "DATASET.BATCH_SIZE", "DATASET.VAL_BATCH_MUL", "LR", "EPOCHS",
+        "WARMUP_EPOCHS", "WARMUP_LR", "AUGMENTATION.SCALE"}
+
     test = load_config(os.path.join(CONFIGS, "test", "peleenet.yaml"))
     spec = resolve_child(test)
     assert (spec.model, spec.image_size, test.DATASET.CROP_PCT) == ("peleenet", 224, 0.875)
