@@ -369,8 +369,9 @@ def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
     cfg = ctx.cfg
     try:
         in_run_dir = CheckpointSaver.resume_file(ctx.run_dir, extension)
-    except ValueError as err:  # refused or unreadable: the message a resume would give
-        raise RunError(f"cannot resume from the run folder {ctx.run_dir}: {err}") from err
+    except ValueError as err:  # last's epoch was unreadable or refused: the message a resume gives
+        last = CheckpointSaver.last_file(ctx.run_dir, extension)
+        raise RunError(f"cannot resume from {last}: {err}") from err
     if in_run_dir is not None:
         return in_run_dir
     resume_path = str(cfg.RESUME_PATH or "")
