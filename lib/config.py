@@ -12,7 +12,7 @@ import yaml
 from yacs.config import CfgNode as CN
 
 from lib.spos import OFFICIAL_WIDTHS, EvolutionConfig
-from pimm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from pimm.data.constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 __all__ = ["get_default_config", "load_config", "shipped_config", "ConfigError"]
 
@@ -34,6 +34,10 @@ def get_default_config() -> CN:
     c.DATA_DIR = "./data/imagenet"
     c.MODEL = "cream"
     c.RESUME_PATH = "./experiments/ckps/resume.pth.tar"
+    # (added) retrain: the weights to start from (fine-tuning; timm's --initial-checkpoint), e.g.
+    # a released .pth.tar: optimizer, LR schedule and epochs start afresh (RESUME_PATH instead
+    # continues a run). A run folder with a checkpoint of its own resumes from that one
+    c.INITIAL_CHECKPOINT = ""
     c.SAVE_PATH = "./experiments/workspace"
     c.SEED = 42
     c.LOG_INTERVAL = 50
@@ -75,8 +79,21 @@ def get_default_config() -> CN:
     c.DATASET.STD = IMAGENET_DEFAULT_STD
     c.DATASET.MAX_PIXEL_VALUE = 255.0
     c.DATASET.COLOR_ORDER = "rgb"
+    # (added) resampling of the training random-resized crop: 'random' (bilinear or bicubic per
+    # image, timm's and Cream's retrain), 'bilinear', 'bicubic', 'nearest'
+    c.DATASET.TRAIN_INTERPOLATION = "random"
+    # (added) retrain/test evaluation: shorter side to IMAGE_SIZE / CROP_PCT with
+    # EVAL_INTERPOLATION, centre crop IMAGE_SIZE. '' keeps the network's own resampling: bicubic
+    # for Cream's child nets (the reference's retrain and test), DATASET.INTERPOLATION for a
+    # NET.MODEL
+    c.DATASET.EVAL_INTERPOLATION = ""
+    c.DATASET.CROP_PCT = DEFAULT_CROP_PCT
 
     c.NET = CN()
+    # (added) retrain/test a network registered with pimm (pimm.models.list_models(), e.g.
+    # 'peleenet') at DATASET.IMAGE_SIZE; '' (default) means Cream's child net of NET.SELECTION,
+    # NET.INPUT_ARCH or NET.BOARD_JSON
+    c.NET.MODEL = ""
     c.NET.SELECTION = 14
     # (added) the arch list used when SELECTION is -1, e.g. [[0],[3],[3,3],[3,3],[3],[3],[0]]
     c.NET.INPUT_ARCH = []
@@ -100,12 +117,18 @@ def get_default_config() -> CN:
     c.OPT_EPS = 1e-2
     c.MOMENTUM = 0.9
     c.WEIGHT_DECAY = 1e-4
+    # (added) WEIGHT_DECAY spares biases and batch-norm weights (timm's filter_bias_and_bn);
+    # False decays every parameter, as torch.optim.SGD(model.parameters(), ...) does
+    c.FILTER_BIAS_AND_BN = True
     c.OPTIMIZER = CN()
     c.OPTIMIZER.NAME = "sgd"
     c.OPTIMIZER.MOMENTUM = 0.9
     c.OPTIMIZER.WEIGHT_DECAY = 1e-3
 
     c.SCHED = "sgd"
+    # (added) move the LR schedule after every update instead of once per epoch (cosine, step);
+    # its epoch counts (EPOCHS, WARMUP_EPOCHS, DECAY_EPOCHS) are still given in epochs
+    c.SCHED_ON_UPDATES = False
     c.LR_NOISE_PCT = 0.67
     c.LR_NOISE_STD = 1.0
     c.WARMUP_LR = 1e-4

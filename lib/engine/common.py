@@ -35,8 +35,8 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.engine import MODES
-from pimm.data import (CIFAR10, DEFAULT_CROP_PCT, CifarFormatError, ImageDataset, PixelNormalization,
-                       create_loader)
+from pimm.data import CIFAR10, CifarFormatError, ImageDataset, PixelNormalization, create_loader
+from pimm.data.transforms import pil_interpolation
 from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
@@ -370,6 +370,19 @@ def pixel_normalization(cfg: CfgNode) -> Dict[str, Any]:
     except ValueError as err:
         raise ConfigError(f"DATASET.MAX_PIXEL_VALUE / DATASET.COLOR_ORDER: {err}") from None
     return options
+def _check_resampling(cfg: CfgNode, policy: "LoaderPolicy") -> None:
+    """ConfigError naming the key for a crop fraction or resampling the transforms cannot use."""
+    crop_pct = float(cfg.DATASET.CROP_PCT)
+    if not 0.0 < crop_pct <= 1.0:
+        raise ConfigError(f"DATASET.CROP_PCT must be in (0, 1] (the centre crop's share of the "
+                          f"resized side, e.g. 0.875 = 224 / 256), got {crop_pct}")
+    for key, name in (("DATASET.TRAIN_INTERPOLATION", str(cfg.DATASET.TRAIN_INTERPOLATION)),
+                      ("DATASET.EVAL_INTERPOLATION", policy.eval_interpolation)):
+        if name != "random":
+            try:
+                pil_interpolation(name)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -406,11 +419,14 @@ def create_split_loader(cfg: CfgNode, ctx: Optional[RunContext], dataset: Any, i
     if int(aug.CUTOUT_LENGTH):
         raise ConfigError("AUGMENTATION.CUTOUT_LENGTH applies to DATASET.NAME cifar10; for class folders "
                           "use random erasing (AUGMENTATION.RE_PROB) and set CUTOUT_LENGTH 0")
+    _check_resampling(cfg, policy)
+    crop_pct = float(cfg.DATASET.CROP_PCT)
     if training:
         return create_loader(dataset, color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
-                             interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
-                             scale=tuple(float(v) for v in aug.SCALE), crop_pct=DEFAULT_CROP_PCT, **common)
-    return create_loader(dataset, interpolation=policy.eval_interpolation, crop_pct=DEFAULT_CROP_PCT, **common)
+                             interpolation=str(cfg.DATASET.TRAIN_INTERPOLATION), re_prob=float(aug.RE_PROB),
+                             re_mode=str(aug.RE_MODE), scale=tuple(float(v) for v in aug.SCALE),
+                             crop_pct=crop_pct, **common)
+    return create_loader(dataset, interpolation=policy.eval_interpolation, crop_pct=crop_pct, **common)
 
 
 def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
@@ -422,10 +438,10 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
     STD, MAX_PIXEL_VALUE and COLOR_ORDER say (:func:`pixel_normalization`).
 
     Class folders (``DATASET.NAME`` 'folder'): training is a random-resized crop keeping an
-    ``AUGMENTATION.SCALE`` area, random interpolation, flip, colour jitter
+    ``AUGMENTATION.SCALE`` area, resampled with ``DATASET.TRAIN_INTERPOLATION``, flip, colour jitter
     (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing ``RE_PROB``/``RE_MODE``;
-    evaluation resizes to ``image_size / 0.875`` with ``policy.eval_interpolation`` and crops the
-    centre. Validation labels follow the training classes when both are loaded. CIFAR-10
+    evaluation resizes to ``image_size / DATASET.CROP_PCT`` with ``policy.eval_interpolation`` and
+    crops the centre. Validation labels follow the training classes when both are loaded. CIFAR-10
     ('cifar10'): training is a random crop with 4 pixels of padding, flip and Cutout of
     ``AUGMENTATION.CUTOUT_LENGTH``; evaluation only normalises. Evaluation batches hold
     ``VAL_BATCH_MUL x BATCH_SIZE`` images. Unreadable images are skipped up to

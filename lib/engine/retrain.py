@@ -1,10 +1,12 @@
-"""``retrain`` mode: train a child network from scratch with its method's published recipe --
-Cream's (timm 0.1.20 semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout,
-EMA, RandAugment and random erasing), SPOS's (SGD, ``SCHED linear`` per update, label smoothing;
-``experiments/configs/spos/retrain.yaml``), P-DARTS's (SGD, cosine LR, gradient clipping
-``CLIP_GRAD``, Cutout, the auxiliary head and drop path) -- validating every epoch and
-checkpointing through ``CheckpointSaver``. What a method's network adds to the loop comes from
-``lib.engine.child.child_training``: the auxiliary logits' loss weight, a hook at each epoch's start.
+"""``retrain`` mode: train a child network (or any ``NET.MODEL``) from scratch, or from
+``INITIAL_CHECKPOINT``'s weights, with its method's published recipe -- Cream's (timm 0.1.20
+semantics: RMSpropTF, step/cosine LR with warmup, per epoch or per update, label smoothing,
+dropout, EMA, RandAugment and random erasing), SPOS's (SGD, ``SCHED linear`` per update, label
+smoothing; ``experiments/configs/spos/retrain.yaml``), P-DARTS's (SGD, cosine LR, gradient clipping
+``CLIP_GRAD``, Cutout, the auxiliary head and drop path), PeleeNet's (SGD, cosine per update) --
+validating every epoch and checkpointing through ``CheckpointSaver``. What a method's network adds
+to the loop comes from ``lib.engine.child.child_training``: the auxiliary logits' loss weight, a
+hook at each epoch's start.
 
 Differences from the reference, on purpose: checkpoints are actually written (the reference never
 created its saver); resume restores model, EMA, optimizer, scheduler and epoch, and per-epoch
@@ -22,14 +24,15 @@ from typing import Any, Dict, Optional, Tuple
 import paddle
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
+from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders, check_data_splits,
                                check_replicas, from_config, gradient_clip, resume_training,
                                seed_epoch, skipped_images, unwrap_model, wrap_model)
-from lib.engine.child import (ChildSpec, child_loader_policy, child_training, create_child_model,
+from lib.engine.child import (ChildSpec, checkpoint_misfit, child_loader_policy, child_training, create_child_model,
                               resolve_child)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
 from pimm.loss import LabelSmoothingCrossEntropy
+from pimm.models import CheckpointMismatchError, load_checkpoint
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
@@ -113,8 +116,10 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
-    name, what = ((spec.selection, f"{spec.arch} ({spec.source})") if spec.method == "cream"
-                  else (spec.method, spec.source))
+    if spec.method == "cream":
+        name, what = spec.model or spec.selection, f"{spec.name} ({spec.source})"
+    else:
+        name, what = spec.method, spec.source
     aux = getattr(model, "auxiliary_head", None)  # trains only; papers count without it
     without_aux = (f" ({format_count(params - count_parameters(aux))} without the auxiliary head)"
                    if aux is not None else "")
@@ -124,10 +129,35 @@ def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None
         ctx.logger.info("%s", spec.arch)
 
 
+def initial_checkpoint(cfg) -> Optional[str]:
+    """``INITIAL_CHECKPOINT`` (None when empty); a RunError when no such file exists."""
+    path = str(cfg.INITIAL_CHECKPOINT or "")
+    if path and not os.path.isfile(path):
+        raise RunError(f"INITIAL_CHECKPOINT: no file at {path!r}; point it at the weights to "
+                       "fine-tune (.pth.tar or .pdparams), or set it to ''")
+    return path or None
+
+
+def load_initial_weights(model: paddle.nn.Layer, cfg, spec: ChildSpec) -> Optional[str]:
+    """Load ``INITIAL_CHECKPOINT``'s weights (its plain ones, not EMA) into ``model``; returns the
+    path, or None when the key is empty. A missing or misfitting file is a RunError."""
+    path = initial_checkpoint(cfg)
+    if path is None:
+        return None
+    try:
+        load_checkpoint(model, path)
+    except CheckpointMismatchError as err:
+        raise checkpoint_misfit(f"INITIAL_CHECKPOINT {path}", spec, err) from err
+    except ValueError as err:
+        raise RunError(f"INITIAL_CHECKPOINT {path}: {err}") from err
+    return path
+
+
 def preflight(cfg) -> None:
     """The launcher's checks before starting the processes (see ``lib.engine``)."""
     check_data_splits(cfg)
     resolve_child(cfg)
+    initial_checkpoint(cfg)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
@@ -139,14 +169,19 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if eval_metric not in EVAL_METRIC_NAMES:
         raise ConfigError(f"EVAL_METRICS {eval_metric!r} is not measured; choose one of "
                           f"{', '.join(EVAL_METRIC_NAMES)}")
-    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg))
+    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size,
+                                              policy=child_loader_policy(cfg, spec))
 
     model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
+    initial = load_initial_weights(model, cfg, spec)
     if ctx.is_primary:
         _log_model(ctx, model, spec)
+        if initial:
+            ctx.logger.info("starting from the weights of %s", initial)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     model = wrap_model(model, ctx)
-    optimizer = from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg))
+    optimizer = from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg),
+                            filter_bias_and_bn=bool(cfg.FILTER_BIAS_AND_BN))
     scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer, updates_per_epoch=len(train_loader))
     training = child_training(cfg, spec)
     train_loss = create_train_loss(cfg)

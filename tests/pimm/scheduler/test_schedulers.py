@@ -100,6 +100,42 @@ def test_per_update_stepping():
     assert opt.get_lr() == pytest.approx(0.1 * 0.25)
 
 
+def test_cosine_on_updates_is_the_peleenet_reference_schedule():
+    # Robert-JunWang/PeleeNet's main.py sets, before update k of E * U (U updates per epoch),
+    # lr = 0.5 * LR * (1 + cos(pi * k / (E * U))); the loop calls step_update(k) after update k
+    opt = make_optimizer(lr=0.18)
+    cfg = cream_cfg(SCHED="cosine", SCHED_ON_UPDATES=True, EPOCHS=3, LR=0.18, WARMUP_EPOCHS=0,
+                    MIN_LR=0.0, COOLDOWN_EPOCHS=0)
+    sched, num_epochs = create_scheduler(cfg, opt, updates_per_epoch=4)
+    assert num_epochs == 3 and not sched.t_in_epochs
+    lrs = [opt.get_lr()]
+    for update in range(1, 12):
+        sched.step_update(update)
+        if update % 4 == 0:
+            sched.step(update // 4)  # the epoch-end call leaves a per-update schedule alone
+        lrs.append(opt.get_lr())
+    expected = [0.5 * 0.18 * (1 + math.cos(math.pi * k / 12)) for k in range(12)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+
+
+def test_on_updates_counts_warmup_decay_and_noise_in_updates():
+    opt = make_optimizer(lr=0.1)
+    sched, _ = create_scheduler(cream_cfg(SCHED="step", SCHED_ON_UPDATES=True, LR=0.1,
+                                          WARMUP_EPOCHS=1, WARMUP_LR=0.0, DECAY_EPOCHS=2,
+                                          DECAY_RATE=0.5, LR_NOISE=[0.5, 0.6], EPOCHS=10),
+                                opt, updates_per_epoch=10)
+    assert (sched.warmup_t, sched.decay_t, sched.noise_range_t) == (10, 20, [50, 60])
+    sched.step_update(5)
+    assert opt.get_lr() == pytest.approx(0.05)
+    sched.step_update(45)
+    assert opt.get_lr() == pytest.approx(0.1 * 0.5 ** 2)
+    with pytest.raises(ValueError, match="updates_per_epoch >= 1"):
+        create_scheduler(cream_cfg(SCHED="cosine", SCHED_ON_UPDATES=True), make_optimizer())
+    with pytest.raises(ValueError, match="SCHED='plateau'"):
+        create_scheduler(cream_cfg(SCHED="plateau", SCHED_ON_UPDATES=True), make_optimizer(),
+                         updates_per_epoch=10)
+
+
 def test_noise_is_deterministic_bounded_and_ranged():
     def lrs(seed):
         opt = make_optimizer(lr=0.1)
