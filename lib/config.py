@@ -11,7 +11,8 @@ from typing import Iterable, Optional, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
-from pimm.data.constants import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from lib.spos import OFFICIAL_WIDTHS, EvolutionConfig
+from pimm.data.constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 
 __all__ = ["get_default_config", "load_config", "shipped_config", "ConfigError"]
 
@@ -27,12 +28,16 @@ class ConfigError(ValueError):
 def get_default_config() -> CN:
     """A fresh copy of the defaults (never a shared module-level object)."""
     c = CN()
-    # (added) the NAS method tools/main.py's modes run (lib.engine.ENGINES): 'cream' or 'pdarts'
+    # (added) the NAS method tools/main.py's modes run (lib.engine.ENGINES): 'cream', 'spos' or 'pdarts'
     c.METHOD = "cream"
     c.AUTO_RESUME = True
     c.DATA_DIR = "./data/imagenet"
     c.MODEL = "cream"
     c.RESUME_PATH = "./experiments/ckps/resume.pth.tar"
+    # (added) retrain: the weights to start from (fine-tuning; timm's --initial-checkpoint), e.g.
+    # a released .pth.tar: optimizer, LR schedule and epochs start afresh (RESUME_PATH instead
+    # continues a run). A run folder with a checkpoint of its own resumes from that one
+    c.INITIAL_CHECKPOINT = ""
     c.SAVE_PATH = "./experiments/workspace"
     c.SEED = 42
     c.LOG_INTERVAL = 50
@@ -70,12 +75,31 @@ def get_default_config() -> CN:
     # (added) what DATA_DIR holds: 'folder' (ImageNet-style train/ and val/ class folders) or
     # 'cifar10' (CIFAR-10's python batches data_batch_1..5 and test_batch; val is test_batch)
     c.DATASET.NAME = "folder"
-    # (added) the per-channel mean and std (RGB, pixels scaled to [0, 1]) the loaders normalise
-    # with; CIFAR-10 configs set CIFAR-10's (pimm.data.CIFAR10_DEFAULT_MEAN / _STD)
+    # (added) how the loaders turn pixels into network input (pimm.data.PixelNormalization):
+    # (pixel / MAX_PIXEL_VALUE - MEAN) / STD per channel, MEAN and STD in RGB order as fractions
+    # of MAX_PIXEL_VALUE, then the channels in COLOR_ORDER ('rgb' or 'bgr'). The default is
+    # ImageNet's normalisation; CIFAR-10 configs set CIFAR-10's (pimm.data.CIFAR10_DEFAULT_MEAN
+    # / _STD); official SPOS networks take raw BGR 0-255 values:
+    # MEAN [0., 0., 0.], STD [1., 1., 1.], MAX_PIXEL_VALUE 1.0, COLOR_ORDER 'bgr'
     c.DATASET.MEAN = IMAGENET_DEFAULT_MEAN
     c.DATASET.STD = IMAGENET_DEFAULT_STD
+    c.DATASET.MAX_PIXEL_VALUE = 255.0
+    c.DATASET.COLOR_ORDER = "rgb"
+    # (added) resampling of the training random-resized crop: 'random' (bilinear or bicubic per
+    # image, timm's and Cream's retrain), 'bilinear', 'bicubic', 'nearest'
+    c.DATASET.TRAIN_INTERPOLATION = "random"
+    # (added) retrain/test evaluation: shorter side to IMAGE_SIZE / CROP_PCT with
+    # EVAL_INTERPOLATION, centre crop IMAGE_SIZE. '' keeps the network's own resampling: bicubic
+    # for Cream's child nets (the reference's retrain and test), DATASET.INTERPOLATION for a
+    # NET.MODEL
+    c.DATASET.EVAL_INTERPOLATION = ""
+    c.DATASET.CROP_PCT = DEFAULT_CROP_PCT
 
     c.NET = CN()
+    # (added) retrain/test a network registered with pimm (pimm.models.list_models(), e.g.
+    # 'peleenet') at DATASET.IMAGE_SIZE; '' (default) means Cream's child net of NET.SELECTION,
+    # NET.INPUT_ARCH or NET.BOARD_JSON
+    c.NET.MODEL = ""
     c.NET.SELECTION = 14
     # (added) the arch list used when SELECTION is -1, e.g. [[0],[3],[3,3],[3,3],[3],[3],[0]]
     c.NET.INPUT_ARCH = []
@@ -99,12 +123,18 @@ def get_default_config() -> CN:
     c.OPT_EPS = 1e-2
     c.MOMENTUM = 0.9
     c.WEIGHT_DECAY = 1e-4
+    # (added) WEIGHT_DECAY spares biases and batch-norm weights (timm's filter_bias_and_bn);
+    # False decays every parameter, as torch.optim.SGD(model.parameters(), ...) does
+    c.FILTER_BIAS_AND_BN = True
     c.OPTIMIZER = CN()
     c.OPTIMIZER.NAME = "sgd"
     c.OPTIMIZER.MOMENTUM = 0.9
     c.OPTIMIZER.WEIGHT_DECAY = 1e-3
 
     c.SCHED = "sgd"
+    # (added) move the LR schedule after every update instead of once per epoch (cosine, step);
+    # its epoch counts (EPOCHS, WARMUP_EPOCHS, DECAY_EPOCHS) are still given in epochs
+    c.SCHED_ON_UPDATES = False
     c.LR_NOISE_PCT = 0.67
     c.LR_NOISE_STD = 1.0
     c.WARMUP_LR = 1e-4
@@ -207,6 +237,43 @@ def get_default_config() -> CN:
     c.DARTS.SEARCH.VAL_EPOCHS = 5
     # genotypes.json's 'recommended' entry keeps at most this many skip-connects in the normal cell
     c.DARTS.SEARCH.MAX_SKIP = 2
+    # (added) SPOS, Single Path One-Shot (METHOD 'spos'; README "SPOS"). Its supernet training
+    # validates like Cream's search (SUPERNET.VAL_PATHS, SUPERNET.VAL_BN_BATCHES); the evolution
+    # (mode evolve) reads SPOS.SUPERNET, HOLDOUT_SPLIT, BN_BATCHES and EVOLUTION.* with METHOD
+    # 'cream' too, to search Cream's supernet (built from the SUPERNET.* keys).
+    c.SPOS = CN()
+    # the widths of the ShuffleNetV2 space (lib.spos.space.Widths): the official network's by
+    # default, narrower for small demos; supernet, evolution and child must use the same ones
+    c.SPOS.STAGE_CHANNELS = list(OFFICIAL_WIDTHS.stage_channels)
+    c.SPOS.HEAD_CHANNELS = OFFICIAL_WIDTHS.head_channels
+    # supernet training: each step's path uniform within this MFLOPs window, drawn by picking a
+    # FLOPS_BIN wide bin first (the official [290, 360] and 10); [] samples all paths uniformly
+    c.SPOS.FLOPS_RANGE = []
+    c.SPOS.FLOPS_BIN = 10.0
+    # evolve: the supernet checkpoint to search; METHOD spos: an SPOS supernet run's .pdparams or
+    # the official checkpoint-150000.pth.tar; METHOD cream: a Cream search's (SUPERNET.* keys as
+    # in its run)
+    c.SPOS.SUPERNET = ""
+    # evolve: each candidate's batch norms are recalibrated on BN_BATCHES training batches (the
+    # same ones for every candidate), then it is scored (top-1) on DATA_DIR/<HOLDOUT_SPLIT>
+    c.SPOS.HOLDOUT_SPLIT = "val"
+    c.SPOS.BN_BATCHES = 200
+    # evolve: generation 0 is POPULATION random paths; each of GENERATIONS more breeds MUTATIONS
+    # (genes redrawn with MUTATION_PROB) and CROSSOVERS children of the TOP_K best paths so far and
+    # fills up with random paths; paths above FLOPS_LIMIT MFLOPs (0: no limit) are not scored
+    official = EvolutionConfig()
+    c.SPOS.EVOLUTION = CN()
+    c.SPOS.EVOLUTION.POPULATION = official.population
+    c.SPOS.EVOLUTION.TOP_K = official.top_k
+    c.SPOS.EVOLUTION.MUTATIONS = official.mutations
+    c.SPOS.EVOLUTION.CROSSOVERS = official.crossovers
+    c.SPOS.EVOLUTION.MUTATION_PROB = official.mutation_prob
+    c.SPOS.EVOLUTION.GENERATIONS = official.generations
+    c.SPOS.EVOLUTION.FLOPS_LIMIT = 330.0
+    # retrain / test (METHOD spos): the child's path, 20 choices in 0..3; empty: the best path of
+    # the evolution.json at EVOLUTION_JSON, or with neither the officially released path
+    c.SPOS.ARCH = []
+    c.SPOS.EVOLUTION_JSON = ""
     return c
 
 

@@ -1,7 +1,10 @@
-"""The child network a config asks for (``retrain`` and ``test``): for Cream a released
+"""The child network a config asks for (``retrain`` and ``test``). METHOD cream: a released
 ``NET.SELECTION``, an explicit ``NET.INPUT_ARCH``, or the best path of a search's
-``NET.BOARD_JSON``; for METHOD 'pdarts' the DARTS network of ``DARTS.GENOTYPE`` (the ``DARTS``
-section). :func:`child_training` says what the method adds to the retrain loop."""
+``NET.BOARD_JSON``, or any network registered with pimm (``NET.MODEL``, e.g. ``peleenet``).
+METHOD spos: ``SPOS.ARCH``, the best path of ``SPOS.EVOLUTION_JSON``, or the released SPOS path
+(``lib.engine.spos.spos_child_arch``), at the widths ``SPOS.*`` set. METHOD pdarts: the DARTS
+network of ``DARTS.GENOTYPE`` (the ``DARTS`` section). :func:`child_training` says what the
+method adds to the retrain loop."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,14 +14,19 @@ import paddle
 from yacs.config import CfgNode
 
 from lib.config import ConfigError
-from lib.darts import GenotypeError, NetworkCIFAR, NetworkImageNet, resolve_genotype
-from lib.engine.common import LoaderPolicy, RunError
+from lib.darts import GenotypeError, NetworkCIFAR, NetworkImageNet, genotype_to_dict, resolve_genotype
+from lib.engine.common import LoaderPolicy, RunError, pixel_normalization
+from lib.engine.spos import spos_child_arch, spos_widths
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
 from lib.search.board_file import best_board_arch
+from lib.spos import build_childnet as build_spos_childnet
+from pimm.deploy import eval_preprocess
+from pimm.models import create_model, model_entrypoint
 
 __all__ = ["ChildSpec", "ChildTraining", "DARTS_NETWORKS", "resolve_child", "create_child_model",
-           "arch_from_board", "child_loader_policy", "child_training"]
+           "checkpoint_misfit", "arch_from_board", "eval_interpolation", "child_loader_policy",
+           "child_training", "child_eval_preprocess"]
 
 #: DARTS.NETWORK -> (evaluation network, the image size its auxiliary head is built for)
 DARTS_NETWORKS = {"cifar": (NetworkCIFAR, 32), "imagenet": (NetworkImageNet, 224)}
@@ -28,11 +36,37 @@ DARTS_NETWORKS = {"cifar": (NetworkCIFAR, 32), "imagenet": (NetworkImageNet, 224
 class ChildSpec:
     """The child network a config asks for."""
 
-    arch: Any  # Cream: the arch list; P-DARTS: the Genotype
+    arch: Any  # Cream: seven lists of choices; SPOS: 20 choices; P-DARTS: the Genotype; None: NET.MODEL
     image_size: int
-    selection: int  # -1 for an explicit arch list, a board path or a genotype
+    selection: int  # -1 for an explicit arch list, a board path, an SPOS path, a genotype or a NET.MODEL
     source: str  # where the arch came from, for logs and metrics.json
     method: str = "cream"
+    model: str = ""  # NET.MODEL: the pimm model's registered name ('' for a searched child net)
+
+    @property
+    def arch_json(self) -> Any:
+        """The arch as JSON holds it (metrics.json, export info): a genotype as a dict, else lists."""
+        if self.arch is None:
+            return None
+        if self.method == "pdarts":
+            return genotype_to_dict(self.arch)
+        return [list(s) if isinstance(s, (list, tuple)) else int(s) for s in self.arch]
+
+    @property
+    def name(self) -> str:
+        """The network in words: the model name, or the arch of a child net."""
+        return self.model or str(self.arch)
+
+    @property
+    def keys(self) -> str:
+        """The config keys that decide the network's shape (for 'does not fit' messages)."""
+        if self.model:
+            return "NET.MODEL"
+        if self.method == "spos":
+            return "SPOS.ARCH (or SPOS.EVOLUTION_JSON), SPOS.STAGE_CHANNELS, SPOS.HEAD_CHANNELS"
+        if self.method == "pdarts":
+            return "DARTS.GENOTYPE, DARTS.NETWORK, DARTS.INIT_CHANNELS, DARTS.LAYERS, DARTS.AUXILIARY"
+        return "NET.SELECTION (or NET.INPUT_ARCH)"
 
 
 @dataclass(frozen=True)
@@ -83,12 +117,20 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
     """For METHOD 'pdarts' the genotype of ``DARTS.GENOTYPE`` (checked with the other DARTS keys).
     Otherwise a released ``NET.SELECTION``, or ``SELECTION -1`` with ``NET.INPUT_ARCH`` or
     ``NET.BOARD_JSON``. Released nets run at their published size unless
-    ``DATASET.SELECTION_IMAGE_SIZE`` is False; other paths at ``DATASET.IMAGE_SIZE``."""
+    ``DATASET.SELECTION_IMAGE_SIZE`` is False; other paths, and a ``NET.MODEL``, at
+    ``DATASET.IMAGE_SIZE``. METHOD spos: see ``lib.engine.spos.spos_child_arch``, at
+    ``DATASET.IMAGE_SIZE``."""
     if str(cfg.METHOD) == "pdarts":
         return _resolve_darts_child(cfg)
-    selection = int(cfg.NET.SELECTION)
+    if str(cfg.METHOD) == "spos":
+        arch, source = spos_child_arch(cfg)
+        return ChildSpec(list(arch), int(cfg.DATASET.IMAGE_SIZE), -1, source, method="spos")
     board, input_arch = str(cfg.NET.BOARD_JSON or ""), list(cfg.NET.INPUT_ARCH)
     size = int(cfg.DATASET.IMAGE_SIZE)
+    model = str(cfg.NET.MODEL or "")
+    if model:
+        return _named_model(model, board, input_arch, size)
+    selection = int(cfg.NET.SELECTION)
     if selection != -1:
         if selection not in CREAM_ARCHS:
             raise ConfigError(
@@ -116,17 +158,47 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
     return ChildSpec(arch, size, -1, "NET.INPUT_ARCH")
 
 
+def _named_model(model: str, board: str, input_arch: list, size: int) -> ChildSpec:
+    try:
+        model_entrypoint(model)  # an unknown name's message suggests the closest registered ones
+    except ValueError as err:
+        raise ConfigError(f"NET.MODEL: {err}") from None
+    if board or input_arch:
+        raise ConfigError(f"NET.MODEL {model!r} conflicts with NET.INPUT_ARCH/NET.BOARD_JSON: "
+                          "set NET.MODEL '' to retrain or test a Cream path")
+    return ChildSpec(None, size, -1, f"model {model}", model=model)
+
+
+def checkpoint_misfit(what: str, spec: ChildSpec, err: Exception, hint: str = "") -> RunError:
+    """The RunError for weights ``what`` that do not fit ``spec``'s network: the first problem of
+    ``err`` (a CheckpointMismatchError) and the keys to fix; ``hint`` follows ``what``."""
+    lines = str(err).splitlines()
+    first_problem = lines[1].strip() if len(lines) > 1 else str(err)
+    return RunError(f"{what} does not fit {spec.source}{hint}: {first_problem} ... Set "
+                    f"{spec.keys} and DATASET.NUM_CLASSES to the ones it was trained with")
+
+
 def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
-    """The child network with the config's classes; Cream's with its dropout and pooling, a
-    DARTS network with ``DARTS.INIT_CHANNELS``, ``LAYERS`` and ``AUXILIARY``."""
+    """The child network with the config's classes: Cream's or a ``NET.MODEL`` with its dropout and
+    pooling, SPOS's with its dropout (it pools by average), a DARTS network with ``DARTS.INIT_CHANNELS``,
+    ``LAYERS`` and ``AUXILIARY``."""
     num_classes = int(cfg.DATASET.NUM_CLASSES)
     if spec.method == "pdarts":
         d = cfg.DARTS
         network = DARTS_NETWORKS[str(d.NETWORK)][0]
         with paddle.utils.unique_name.guard():  # stable parameter names: optimizer state resumes
             return network(int(d.INIT_CHANNELS), num_classes, int(d.LAYERS), bool(d.AUXILIARY), spec.arch)
-    return build_childnet(spec.arch, num_classes=num_classes,
-                          drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
+    if spec.method == "spos":
+        return build_spos_childnet(spec.arch, num_classes=num_classes,
+                                   drop_rate=float(cfg.NET.DROPOUT_RATE), widths=spos_widths(cfg))
+    options = dict(num_classes=num_classes, drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
+    if not spec.model:
+        return build_childnet(spec.arch, **options)
+    try:
+        return create_model(spec.model, **options)
+    except ValueError as err:  # e.g. a pooling the network does not have
+        raise ConfigError(f"NET.MODEL {spec.model!r}: {err} (check NET.GP, NET.DROPOUT_RATE, "
+                          "DATASET.NUM_CLASSES)") from None
 
 
 def _raise_drop_path(final: float) -> Callable[[paddle.nn.Layer, int, int], Dict[str, float]]:
@@ -149,9 +221,28 @@ def child_training(cfg: CfgNode, spec: ChildSpec) -> ChildTraining:
                          start_epoch=_raise_drop_path(float(d.DROP_PATH_PROB)))
 
 
-def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:
+def eval_interpolation(cfg: CfgNode, spec: ChildSpec) -> str:
+    """``DATASET.EVAL_INTERPOLATION``, or when empty the network's own: bicubic for Cream's child
+    nets (the reference's retrain and test), ``DATASET.INTERPOLATION`` for a ``NET.MODEL`` and for
+    METHOD spos and pdarts (their official evaluations resize bilinearly, SPOS's with OpenCV)."""
+    chosen = str(cfg.DATASET.EVAL_INTERPOLATION or "")
+    if chosen:
+        return chosen
+    return str(cfg.DATASET.INTERPOLATION) if spec.model or spec.method != "cream" else EVAL_INTERPOLATION
+
+
+def child_loader_policy(cfg: CfgNode, spec: Optional[ChildSpec] = None) -> LoaderPolicy:
     """A child network's loaders (retrain, test): RandAugment ``AUGMENTATION.AA`` on training
-    images; the released Cream nets' bicubic evaluation resize, or ``DATASET.INTERPOLATION`` for
-    DARTS networks (the official evaluation resizes bilinearly)."""
-    interpolation = str(cfg.DATASET.INTERPOLATION) if str(cfg.METHOD) == "pdarts" else EVAL_INTERPOLATION
-    return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None, eval_interpolation=interpolation)
+    images, :func:`eval_interpolation` for the evaluation resize (of ``spec``, by default the
+    network ``resolve_child(cfg)`` names)."""
+    spec = spec if spec is not None else resolve_child(cfg)
+    return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
+                        eval_interpolation=eval_interpolation(cfg, spec))
+
+
+def child_eval_preprocess(cfg: CfgNode, spec: ChildSpec) -> Dict[str, Any]:
+    """The evaluation transform of ``retrain``/``test`` as an export records it
+    (``pimm.deploy.eval_preprocess``): ``spec.image_size``, :func:`eval_interpolation`,
+    ``DATASET.CROP_PCT`` and the DATASET normalisation keys."""
+    return eval_preprocess(spec.image_size, interpolation=eval_interpolation(cfg, spec),
+                           crop_pct=float(cfg.DATASET.CROP_PCT), **pixel_normalization(cfg))

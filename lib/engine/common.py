@@ -35,7 +35,8 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.engine import MODES
-from pimm.data import CIFAR10, DEFAULT_CROP_PCT, CifarFormatError, ImageDataset, create_loader
+from pimm.data import CIFAR10, CifarFormatError, ImageDataset, PixelNormalization, create_loader
+from pimm.data.transforms import pil_interpolation
 from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
@@ -70,6 +71,7 @@ __all__ = [
     "unwrap_model",
     "broadcast_buffers",
     "check_replicas",
+    "checkpoint_named_by",
     "find_resume_checkpoint",
     "ResumePoint",
     "resume_training",
@@ -373,12 +375,32 @@ def dataset_subset(dataset: Any, indices: Sequence[int]) -> Any:
 
 
 def pixel_normalization(cfg: CfgNode) -> Dict[str, Any]:
-    """The loader's ``mean`` and ``std`` from ``DATASET.MEAN`` / ``DATASET.STD`` (checked)."""
-    mean, std = tuple(float(v) for v in cfg.DATASET.MEAN), tuple(float(v) for v in cfg.DATASET.STD)
-    if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+    """The loader's ``mean``, ``std``, ``max_pixel_value`` and ``color_order`` from the DATASET
+    keys (checked: a bad value is a ConfigError naming the key)."""
+    d = cfg.DATASET
+    options = dict(mean=tuple(float(v) for v in d.MEAN), std=tuple(float(v) for v in d.STD),
+                   max_pixel_value=float(d.MAX_PIXEL_VALUE), color_order=str(d.COLOR_ORDER))
+    if len(options["mean"]) != 3 or len(options["std"]) != 3 or min(options["std"]) <= 0:
         raise ConfigError(f"DATASET.MEAN and DATASET.STD need three values each (RGB order), STD "
-                          f"positive; got {list(cfg.DATASET.MEAN)} and {list(cfg.DATASET.STD)}")
-    return dict(mean=mean, std=std)
+                          f"positive; got {list(d.MEAN)} and {list(d.STD)}")
+    try:
+        PixelNormalization(**options)
+    except ValueError as err:
+        raise ConfigError(f"DATASET.MAX_PIXEL_VALUE / DATASET.COLOR_ORDER: {err}") from None
+    return options
+def _check_resampling(cfg: CfgNode, policy: "LoaderPolicy") -> None:
+    """ConfigError naming the key for a crop fraction or resampling the transforms cannot use."""
+    crop_pct = float(cfg.DATASET.CROP_PCT)
+    if not 0.0 < crop_pct <= 1.0:
+        raise ConfigError(f"DATASET.CROP_PCT must be in (0, 1] (the centre crop's share of the "
+                          f"resized side, e.g. 0.875 = 224 / 256), got {crop_pct}")
+    for key, name in (("DATASET.TRAIN_INTERPOLATION", str(cfg.DATASET.TRAIN_INTERPOLATION)),
+                      ("DATASET.EVAL_INTERPOLATION", policy.eval_interpolation)):
+        if name != "random":
+            try:
+                pil_interpolation(name)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -415,24 +437,29 @@ def create_split_loader(cfg: CfgNode, ctx: Optional[RunContext], dataset: Any, i
     if int(aug.CUTOUT_LENGTH):
         raise ConfigError("AUGMENTATION.CUTOUT_LENGTH applies to DATASET.NAME cifar10; for class folders "
                           "use random erasing (AUGMENTATION.RE_PROB) and set CUTOUT_LENGTH 0")
+    _check_resampling(cfg, policy)
+    crop_pct = float(cfg.DATASET.CROP_PCT)
     if training:
         return create_loader(dataset, color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
-                             interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
-                             scale=tuple(float(v) for v in aug.SCALE), crop_pct=DEFAULT_CROP_PCT, **common)
-    return create_loader(dataset, interpolation=policy.eval_interpolation, crop_pct=DEFAULT_CROP_PCT, **common)
+                             interpolation=str(cfg.DATASET.TRAIN_INTERPOLATION), re_prob=float(aug.RE_PROB),
+                             re_mode=str(aug.RE_MODE), scale=tuple(float(v) for v in aug.SCALE),
+                             crop_pct=crop_pct, **common)
+    return create_loader(dataset, interpolation=policy.eval_interpolation, crop_pct=crop_pct, **common)
 
 
 def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
-                  train: bool = True, eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
-    """``(train_loader, eval_loader)`` over the train and val splits of DATA_DIR (None for a
-    split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
-    process on Paddle's current device). Images are normalised with ``DATASET.MEAN``/``STD``.
+                  train: bool = True, eval: bool = True,
+                  eval_split: str = "val") -> Tuple[Optional[Any], Optional[Any]]:
+    """``(train_loader, eval_loader)`` over the train split of DATA_DIR and its ``eval_split``
+    (None for a split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx``
+    None: one process on Paddle's current device). Pixels become input as the DATASET keys MEAN,
+    STD, MAX_PIXEL_VALUE and COLOR_ORDER say (:func:`pixel_normalization`).
 
     Class folders (``DATASET.NAME`` 'folder'): training is a random-resized crop keeping an
-    ``AUGMENTATION.SCALE`` area, random interpolation, flip, colour jitter
+    ``AUGMENTATION.SCALE`` area, resampled with ``DATASET.TRAIN_INTERPOLATION``, flip, colour jitter
     (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing ``RE_PROB``/``RE_MODE``;
-    evaluation resizes to ``image_size / 0.875`` with ``policy.eval_interpolation`` and crops the
-    centre. Validation labels follow the training classes when both are loaded. CIFAR-10
+    evaluation resizes to ``image_size / DATASET.CROP_PCT`` with ``policy.eval_interpolation`` and
+    crops the centre. Validation labels follow the training classes when both are loaded. CIFAR-10
     ('cifar10'): training is a random crop with 4 pixels of padding, flip and Cutout of
     ``AUGMENTATION.CUTOUT_LENGTH``; evaluation only normalises. Evaluation batches hold
     ``VAL_BATCH_MUL x BATCH_SIZE`` images. Unreadable images are skipped up to
@@ -446,11 +473,11 @@ def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, p
         train_set = open_split(cfg, "train")
         train_loader = create_split_loader(cfg, ctx, train_set, image_size, training=True, policy=policy)
     if eval:
-        eval_set = open_split(cfg, "val")
+        eval_set = open_split(cfg, eval_split)
         if isinstance(train_set, ImageDataset) and eval_set.class_to_idx != train_set.class_to_idx:
             unknown = sorted(set(eval_set.class_to_idx) - set(train_set.class_to_idx))
             if unknown:
-                raise RunError(f"DATA_DIR/val has class folders that DATA_DIR/train lacks: "
+                raise RunError(f"DATA_DIR/{eval_split} has class folders that DATA_DIR/train lacks: "
                                f"{unknown[:5]}. Both splits need the same class folder names")
             eval_set = ImageDataset(eval_set.root, class_to_idx=train_set.class_to_idx)
         eval_loader = create_split_loader(cfg, ctx, eval_set, image_size, training=False, policy=policy)
@@ -536,6 +563,18 @@ def check_replicas(model: Any, ctx: RunContext, what: str) -> bool:
         ctx.logger.info("%s: the same weights on all %d ranks (digest %014x)", what,
                         ctx.world_size, digests[0])
     return not differ
+def checkpoint_named_by(cfg: CfgNode, key: str, mode: str, what: str) -> str:
+    """The checkpoint file the config key ``key`` (e.g. ``"RESUME_PATH"``) names, which ``mode``
+    needs; ``what`` says what it must be. Unset: ConfigError; no such file: RunError."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    path = str(value or "")
+    if not path:
+        raise ConfigError(f"{mode} needs {key}: {what}")
+    if not os.path.isfile(path):
+        raise RunError(f"{key}: no checkpoint at {path!r}; set it to {what}")
+    return path
 
 
 # ---- resume ------------------------------------------------------------------------------------

@@ -66,7 +66,7 @@ from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buf
                                gradient_clip, open_split, record_config, seed_epoch, skipped_images)
 from lib.engine.evaluate import evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
-from lib.engine.search import average_gradients
+from lib.engine.supernet import average_gradients
 from pimm.models import CheckpointMismatchError, read_checkpoint_file, restore_optimizer_state, resume_checkpoint
 from pimm.optim.state import materialize_optimizer_state
 from pimm.scheduler import CosineLRScheduler

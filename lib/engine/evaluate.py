@@ -55,7 +55,7 @@ def metrics_from_sums(loss_sum: float, top1: float, top5: float, count: float) -
 
 @paddle.no_grad()
 def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str = "Test",
-             progress_bar: bool = False) -> Dict[str, float]:
+             progress_bar: bool = False, verbose: bool = True) -> Dict[str, float]:
     """Loss, Prec@1 and Prec@5 (%) of ``model`` over ``loader``'s whole dataset, plus ``images``
     (counted), ``skipped_images`` (unreadable, left out) and ``seconds``.
 
@@ -63,6 +63,7 @@ def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str
     left out, and sums (loss, hits, counts) are reduced over the ranks, so the result equals a
     one-process evaluation. Numbers reach the host only every ``LOG_INTERVAL`` batches (and at
     the end); then a tqdm bar (``progress_bar`` on a terminal) or a log line shows them.
+    ``verbose`` False shows nothing (callers that evaluate many models log one line each).
     """
     model.eval()
     valid_left = _valid_samples_on_rank(loader)
@@ -88,7 +89,7 @@ def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str
             totals += paddle.stack([loss_sum.reshape([]), top1, top5,
                                     paddle.to_tensor(float(keep), dtype="float64")])
         bar.update(1)
-        if batch_idx % log_interval == 0 or batch_idx == last_idx:
+        if verbose and (batch_idx % log_interval == 0 or batch_idx == last_idx):
             metrics = metrics_from_sums(*_reduced(totals, ctx))
             if show_bar:
                 bar.set_postfix(prec1=f"{metrics['prec1']:.3f}", prec5=f"{metrics['prec5']:.3f}")

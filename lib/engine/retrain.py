@@ -1,9 +1,12 @@
-"""``retrain`` mode: train a child network from scratch with the published recipe (timm 0.1.20
-semantics: RMSpropTF, step/cosine LR with warmup, label smoothing, dropout, EMA, RandAugment and
-random erasing for Cream; SGD, cosine LR, gradient clipping (``CLIP_GRAD``), Cutout, the auxiliary
-head and drop path for P-DARTS), validating every epoch and checkpointing through
-``CheckpointSaver``. What a method's network adds to the loop comes from
-``lib.engine.child.child_training``: the auxiliary logits' loss weight, a hook at each epoch's start.
+"""``retrain`` mode: train a child network (or any ``NET.MODEL``) from scratch, or from
+``INITIAL_CHECKPOINT``'s weights, with its method's published recipe -- Cream's (timm 0.1.20
+semantics: RMSpropTF, step/cosine LR with warmup, per epoch or per update, label smoothing,
+dropout, EMA, RandAugment and random erasing), SPOS's (SGD, ``SCHED linear`` per update, label
+smoothing; ``experiments/configs/spos/retrain.yaml``), P-DARTS's (SGD, cosine LR, gradient clipping
+``CLIP_GRAD``, Cutout, the auxiliary head and drop path), PeleeNet's (SGD, cosine per update) --
+validating every epoch and checkpointing through ``CheckpointSaver``. What a method's network adds
+to the loop comes from ``lib.engine.child.child_training``: the auxiliary logits' loss weight, a
+hook at each epoch's start.
 
 Differences from the reference, on purpose: checkpoints are actually written (the reference never
 created its saver); resume restores model, EMA, optimizer, scheduler and epoch, and per-epoch
@@ -21,22 +24,24 @@ from typing import Any, Dict, Optional, Tuple
 import paddle
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, amp_extra_state, broadcast_buffers, build_loaders,
-                               check_data_splits, check_replicas, create_amp, from_config,
-                               gradient_clip, resume_amp, resume_training, seed_epoch,
+from lib.engine.common import (RunContext, RunError, amp_extra_state, broadcast_buffers,
+                               build_loaders, check_data_splits, check_replicas, create_amp,
+                               from_config, gradient_clip, resume_amp, resume_training, seed_epoch,
                                skipped_images, unwrap_model, wrap_model)
-from lib.engine.child import (ChildSpec, child_loader_policy, child_training, create_child_model,
+from lib.engine.child import (ChildSpec, checkpoint_misfit, child_loader_policy, child_training, create_child_model,
                               resolve_child)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
 from pimm.loss import LabelSmoothingCrossEntropy
+from pimm.models import CheckpointMismatchError, load_checkpoint
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma, update_summary
 from pimm.utils.amp import Amp
 from pimm.utils.profile import count_parameters, format_count, profile
 
-__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step"]
+__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step", "TRAIN_METERS",
+           "record_train_batch"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
@@ -75,6 +80,16 @@ def create_train_loss(cfg) -> paddle.nn.Layer:
 TRAIN_METERS = (Meter("loss", "Loss", precision=6), Meter("prec1", "Prec@1"), Meter("prec5", "Prec@5"))
 
 
+def record_train_batch(meters: EpochMeters, output: paddle.Tensor, labels: paddle.Tensor,
+                       loss: paddle.Tensor, lr: Optional[float] = None) -> None:
+    """A training batch's loss, Prec@1 and Prec@5 into ``TRAIN_METERS`` (on the device, no sync);
+    ``lr``, the step's learning rate, is what a divergence error reports."""
+    batch = labels.shape[0]
+    with paddle.no_grad():
+        top1, top5 = topk_correct(output.detach(), labels)
+    meters.update(batch, lr=lr, loss=loss, prec1=top1 * (100.0 / batch), prec5=top5 * (100.0 / batch))
+
+
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
                     saver: Optional[CheckpointSaver] = None,
@@ -97,11 +112,7 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
         num_updates += 1
         if scheduler is not None:
             scheduler.step_update(num_updates)
-        batch = images.shape[0]
-        with paddle.no_grad():
-            top1, top5 = topk_correct(output.detach(), labels)
-        meters.update(batch, lr=lr, loss=loss, prec1=top1 * (100.0 / batch),
-                      prec5=top5 * (100.0 / batch))
+        record_train_batch(meters, output, labels, loss, lr=lr)
         if meters.log_due(batch_idx):  # the last batch always logs: checks the loss stayed finite
             meters.log(batch_idx, lr=optimizer.get_lr())
         if recovery_interval and (batch_idx + 1) % recovery_interval == 0 and batch_idx != last_idx:
@@ -115,7 +126,10 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
 
 def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
-    name, what = (spec.selection, spec.arch) if spec.method == "cream" else (spec.method, spec.source)
+    if spec.method == "cream":
+        name, what = spec.model or spec.selection, f"{spec.name} ({spec.source})"
+    else:
+        name, what = spec.method, spec.source
     aux = getattr(model, "auxiliary_head", None)  # trains only; papers count without it
     without_aux = (f" ({format_count(params - count_parameters(aux))} without the auxiliary head)"
                    if aux is not None else "")
@@ -125,10 +139,35 @@ def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None
         ctx.logger.info("%s", spec.arch)
 
 
+def initial_checkpoint(cfg) -> Optional[str]:
+    """``INITIAL_CHECKPOINT`` (None when empty); a RunError when no such file exists."""
+    path = str(cfg.INITIAL_CHECKPOINT or "")
+    if path and not os.path.isfile(path):
+        raise RunError(f"INITIAL_CHECKPOINT: no file at {path!r}; point it at the weights to "
+                       "fine-tune (.pth.tar or .pdparams), or set it to ''")
+    return path or None
+
+
+def load_initial_weights(model: paddle.nn.Layer, cfg, spec: ChildSpec) -> Optional[str]:
+    """Load ``INITIAL_CHECKPOINT``'s weights (its plain ones, not EMA) into ``model``; returns the
+    path, or None when the key is empty. A missing or misfitting file is a RunError."""
+    path = initial_checkpoint(cfg)
+    if path is None:
+        return None
+    try:
+        load_checkpoint(model, path)
+    except CheckpointMismatchError as err:
+        raise checkpoint_misfit(f"INITIAL_CHECKPOINT {path}", spec, err) from err
+    except ValueError as err:
+        raise RunError(f"INITIAL_CHECKPOINT {path}: {err}") from err
+    return path
+
+
 def preflight(cfg) -> None:
     """The launcher's checks before starting the processes (see ``lib.engine``)."""
     check_data_splits(cfg)
     resolve_child(cfg)
+    initial_checkpoint(cfg)
 
 
 def run(ctx: RunContext) -> Dict[str, Any]:
@@ -140,17 +179,22 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if eval_metric not in EVAL_METRIC_NAMES:
         raise ConfigError(f"EVAL_METRICS {eval_metric!r} is not measured; choose one of "
                           f"{', '.join(EVAL_METRIC_NAMES)}")
-    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg))
+    train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size,
+                                              policy=child_loader_policy(cfg, spec))
 
     model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
+    initial = load_initial_weights(model, cfg, spec)
     if ctx.is_primary:
         _log_model(ctx, model, spec)
+        if initial:
+            ctx.logger.info("starting from the weights of %s", initial)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     amp = create_amp(cfg, ctx.device)
-    optimizer = from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg))
+    optimizer = from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg),
+                            filter_bias_and_bn=bool(cfg.FILTER_BIAS_AND_BN))
     model, optimizer = amp.decorate(model, optimizer)  # O2: float16 weights, float32 masters
     model = wrap_model(model, ctx)
-    scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer)
+    scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer, updates_per_epoch=len(train_loader))
     training = child_training(cfg, spec)
     train_loss = create_train_loss(cfg)
     if amp.enabled:

@@ -1,7 +1,7 @@
 """Models: blocks, architecture-string builder, MobileNetV3, PeleeNet, registry and checkpoint loading."""
 from .checkpoint import (CheckpointMismatchError, ResumeState, TorchStateDict, load_checkpoint,
                          load_model_weights, load_state_dict, read_checkpoint_file, restore_optimizer_state,
-                         resume_checkpoint)
+                         resume_checkpoint, select_state_dict, weights_entry)
 from .efficientnet_blocks import (ConvBnAct, DepthwiseSeparableConv, InvertedResidual,
                                   SqueezeExcite)
 from .efficientnet_builder import (EfficientNetBuilder, decode_arch_def, decode_block_str,
@@ -24,5 +24,5 @@ __all__ = [
     "is_torch_checkpoint", "list_models", "load_checkpoint", "load_model_weights", "load_state_dict",
     "model_entrypoint", "read_checkpoint_file", "read_paddle_checkpoint", "read_torch_checkpoint",
     "register_model", "resolve_bn_args", "restore_optimizer_state", "resume_checkpoint", "round_channels",
-    "torch_to_paddle_state_dict",
+    "select_state_dict", "torch_to_paddle_state_dict", "weights_entry",
 ]

@@ -107,3 +107,80 @@ def test_pdarts_search_refuses_amp():  # its bilevel steps run in float32 only
     search = load_config(os.path.join(CONFIGS, "pdarts", "search_cifar10.yaml"), ["AMP", "O1"])
     with pytest.raises(ConfigError, match="AMP O1 is not supported by the P-DARTS search"):
         DartsSearchOptions.from_config(search)
+
+
+def test_spos_configs_carry_the_official_recipes():
+    from lib.engine.evolve import evolution_config
+    from lib.spos import RELEASED_ARCH, EvolutionConfig
+
+    spos = os.path.join(CONFIGS, "spos")
+    official_input = ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0), 1.0, "bgr")  # raw BGR 0-255
+    for name in ("supernet", "evolve", "retrain", "test"):
+        cfg = load_config(os.path.join(spos, f"{name}.yaml"))
+        assert cfg.METHOD == "spos" and cfg.DATASET.IMAGE_SIZE == 224 and cfg.DATASET.INTERPOLATION == "bilinear"
+        assert (tuple(cfg.DATASET.MEAN), tuple(cfg.DATASET.STD), cfg.DATASET.MAX_PIXEL_VALUE,
+                cfg.DATASET.COLOR_ORDER) == official_input
+        assert list(cfg.SPOS.STAGE_CHANNELS) == [64, 160, 320, 640] and cfg.SPOS.HEAD_CHANNELS == 1024
+    supernet = load_config(os.path.join(spos, "supernet.yaml"))
+    retrain = load_config(os.path.join(spos, "retrain.yaml"))
+    for cfg in (supernet, retrain):  # SGD 0.5, momentum 0.9 (not Nesterov), 4e-5, 1024 images a step
+        assert (cfg.OPT, cfg.LR, cfg.MOMENTUM, cfg.WEIGHT_DECAY) == ("momentum", 0.5, 0.9, 4e-5)
+        assert cfg.NUM_GPU * cfg.DATASET.BATCH_SIZE == 1024 and cfg.AUGMENTATION.SMOOTHING == 0.1
+        assert cfg.NET.DROPOUT_RATE == 0.1 and not cfg.NET.EMA.USE and cfg.AUGMENTATION.RE_PROB == 0.0
+    assert supernet.EPOCHS == 120 and list(supernet.SPOS.FLOPS_RANGE) == [290.0, 360.0]
+    assert supernet.SPOS.FLOPS_BIN == 10.0
+    assert (retrain.EPOCHS, retrain.SCHED, retrain.WARMUP_EPOCHS, retrain.AUGMENTATION.AA) == (240, "linear", 0, "")
+    evolve = load_config(os.path.join(spos, "evolve.yaml"))
+    assert evolution_config(evolve) == EvolutionConfig(flops_limit=330.0, seed=evolve.SEED)
+    assert (evolve.SPOS.BN_BATCHES, evolve.DATASET.BATCH_SIZE, evolve.SPOS.HOLDOUT_SPLIT) == (200, 128, "val")
+    spec = resolve_child(load_config(os.path.join(spos, "test.yaml")))
+    assert tuple(spec.arch) == RELEASED_ARCH and spec.source == "the released SPOS path"
+
+
+def _flat(cfg, prefix=""):
+    items = {}
+    for key, value in cfg.items():
+        if isinstance(value, dict):
+            items.update(_flat(value, f"{prefix}{key}."))
+        else:
+            items[prefix + key] = value
+    return items
+
+
+def test_peleenet_configs_have_the_reference_recipe():
+    """Robert-JunWang/PeleeNet's main.py: SGD (plain momentum 0.9, weight decay 1e-4 on every
+    parameter), LR 0.18 for 512 images, cosine per step to 0 over 120 epochs, random-resized
+    crop + flip (bilinear), plain cross-entropy; evaluation at 256 -> 224, bilinear."""
+    from lib.engine.child import child_loader_policy
+
+    cfg = load_config(os.path.join(CONFIGS, "retrain", "peleenet.yaml"))
+    spec = resolve_child(cfg)
+    assert (spec.model, spec.image_size, cfg.NET.DROPOUT_RATE, cfg.NET.GP) == ("peleenet", 224, 0.05, "avg")
+    assert (cfg.OPT, cfg.MOMENTUM, cfg.WEIGHT_DECAY, cfg.FILTER_BIAS_AND_BN) == ("momentum", 0.9, 1e-4, False)
+    assert cfg.LR * 512 / (cfg.NUM_GPU * cfg.DATASET.BATCH_SIZE) == 0.18
+    assert (cfg.SCHED, cfg.SCHED_ON_UPDATES, cfg.EPOCHS, cfg.WARMUP_EPOCHS, cfg.MIN_LR,
+            cfg.COOLDOWN_EPOCHS) == ("cosine", True, 120, 0, 0.0, 0)
+    aug = cfg.AUGMENTATION
+    assert (aug.AA, aug.COLOR_JITTER, aug.RE_PROB, aug.MIXUP, aug.SMOOTHING, tuple(aug.SCALE)) == (
+        "", 0.0, 0.0, 0.0, 0.0, (0.08, 1.0))
+    assert not cfg.NET.EMA.USE and cfg.DATASET.TRAIN_INTERPOLATION == "bilinear"
+    assert child_loader_policy(cfg, spec).eval_interpolation == "bilinear"
+    assert int(224 / cfg.DATASET.CROP_PCT) == 256
+
+    finetune = load_config(os.path.join(CONFIGS, "retrain", "peleenet_finetune.yaml"))
+    differences = {key: value for key, value in _flat(finetune).items() if _flat(cfg)[key] != value}
+    assert differences == {"MODEL": "peleenet_finetune", "LR": 0.005, "EPOCHS": 20,
+                           "INITIAL_CHECKPOINT": "./experiments/workspace/ckps/peleenet_acc7208.pth.tar"}
+
+    demo = load_config(os.path.join(CONFIGS, "retrain", "peleenet_demo.yaml"))
+    differences = {key: value for key, value in _flat(demo).items() if _flat(cfg)[key] != value}
+    assert set(differences) == {  # the recipe, shrunk to the demo tree and a short run
+        "DATA_DIR", "MODEL", "LOG_INTERVAL", "WORKERS", "NUM_GPU", "DATASET.NUM_CLASSES",
+        "DATASET.IMAGE_SIZE", "DATASET.BATCH_SIZE", "DATASET.VAL_BATCH_MUL", "LR", "EPOCHS",
+        "WARMUP_EPOCHS", "WARMUP_LR", "AUGMENTATION.SCALE"}
+
+    test = load_config(os.path.join(CONFIGS, "test", "peleenet.yaml"))
+    spec = resolve_child(test)
+    assert (spec.model, spec.image_size, test.DATASET.CROP_PCT) == ("peleenet", 224, 0.875)
+    assert child_loader_policy(test, spec).eval_interpolation == "bilinear"
+    assert test.RESUME_PATH.endswith("peleenet_acc7208.pth.tar") and not test.AUTO_RESUME

@@ -109,3 +109,26 @@ def test_pdarts_training_hooks_raise_drop_path_and_weigh_the_auxiliary_loss():
     assert child_training(_pdarts("DARTS.AUXILIARY", False), resolve_child(_pdarts())).aux_weight == 0.0
     cream = load_config(None, [])
     assert child_training(cream, resolve_child(cream)) == ChildTraining()
+def test_net_model_names_any_registered_network_at_the_dataset_size():
+    cfg = load_config(None, ["NET.MODEL", "peleenet", "DATASET.IMAGE_SIZE", "96",
+                             "DATASET.NUM_CLASSES", "7", "NET.DROPOUT_RATE", "0.05"])
+    spec = resolve_child(cfg)
+    assert (spec.model, spec.arch, spec.image_size, spec.selection) == ("peleenet", None, 96, -1)
+    assert spec.name == "peleenet" and spec.source == "model peleenet"
+    model = create_child_model(cfg, spec)
+    assert type(model).__name__ == "PeleeNet"
+    assert (model.num_classes, model.drop_rate, model.classifier.weight.shape) == (7, 0.05, [704, 7])
+    # a released Cream net by its registered name runs at DATASET.IMAGE_SIZE, not its own 64 px
+    spec = resolve_child(load_config(None, ["NET.MODEL", "cream_14", "DATASET.IMAGE_SIZE", "96"]))
+    assert (spec.model, spec.image_size) == ("cream_14", 96)
+    assert resolve_child(load_config(None, [])).name == str(CREAM_ARCHS[14].arch_list())
+
+
+def test_net_model_errors_name_the_key_and_the_fix():
+    with pytest.raises(ConfigError, match=r"NET.MODEL: Unknown model 'pelenet'. Did you mean peleenet"):
+        resolve_child(load_config(None, ["NET.MODEL", "pelenet"]))
+    with pytest.raises(ConfigError, match="conflicts with NET.INPUT_ARCH/NET.BOARD_JSON"):
+        resolve_child(load_config(None, ["NET.MODEL", "peleenet", "NET.INPUT_ARCH", str(ARCH_43)]))
+    cfg = load_config(None, ["NET.MODEL", "peleenet", "NET.GP", "max"])
+    with pytest.raises(ConfigError, match="NET.MODEL 'peleenet': PeleeNet pools by global average"):
+        create_child_model(cfg, resolve_child(cfg))

@@ -10,12 +10,12 @@ import paddle
 import pytest
 
 from lib.config import ConfigError, load_config
-from lib.engine.child import child_loader_policy
+from lib.engine.child import child_loader_policy, resolve_child
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, amp_extra_state, build_loaders,
                                check_data_splits, dataset_subset, find_resume_checkpoint,
                                gradient_clip, open_split, prepare_run, resolve_run_dir, resume_amp,
                                resume_training, seed_epoch, unwrap_model, wrap_model)
-from lib.engine.search import search_loader_policy
+from lib.engine.supernet import search_loader_policy
 from pimm.data import CIFAR10
 
 PLAIN = LoaderPolicy()
@@ -91,12 +91,37 @@ def _transforms(loader):
 
 def test_loaders_follow_the_engines_policies(tmp_path, demo_data_dir):
     cfg = _cfg(tmp_path, "DATASET.INTERPOLATION", "bilinear", data_dir=demo_data_dir)
-    train, val = build_loaders(cfg, None, 32, policy=child_loader_policy(cfg))  # retrain, test
+    policy = child_loader_policy(cfg, resolve_child(cfg))
+    train, val = build_loaders(cfg, None, 32, policy=policy)  # retrain, test
     assert any(t.startswith("RandAugment(") for t in _transforms(train))
-    assert "interpolation=bicubic" in _transforms(val)[0]
+    assert "interpolation=random" in _transforms(train)[0]
+    assert _transforms(val)[:2] == ["Resize(size=36, interpolation=bicubic)", "CenterCrop(size=(32, 32))"]
     train, val = build_loaders(cfg, None, 32, policy=search_loader_policy(cfg))  # the search
     assert not any(t.startswith("RandAugment(") for t in _transforms(train))
     assert "interpolation=bilinear" in _transforms(val)[0]
+
+
+def test_a_named_model_evaluates_with_the_configured_resampling_and_crop(tmp_path, demo_data_dir):
+    cfg = _cfg(tmp_path, "NET.MODEL", "peleenet", "DATASET.INTERPOLATION", "nearest",
+               "DATASET.TRAIN_INTERPOLATION", "bilinear", "DATASET.CROP_PCT", "0.5",
+               "AUGMENTATION.AA", "", "AUGMENTATION.COLOR_JITTER", "0.0", data_dir=demo_data_dir)
+    train, val = build_loaders(cfg, None, 32, policy=child_loader_policy(cfg, resolve_child(cfg)))
+    assert [t.split("(")[0] for t in _transforms(train)] == [
+        "RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "ToNumpy"]
+    assert "interpolation=bilinear" in _transforms(train)[0]
+    # '' keeps the network's own: DATASET.INTERPOLATION for a NET.MODEL
+    assert _transforms(val)[:2] == ["Resize(size=64, interpolation=nearest)", "CenterCrop(size=(32, 32))"]
+    cfg = _cfg(tmp_path, "NET.MODEL", "peleenet", "DATASET.EVAL_INTERPOLATION", "bicubic",
+               data_dir=demo_data_dir)
+    _, val = build_loaders(cfg, None, 32, policy=child_loader_policy(cfg, resolve_child(cfg)),
+                           train=False)
+    assert _transforms(val)[0] == "Resize(size=36, interpolation=bicubic)"
+    for key, value, message in (("DATASET.CROP_PCT", "1.5", "CROP_PCT must be in"),
+                                ("DATASET.TRAIN_INTERPOLATION", "cubic", "TRAIN_INTERPOLATION: unknown"),
+                                ("DATASET.EVAL_INTERPOLATION", "box2", "EVAL_INTERPOLATION: unknown")):
+        cfg = _cfg(tmp_path, "NET.MODEL", "peleenet", key, value, data_dir=demo_data_dir)
+        with pytest.raises(ConfigError, match=message):
+            build_loaders(cfg, None, 32, policy=child_loader_policy(cfg, resolve_child(cfg)))
 
 
 def test_build_loaders_errors_name_data_dir_and_fix(tmp_path, demo_data_dir):

@@ -15,8 +15,8 @@ import pytest
 import lib.engine.search as search_engine
 from lib.config import ConfigError, load_config
 from lib.engine.common import finish_run, prepare_run
-from lib.engine.search import (LinearDecayLRScheduler, SearchOptions, average_gradients,
-                               create_search_optimizer, recalibrated_batch_norm)
+from lib.engine.search import SearchOptions
+from lib.engine.supernet import average_gradients, create_search_optimizer, recalibrated_batch_norm
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments", "configs", "train", "demo.yaml")
 FLOPS_MAX = 115
@@ -222,23 +222,6 @@ def test_only_the_sampled_path_moves(demo_data_factory, tmp_path):
             assert moments and all(float(m.abs().max()) == 0.0 for m in moments)
 
 
-def test_linear_decay_reaches_zero_and_never_goes_negative():
-    weight = paddle.create_parameter([1], "float32")
-    optimizer = paddle.optimizer.Momentum(learning_rate=0.5, parameters=[
-        {"params": [weight], "learning_rate": 0.01}])
-    scheduler = LinearDecayLRScheduler(optimizer, total_updates=10)
-    rates = []
-    for t in range(1, 14):
-        scheduler.step_update(t)
-        rates.append(optimizer.get_lr())
-    # the reference's multiplier (LR - t / ITERS) would be 0.5 - 0.6 < 0 at t = 6 for LR 0.5
-    np.testing.assert_allclose(rates, [0.5 * max(0.0, 1 - t / 10) for t in range(1, 14)], atol=1e-12)
-    state = scheduler.state_dict()
-    resumed = LinearDecayLRScheduler(paddle.optimizer.Momentum(learning_rate=0.5, parameters=[weight]), 10)
-    resumed.load_state_dict(state)
-    assert resumed.optimizer.get_lr() == rates[-1]
-
-
 @pytest.fixture(scope="module")
 def supernet():
     from lib.models import build_supernet
@@ -304,7 +287,7 @@ def test_average_gradients_is_a_no_op_in_one_process():
     (["SUPERNET.HOW_TO_PROB", "uniform"], "HOW_TO_PROB"),
     (["DATASET.BATCH_SIZE", "7", "SUPERNET.SLICE", "4"], "BATCH_SIZE"),
     (["BATCHNORM.SYNC_BN", "True"], "SYNC_BN"),
-    (["AMP", "O2"], "AMP O2 is not supported by the search"),
+    (["AMP", "O2"], "AMP O2 is not supported by supernet training"),
     (["EVAL_METRICS", "top1"], "EVAL_METRICS"),
     (["SUPERNET.VAL_PATHS", "0"], "VAL_PATHS"),
     (["SUPERNET.VAL_BN_BATCHES", "-1"], "VAL_BN_BATCHES"),
