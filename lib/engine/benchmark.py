@@ -71,8 +71,8 @@ from pimm.optim import create_optimizer
 from pimm.utils import (ModelEma, profile, retain_freed_memory, seed_everything, select_mkl_kernels,
                         set_num_threads)
 from pimm.utils.amp import AMP_LEVELS
-from pimm.utils.benchmark import (children_cpu_seconds, children_peak_rss_mb, machine_description,
-                                  peak_rss_mb, time_steps)
+from pimm.utils.benchmark import (child_pids, children_cpu_seconds, children_peak_rss_mb,
+                                  machine_description, peak_rss_mb, time_steps)
 
 __all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "LOADER_TRANSFORMS",
            "default_search_config"]
@@ -367,28 +367,32 @@ def _loader_target(opts: BenchmarkOptions, cfg: CfgNode) -> _Target:
                          f"{opts.batch_size} per epoch, fewer than the {wanted} to time (warmup + "
                          "steps); lower them or the batch size, or use a bigger folder")
     batches = iter(loader)
+    older_children = set(child_pids())  # not the loader's workers, which start at the first batch
     taken = 0
     cpu_at_start: Tuple[float, Dict[int, float]] = (0.0, {})
+
+    def workers_cpu() -> Dict[int, float]:
+        return children_cpu_seconds([pid for pid in child_pids() if pid not in older_children])
 
     def step() -> Batch:
         nonlocal taken, cpu_at_start
         if taken == opts.warmup:  # the first timed step starts
-            cpu_at_start = (time.process_time(), children_cpu_seconds())
+            cpu_at_start = (time.process_time(), workers_cpu())
         taken += 1
         return next(batches)
 
     def details() -> Dict[str, Any]:  # while the workers still run
-        main_cpu, workers_cpu = time.process_time(), children_cpu_seconds()
+        main_cpu, worker_cpu = time.process_time(), workers_cpu()
         images = opts.steps * opts.batch_size
         # workers that started within the window (none: warmup >= workers) count from zero
-        worker_seconds = sum(t - cpu_at_start[1].get(pid, 0.0) for pid, t in workers_cpu.items())
-        workers = children_peak_rss_mb()
+        worker_seconds = sum(t - cpu_at_start[1].get(pid, 0.0) for pid, t in worker_cpu.items())
+        workers = children_peak_rss_mb(worker_cpu)
         indices = list(range(_STAGE_BATCHES * opts.batch_size))
         stages = pipeline_stage_times(loader, indices, warmup=2)
         return {"transforms": opts.transforms, "workers": opts.workers,
                 "worker_peak_rss_mb": round(max(workers), 1) if workers else None,
                 "worker_cpu_ms_per_image": (round(1000.0 * worker_seconds / images, 3)
-                                            if workers_cpu else None),
+                                            if worker_cpu else None),
                 "main_cpu_ms_per_image": round(1000.0 * (main_cpu - cpu_at_start[0]) / images, 3),
                 "stage_cpu_ms_per_image": {k: round(v, 3) for k, v in stages.items()}}
 

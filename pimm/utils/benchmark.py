@@ -15,11 +15,11 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import paddle
 
-__all__ = ["StepTimes", "time_steps", "peak_rss_mb", "children_peak_rss_mb",
+__all__ = ["StepTimes", "time_steps", "peak_rss_mb", "child_pids", "children_peak_rss_mb",
            "children_cpu_seconds", "synchronize", "machine_description"]
 
 
@@ -36,7 +36,7 @@ def peak_rss_mb() -> float:
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
-def _children_pids() -> List[int]:
+def child_pids() -> List[int]:
     """The live child processes of this process (of any of its threads); empty off Linux."""
     pids = set()
     for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
@@ -48,11 +48,11 @@ def _children_pids() -> List[int]:
     return sorted(pids)
 
 
-def children_peak_rss_mb() -> List[float]:
+def children_peak_rss_mb(pids: Optional[Iterable[int]] = None) -> List[float]:
     """The peak resident set size (VmHWM) of each live child process (e.g. data-loader workers),
-    in MiB; empty where /proc does not tell (off Linux)."""
+    or of those of ``pids``, in MiB; empty where /proc does not tell (off Linux)."""
     peaks = []
-    for pid in _children_pids():
+    for pid in child_pids() if pids is None else pids:
         try:
             with open(f"/proc/{pid}/status", encoding="utf-8") as status:
                 for line in status:
@@ -64,13 +64,13 @@ def children_peak_rss_mb() -> List[float]:
     return peaks
 
 
-def children_cpu_seconds() -> Dict[int, float]:
-    """The CPU time (user + system seconds) each live child process has used so far, by pid;
-    empty where /proc does not tell. Unlike wall-clock time it does not grow when other processes
+def children_cpu_seconds(pids: Optional[Iterable[int]] = None) -> Dict[int, float]:
+    """The CPU time (user + system seconds) each live child process (or each of ``pids``) has
+    used so far, by pid; empty where /proc does not tell. Unlike wall-clock time it does not grow when other processes
     share the cores, so it says what a data-loader worker costs per image on a busy machine."""
     ticks = os.sysconf("SC_CLK_TCK")
     used = {}
-    for pid in _children_pids():
+    for pid in child_pids() if pids is None else pids:
         try:
             with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
                 # after "pid (comm) ": utime and stime are fields 14 and 15 of the whole line
