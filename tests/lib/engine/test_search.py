@@ -262,6 +262,9 @@ def test_validated_path_gets_its_own_batch_norm_statistics(supernet):
         hook.remove()
         means = [x.mean(axis=(0, 2, 3)) for x in captured]
         np.testing.assert_allclose(stem._mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-6)
+        # torch's unbiased batch variances, averaged (what SPOS's recalibration stores)
+        variances = [x.astype(np.float64).var(axis=(0, 2, 3), ddof=1) for x in captured]
+        np.testing.assert_allclose(stem._variance.numpy(), np.mean(variances, axis=0), rtol=1e-5)
         np.testing.assert_array_equal(off_path._mean.numpy(), before["blocks.1.0.0.bn1._mean"])
         assert not supernet.training  # the caller's mode
         recalibrated = supernet(paddle.to_tensor(batches[0]), arch).numpy()
