@@ -244,11 +244,13 @@ def search_step(parts: SearchParts, images: paddle.Tensor, targets: paddle.Tenso
     if meta_update:
         meta_info = meta.update(supernet, optimizer, images, targets, arch, board, loss_fn,
                                 lr=optimizer.get_lr())
+    teacher_index = rho = None
+    if distill:  # before the student's forward: the running statistics see the passes in the reference's order
+        teacher_index, rho = meta.select_teacher(supernet, arch, board, parts.pick_method)
     output = supernet(images, arch)
     loss = loss_fn(output, targets)
-    kd_loss = rho = None
+    kd_loss = None
     if distill:
-        teacher_index, rho = meta.select_teacher(supernet, arch, board, parts.pick_method)
         with paddle.no_grad():
             soft_target = softmax(supernet(images, board.entries[teacher_index].arch), axis=-1)
         kd_loss = soft_target_cross_entropy(output, soft_target)
