@@ -14,6 +14,9 @@ Deliberate differences from the reference (microsoft/Cream ``tools/train.py``, `
   weights and momentum, and get no weight decay, as the paper (and SPOS) describe. The reference
   zeroed the gradients, so momentum and weight decay kept moving every block once it had been
   sampled;
+* ``PICK_METHOD top1`` takes no meta-matching updates (nothing to learn: the KD weight is fixed);
+  the reference's update differentiated w.r.t. the teacher path's weights there and raised unless
+  the student was the top-1 path itself (README, "What differs from the reference");
 * the learning rate decays linearly from LR to 0 over ``EPOCHS x len(loader)`` steps; the
   reference's ``LR - step / ITERS`` multiplier went negative for LR < 1, and its ITERS assumed
   1.28M images whatever the data;

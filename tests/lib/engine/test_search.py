@@ -316,6 +316,18 @@ def test_bad_search_settings_name_the_key(overrides, message):
         SearchOptions.from_config(load_config(DEMO, overrides))
 
 
+@pytest.mark.parametrize("pick_method, update_2nd, distills, meta_updates", [
+    ("meta", "True", True, True),
+    ("meta", "False", True, False),  # distillation with a fixed meta layer
+    ("top1", "True", True, False),  # no matching score to learn (README: what differs from the reference)
+    ("none", "True", False, False),
+])
+def test_only_meta_matching_takes_meta_updates(pick_method, update_2nd, distills, meta_updates):
+    opts = SearchOptions.from_config(load_config(DEMO, ["SUPERNET.PICK_METHOD", pick_method,
+                                                        "SUPERNET.UPDATE_2ND", update_2nd]))
+    assert (opts.distills, opts.meta_updates) == (distills, meta_updates)
+
+
 @pytest.mark.parametrize("name", ["train.yaml", "spos.yaml", "demo.yaml"])
 def test_shipped_configs_load(name):
     cfg = load_config(os.path.join(os.path.dirname(DEMO), name))
