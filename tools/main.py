@@ -1,9 +1,12 @@
-"""Cream of the Crop: search (train), retrain a child network, or test a checkpoint.
+"""Cream of the Crop: search (train), retrain a child network, test a checkpoint, or measure how
+well a supernet ranks paths (correlation).
 
     python tools/main.py train   experiments/configs/train/train.yaml
     python tools/main.py retrain experiments/configs/retrain/14.yaml DATA_DIR ./data/imagenet
     python tools/main.py test    experiments/configs/test/test.yaml NET.SELECTION 14 \\
         RESUME_PATH ./experiments/workspace/ckps/14.pth.tar
+    python tools/main.py correlation experiments/configs/correlation/subimagenet.yaml \\
+        CORRELATION.CHECKPOINT ./experiments/workspace/train/subimagenet/last.pdparams
 
 KEY VALUE pairs after the config override its entries (yacs syntax, e.g. DATASET.BATCH_SIZE 64).
 Several processes (--nproc N, or NUM_GPU N on a machine with at least N GPUs) run through
@@ -30,7 +33,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python tools/main.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=MODES, help="train (search), retrain or test")
+    parser.add_argument("mode", choices=MODES, help="train (search), retrain, test or correlation")
     parser.add_argument("cfg", help="YAML config, e.g. experiments/configs/retrain/14.yaml")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
                         help="config overrides, e.g. NET.SELECTION 43 DATASET.BATCH_SIZE 64")

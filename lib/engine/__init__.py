@@ -17,11 +17,13 @@ __all__ = ["ENGINES", "MODES", "METHODS", "engine_for"]
 
 #: (mode of tools/main.py, METHOD) -> the module that runs it. ``train`` is the method's search
 #: (Cream: supernet training with prioritized paths), ``retrain`` trains a child network from
-#: scratch, ``test`` evaluates a checkpoint.
+#: scratch, ``test`` evaluates a checkpoint, ``correlation`` compares how a supernet ranks paths
+#: with their accuracies trained alone.
 ENGINES: Dict[Tuple[str, str], str] = {
     ("train", "cream"): "lib.engine.search",
     ("retrain", "cream"): "lib.engine.retrain",
     ("test", "cream"): "lib.engine.test",
+    ("correlation", "cream"): "lib.engine.correlation",
 }
 MODES: Tuple[str, ...] = tuple(sorted({mode for mode, _ in ENGINES}))
 METHODS: Tuple[str, ...] = tuple(sorted({method for _, method in ENGINES}))

@@ -52,9 +52,10 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
                 f"NET.SELECTION {selection} is not a released Cream net; choose one of "
                 f"{sorted(CREAM_ARCHS)}, or -1 with NET.INPUT_ARCH (an arch list) or "
                 "NET.BOARD_JSON (a search's board.json)")
-        if board or input_arch:
+        if board or input_arch or cfg.NET.EXACT_ARCH:
             raise ConfigError(f"NET.SELECTION {selection} conflicts with NET.INPUT_ARCH/"
-                              "NET.BOARD_JSON: set NET.SELECTION -1 to use a searched path")
+                              "NET.BOARD_JSON/NET.EXACT_ARCH: set NET.SELECTION -1 to use a searched "
+                              "path (the released nets are built as published)")
         arch, published_size = resolve_arch(selection)
         if cfg.DATASET.SELECTION_IMAGE_SIZE:
             size = published_size
@@ -76,7 +77,8 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
 def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
     """The child network with the config's classes, dropout and pooling."""
     return build_childnet(spec.arch, num_classes=int(cfg.DATASET.NUM_CLASSES),
-                          drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
+                          drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP),
+                          exact=bool(cfg.NET.EXACT_ARCH))
 
 
 def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:
