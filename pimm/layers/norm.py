@@ -21,7 +21,7 @@ def _bessel_factor(x: paddle.Tensor, replicas: int = 1) -> float:
     return n / (n - 1.0)
 
 
-def _fused_with_unbiased_update(layer: nn.layer.norm._BatchNormBase, x: paddle.Tensor, factor: float,
+def _fused_with_unbiased_update(layer: nn.Layer, factor: float,
                                 fused: Callable[[paddle.Tensor], paddle.Tensor]) -> paddle.Tensor:
     """Run ``fused(running_variance)``, a Paddle batch-norm kernel in training mode that updates the
     running variance it is given in place with the *biased* batch variance ``v``, so that the
@@ -74,7 +74,7 @@ class BatchNorm2d(ModeAware, nn.BatchNorm2D):
             return self._forward_primitive(x)
         if not self.training:
             return self._fused(x, self._variance, training=False)
-        return _fused_with_unbiased_update(self, x, _bessel_factor(x),
+        return _fused_with_unbiased_update(self, _bessel_factor(x),
                                            lambda variance: self._fused(x, variance, training=True))
 
     def _fused(self, x: paddle.Tensor, variance: paddle.Tensor, training: bool) -> paddle.Tensor:
@@ -114,7 +114,7 @@ class SyncBatchNorm2d(nn.SyncBatchNorm):
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         if not self.training:
             return super().forward(x)
-        return _fused_with_unbiased_update(self, x, _bessel_factor(x, max(1, dist.get_world_size())),
+        return _fused_with_unbiased_update(self, _bessel_factor(x, max(1, dist.get_world_size())),
                                            lambda variance: self._sync_forward(x, variance))
 
     def _sync_forward(self, x: paddle.Tensor, variance: paddle.Tensor) -> paddle.Tensor:
