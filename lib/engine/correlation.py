@@ -304,9 +304,9 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     """Evaluate the paths with inherited weights; with stand-alone accuracies, the coefficients."""
     cfg, log = ctx.cfg, ctx.logger
     opts = CorrelationOptions.from_config(cfg)
+    standalone = _standalone(opts) if opts.standalone else []
     supernet, sta_num, resolution, net_cfg = _load_supernet(cfg, opts.checkpoint, log)
     flops_est = FlopsEst(supernet, resolution=resolution)
-    standalone = _standalone(opts) if opts.standalone else []
     if standalone:
         paths, sources = [s.arch for s in standalone], [s.source for s in standalone]
         sizes = {s.image_size for s in standalone if s.image_size is not None} - {int(net_cfg.DATASET.IMAGE_SIZE)}

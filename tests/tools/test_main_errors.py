@@ -116,3 +116,10 @@ def test_num_gpu_is_ignored_without_gpus_and_checked_with_them(main, monkeypatch
     assert {"--nnodes": "2", "--master": "10.0.0.1:8090", "--rank": "1"}.items() <= dict(
         zip(flags[::2], flags[1::2])).items()
     assert command[-2:] == ["retrain", RETRAIN_14]
+
+
+def test_correlation_without_its_checkpoint(main, tmp_path, demo_data_dir):
+    config = os.path.join(REPO, "experiments", "configs", "correlation", "demo.yaml")
+    code, err = main("correlation", config, "DATA_DIR", demo_data_dir, "WORKERS", 0,
+                     "CORRELATION.CHECKPOINT", tmp_path / "none.pdparams")
+    assert code == 2 and "CORRELATION.CHECKPOINT: no file at" in _one_line(err)
