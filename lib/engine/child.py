@@ -137,9 +137,10 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
                 f"NET.SELECTION {selection} is not a released Cream net; choose one of "
                 f"{sorted(CREAM_ARCHS)}, or -1 with NET.INPUT_ARCH (an arch list) or "
                 "NET.BOARD_JSON (a search's board.json)")
-        if board or input_arch:
+        if board or input_arch or cfg.NET.EXACT_ARCH:
             raise ConfigError(f"NET.SELECTION {selection} conflicts with NET.INPUT_ARCH/"
-                              "NET.BOARD_JSON: set NET.SELECTION -1 to use a searched path")
+                              "NET.BOARD_JSON/NET.EXACT_ARCH: set NET.SELECTION -1 to use a searched "
+                              "path (the released nets are built as published)")
         arch, published_size = resolve_arch(selection)
         if cfg.DATASET.SELECTION_IMAGE_SIZE:
             size = published_size
@@ -179,9 +180,9 @@ def checkpoint_misfit(what: str, spec: ChildSpec, err: Exception, hint: str = ""
 
 
 def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
-    """The child network with the config's classes: Cream's or a ``NET.MODEL`` with its dropout and
-    pooling, SPOS's with its dropout (it pools by average), a DARTS network with ``DARTS.INIT_CHANNELS``,
-    ``LAYERS`` and ``AUXILIARY``."""
+    """The child network with the config's classes: Cream's (``NET.EXACT_ARCH``: every listed
+    choice) or a ``NET.MODEL`` with its dropout and pooling, SPOS's with its dropout (it pools by
+    average), a DARTS network with ``DARTS.INIT_CHANNELS``, ``LAYERS`` and ``AUXILIARY``."""
     num_classes = int(cfg.DATASET.NUM_CLASSES)
     if spec.method == "pdarts":
         d = cfg.DARTS
@@ -193,7 +194,7 @@ def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
                                    drop_rate=float(cfg.NET.DROPOUT_RATE), widths=spos_widths(cfg))
     options = dict(num_classes=num_classes, drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
     if not spec.model:
-        return build_childnet(spec.arch, **options)
+        return build_childnet(spec.arch, exact=bool(cfg.NET.EXACT_ARCH), **options)
     try:
         return create_model(spec.model, **options)
     except ValueError as err:  # e.g. a pooling the network does not have

@@ -34,37 +34,45 @@ CREAM_NETWORK_KWARGS: Dict[str, Any] = dict(
 EVAL_INTERPOLATION = "bicubic"
 
 
-def effective_arch(selection_or_arch: Union[int, Sequence[Sequence[int]]]) -> ArchList:
+def effective_arch(selection_or_arch: Union[int, Sequence[Sequence[int]]], exact: bool = False) -> ArchList:
     """The choices a child network really builds.
 
     The reference builds a stage that has a single layer from the stage's template and ignores
     its choice (net 14 lists choice 3 for stage 1 but runs k3e4). The released weights depend on
     it, so the child networks keep it; this function makes it explicit, e.g. for 14:
-    ``[[0],[3],[3,3],[3,3],[3],[3],[0]] -> [[0],[0],[3,3],[3,3],[1],[3],[0]]``.
+    ``[[0],[3],[3,3],[3,3],[3],[3],[0]] -> [[0],[0],[3,3],[3,3],[1],[3],[0]]``. ``exact`` builds
+    every listed choice instead: the network the supernet runs for that path (the correlation study
+    trains paths alone this way).
     """
     arch, _ = resolve_arch(selection_or_arch)
+    if exact:
+        return arch
     return [[template_choice(stage)] if len(choices) == 1 else list(choices)
             for stage, choices in enumerate(arch)]
 
 
-def childnet_arch_def(selection_or_arch: Union[int, Sequence[Sequence[int]]]) -> List[List[str]]:
+def childnet_arch_def(selection_or_arch: Union[int, Sequence[Sequence[int]]], exact: bool = False
+                      ) -> List[List[str]]:
     """The child network's stages as block strings, e.g. for 14 stage 2:
-    ``['ir_r1_k5_s2_e6_c40_se0.25', 'ir_r1_k5_s2_e6_c40_se0.25']``."""
+    ``['ir_r1_k5_s2_e6_c40_se0.25', 'ir_r1_k5_s2_e6_c40_se0.25']`` (``exact``: see
+    :func:`effective_arch`)."""
     return [[layer_block_string(stage, choice if stage in SEARCHED_STAGES else None) for choice in choices]
-            for stage, choices in enumerate(effective_arch(selection_or_arch))]
+            for stage, choices in enumerate(effective_arch(selection_or_arch, exact))]
 
 
 def build_childnet(selection_or_arch: Union[int, Sequence[Sequence[int]]], num_classes: int = 1000,
-                   drop_rate: float = 0.0, global_pool: str = "avg", **kwargs: Any) -> MobileNetV3:
+                   drop_rate: float = 0.0, global_pool: str = "avg", exact: bool = False,
+                   **kwargs: Any) -> MobileNetV3:
     """A Cream child network: a released selection (14, 43, 114, 287, 481, 604) or an arch list
-    ``[[0], [...] x5, [0]]``.
+    ``[[0], [...] x5, [0]]``; ``exact`` builds every listed choice, also of single-layer stages
+    (see :func:`effective_arch`).
 
     Further keyword arguments go to ``MobileNetV3`` (``drop_path_rate``, ``in_chans``) or to its
     batch norms (``bn_momentum``, ``bn_eps``, ``bn_tf``). The model is built inside
     ``paddle.utils.unique_name.guard()`` so its parameter names are the same in every process.
     """
     norm_kwargs = resolve_bn_args(kwargs)
-    block_args = decode_arch_def(childnet_arch_def(selection_or_arch))
+    block_args = decode_arch_def(childnet_arch_def(selection_or_arch, exact))
     with paddle.utils.unique_name.guard():
         return MobileNetV3(block_args, num_classes=num_classes, drop_rate=drop_rate,
                            global_pool=global_pool, norm_kwargs=norm_kwargs,

@@ -15,7 +15,7 @@ from typing import Any, Dict, List
 from lib.models import validate_arch
 from pimm.utils import atomic_write_text
 
-__all__ = ["BOARD_FILE", "write_board_file", "best_board_arch"]
+__all__ = ["BOARD_FILE", "write_board_file", "best_board_arch", "board_paths"]
 
 BOARD_FILE = "board.json"
 
@@ -34,6 +34,19 @@ def _number(value: Any, field: str, path: str) -> float:
     return float(value)
 
 
+def _read_board(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            board = json.load(f)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as JSON ({err})") from err
+    if not isinstance(board, dict) or not isinstance(board.get("paths"), list):
+        raise ValueError(f"{path} has no 'paths' list; it is not a Cream board.json")
+    return board
+
+
 def best_board_arch(path: str) -> List[List[int]]:
     """The best path of a ``board.json`` whose FLOPs lie in the board's own
     ``[flops_minimum, flops_maximum]``: ``best_in_range`` when present, else the first such
@@ -42,22 +55,13 @@ def best_board_arch(path: str) -> List[List[int]]:
     Raises FileNotFoundError for a missing file and ValueError, naming the file, for one that is
     not a usable board.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            board = json.load(f)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read {path} as JSON ({err})") from err
-    best = board.get("best_in_range") if isinstance(board, dict) else None
+    board = _read_board(path)
+    best = board.get("best_in_range")
     if isinstance(best, dict) and best.get("arch"):
         return validate_arch(best["arch"])
-    paths = board.get("paths") if isinstance(board, dict) else None
-    if not isinstance(paths, list):
-        raise ValueError(f"{path} has no 'paths' list; it is not a Cream board.json")
     low = _number(board.get("flops_minimum", -math.inf), "flops_minimum", path)
     high = _number(board.get("flops_maximum", math.inf), "flops_maximum", path)
-    for i, entry in enumerate(paths):
+    for i, entry in enumerate(board["paths"]):
         if not isinstance(entry, dict):
             raise ValueError(f"{path}: paths[{i}] is not an object with 'arch' and 'flops'")
         flops = entry.get("flops")
@@ -66,3 +70,12 @@ def best_board_arch(path: str) -> List[List[int]]:
             return validate_arch(entry["arch"])
     raise ValueError(f"no path in {path} lies within its FLOPs range [{low}, {high}]; give the path "
                      "you want as NET.SELECTION -1 with NET.INPUT_ARCH")
+
+
+def board_paths(path: str) -> List[List[List[int]]]:
+    """Every path of a ``board.json``, best first (same errors as :func:`best_board_arch`)."""
+    board = _read_board(path)
+    try:
+        return [validate_arch(entry["arch"]) for entry in board["paths"]]
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{path}: a 'paths' entry has no arch list ({err})") from err

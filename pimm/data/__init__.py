@@ -1,5 +1,5 @@
 """Data pipeline (timm 0.1.20 semantics on Paddle): folder and CIFAR-10 datasets, transforms, loader, mixup,
-demo data."""
+demo data, class and image subsets of a tree (subImageNet)."""
 from .auto_augment import (
     AugmentOp,
     AutoAugment,
@@ -22,6 +22,7 @@ from .mixup import Mixup, mixup_target, one_hot
 from .profile import pipeline_stage_times
 from .random_erasing import RandomErasing
 from .random_state import AugRandom, augmentation_rng, seed_augmentation
+from .subset import SUBSET_MANIFEST, SubsetError, SubsetSummary, make_image_subset, read_subset_lists
 from .transforms import (
     COLOR_ORDERS,
     CenterCrop,
@@ -75,6 +76,9 @@ __all__ = [
     "RandomErasing",
     "RandomHorizontalFlip",
     "RandomResizedCropAndInterpolation",
+    "SUBSET_MANIFEST",
+    "SubsetError",
+    "SubsetSummary",
     "Resize",
     "ShardedBatchSampler",
     "ToNormalizedArray",
@@ -96,6 +100,8 @@ __all__ = [
     "pipeline_stage_times",
     "rand_augment_transform",
     "read_cifar_batch",
+    "read_subset_lists",
+    "make_image_subset",
     "seed_augmentation",
     "transforms_cifar_eval",
     "transforms_cifar_train",
