@@ -1,0 +1,164 @@
+"""PNG plots of a run folder: training curves from ``summary.csv`` and, for a search, the board.
+
+matplotlib is optional: without it ``plot_run`` raises ``PlotsUnavailable`` with the install
+command, and callers carry on without plots.
+
+* ``training_curves.png``: per epoch, the losses (train, validation, KD when present) and the
+  top-1 accuracies (train; validation, i.e. the mean of the validated paths in a search; the
+  board's best path; the EMA weights'), with the chance level when the number of classes is known.
+* ``board.png`` (when ``board.json`` exists): MFLOPs against top-1 of the board's paths (the
+  accuracy they were ranked by), the validated random paths and the chosen path highlighted,
+  with the FLOPs budget shaded.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from typing import Dict, List, Mapping, Optional, Sequence
+
+__all__ = ["PlotsUnavailable", "INSTALL_HINT", "CURVES_FILE", "BOARD_PLOT_FILE", "read_summary",
+           "plot_training_curves", "plot_board", "plot_run"]
+
+INSTALL_HINT = "python -m pip install matplotlib"
+CURVES_FILE = "training_curves.png"
+BOARD_PLOT_FILE = "board.png"
+SUMMARY_FILE = "summary.csv"
+BOARD_FILE = "board.json"
+
+# summary.csv column -> legend label, in drawing order
+_LOSS_COLUMNS = (("train_loss", "train"), ("eval_loss", "validation"), ("train_kd_loss", "KD (train)"))
+_TOP1_COLUMNS = (("train_prec1", "train (sampled paths)"), ("eval_prec1", "validation"),
+                 ("eval_best_prec1", "validation, board's best path"), ("eval_ema_prec1", "validation, EMA"))
+
+
+class PlotsUnavailable(RuntimeError):
+    """matplotlib is not installed; the message says how to install it."""
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotsUnavailable(f"plots need matplotlib: {INSTALL_HINT}") from None
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def read_summary(path: str) -> Dict[str, List[float]]:
+    """``summary.csv`` as columns of floats (NaN where a value is missing or not a number). A run
+    resumed from an earlier epoch may have written an epoch twice: the last row of it wins."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    by_epoch = {int(_number(r.get("epoch"))): r for r in rows if math.isfinite(_number(r.get("epoch")))}
+    epochs = sorted(by_epoch)
+    columns = {key for row in rows for key in row if key}
+    return {key: [_number(by_epoch[e].get(key)) for e in epochs] for key in sorted(columns)}
+
+
+def _save(fig, path: str) -> str:
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    os.replace(tmp, path)  # a reader never sees half a PNG
+    return path
+
+
+def plot_training_curves(summary: Mapping[str, Sequence[float]], path: str, title: str = "",
+                         num_classes: Optional[int] = None) -> str:
+    """Loss and top-1 per epoch (see the module doc) into ``path``; returns ``path``."""
+    plt = _pyplot()
+    epochs = list(summary.get("epoch", []))
+    fig, (ax_loss, ax_top1) = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, columns in ((ax_loss, _LOSS_COLUMNS), (ax_top1, _TOP1_COLUMNS)):
+        for key, label in columns:
+            values = summary.get(key)
+            if values is not None and any(math.isfinite(v) for v in values):
+                ax.plot(epochs, values, marker="o", markersize=3, label=label)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    if num_classes:
+        ax_loss.axhline(math.log(num_classes), color="grey", linestyle=":",
+                        label=f"ln({num_classes}): uniform guess")
+        ax_top1.axhline(100.0 / num_classes, color="grey", linestyle=":", label="chance")
+    ax_loss.set_ylabel("loss")
+    ax_top1.set_ylabel("top-1 (%)")
+    for ax in (ax_loss, ax_top1):
+        if ax.lines:
+            ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def _short(arch: Sequence[Sequence[int]]) -> str:
+    inner = arch[1:-1] if len(arch) > 2 else arch
+    return " ".join("".join(str(c) for c in stage) for stage in inner)
+
+
+def plot_board(board: Mapping, path: str, title: str = "") -> str:
+    """MFLOPs against top-1 from a ``board.json`` dict (``paths``, ``best_in_range``,
+    ``flops_minimum``/``flops_maximum`` and, when present, ``validated``: paths with their
+    validation top-1) into ``path``; returns ``path``."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    low, high = board.get("flops_minimum"), board.get("flops_maximum")
+    if low is not None and high is not None:
+        ax.axvspan(float(low), float(high), color="tab:green", alpha=0.07, label="FLOPs budget")
+    validated = board.get("validated") or []
+    if validated:
+        ax.scatter([p["flops"] for p in validated], [p["prec1"] for p in validated], marker="x",
+                   color="grey", label="random paths (validation top-1)")
+    paths = board.get("paths") or []
+    if paths:
+        ax.scatter([p["flops"] for p in paths], [p["prec1"] for p in paths], color="tab:blue",
+                   label="board paths (top-1 on their training batch)")
+    chosen = board.get("best_in_range")
+    if chosen:
+        label = f"chosen: {_short(chosen['arch'])}, {chosen['flops']:.1f} MFLOPs"
+        if chosen.get("val_prec1") is not None:
+            label += f", validation top-1 {chosen['val_prec1']:.1f} %"
+        ax.scatter([chosen["flops"]], [chosen["prec1"]], marker="*", s=250, color="tab:red",
+                   edgecolor="black", zorder=3, label=label)
+    resolution = board.get("resolution")
+    ax.set_xlabel(f"MFLOPs{f' at {resolution} px' if resolution else ''}")
+    ax.set_ylabel("top-1 (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    epoch = board.get("epoch")
+    ax.set_title(title or (f"prioritized board after epoch {epoch}" if epoch is not None else "board"))
+    fig.tight_layout()
+    try:
+        return _save(fig, path)
+    finally:
+        plt.close(fig)
+
+
+def plot_run(run_dir: str, title: str = "", num_classes: Optional[int] = None) -> List[str]:
+    """Draw the plots of a run folder (``summary.csv``, and ``board.json`` when present) into it;
+    returns the files written. Raises ``PlotsUnavailable`` without matplotlib and
+    ``FileNotFoundError`` when the folder has no ``summary.csv`` yet."""
+    summary_path = os.path.join(run_dir, SUMMARY_FILE)
+    if not os.path.isfile(summary_path):
+        raise FileNotFoundError(f"{summary_path} does not exist: is {run_dir} a run folder with at "
+                                f"least one finished epoch?")
+    written = [plot_training_curves(read_summary(summary_path), os.path.join(run_dir, CURVES_FILE),
+                                    title=title or os.path.basename(os.path.normpath(run_dir)),
+                                    num_classes=num_classes)]
+    board_path = os.path.join(run_dir, BOARD_FILE)
+    if os.path.isfile(board_path):
+        with open(board_path) as f:
+            written.append(plot_board(json.load(f), os.path.join(run_dir, BOARD_PLOT_FILE)))
+    return written
