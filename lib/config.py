@@ -65,6 +65,9 @@ def get_default_config() -> CN:
     c.NET.BOARD_JSON = ""
     c.NET.GP = "avg"
     c.NET.DROPOUT_RATE = 0.0
+    # (added) start the classifier at zero weights; the reference's init (uniform +-1/sqrt(classes))
+    # makes large first logits with few classes, so the first steps overshoot
+    c.NET.ZERO_INIT_CLASSIFIER = False
     c.NET.EMA = CN()
     c.NET.EMA.USE = True
     c.NET.EMA.FORCE_CPU = False
@@ -145,6 +148,22 @@ def get_default_config() -> CN:
     # this many of the epoch's last training batches (SPOS's recalibration; the reference used the
     # running statistics, which mix all paths); 0 keeps the running statistics
     c.SUPERNET.VAL_BN_BATCHES = 4
+    # (added) with HOW_TO_PROB 'teacher', this share of each draw's probability is uniform over the
+    # choices and the rest follows the board's choice frequencies, so no choice stops training
+    # (the reference's 'teacher' probabilities gave choices missing from the board zero; it
+    # sampled uniformly only because of a bug). 0 is the frequencies alone
+    c.SUPERNET.UNIFORM_MIX = 0.5
+    # (added) distillation and meta-matching updates wait (after META_STA_EPOCH) until the board's
+    # best path reaches this validation top-1 (%) at the end of an epoch: a teacher no better than
+    # chance only pulls the student towards a uniform prediction. 0: no wait (the reference)
+    c.SUPERNET.TEACHER_MIN_PREC1 = 0.0
+    # (added) every candidate block of a searched layer starts as the same function, that of the
+    # smallest choice (lib.models.supernet.align_choice_init); False: independent random blocks
+    # (the reference)
+    c.SUPERNET.ALIGNED_INIT = False
+    # (added) the search's learning rate rises linearly from 0 to LR over this many steps before
+    # its linear decay; 0: no warm-up (the reference)
+    c.SUPERNET.WARMUP_STEPS = 0
     return c
 
 

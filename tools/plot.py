@@ -6,11 +6,14 @@
 Writes training_curves.png (from summary.csv) and, for a search, board.png (from board.json) into
 the folder. Needs matplotlib (python -m pip install matplotlib).
 """
-import _paths  # noqa: F401  (first: puts the repository root on sys.path)
+import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
 
 import argparse
 import os
 import sys
+from typing import Optional
+
+from pimm.utils.plots import PlotsUnavailable, plot_run
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -19,7 +22,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _num_classes(run_folder: str):
+def _num_classes(run_folder: str) -> Optional[int]:
     """DATASET.NUM_CLASSES of the run's config.yaml, for the chance level; None if unreadable."""
     import yaml
 
@@ -30,16 +33,10 @@ def _num_classes(run_folder: str):
         return None
 
 
+@_entry.entry_point(PlotsUnavailable, FileNotFoundError)
 def main(argv=None) -> int:
     args = parse_args(argv)
-    from pimm.utils.plots import PlotsUnavailable, plot_run
-
-    try:
-        written = plot_run(args.run_folder, num_classes=_num_classes(args.run_folder))
-    except (PlotsUnavailable, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    for path in written:
+    for path in plot_run(args.run_folder, num_classes=_num_classes(args.run_folder)):
         print(path)
     return 0
 

@@ -76,7 +76,8 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
 def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
     """The child network with the config's classes, dropout and pooling."""
     return build_childnet(spec.arch, num_classes=int(cfg.DATASET.NUM_CLASSES),
-                          drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
+                          drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP),
+                          zero_classifier=bool(cfg.NET.ZERO_INIT_CLASSIFIER))
 
 
 def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:

@@ -85,6 +85,9 @@ class SearchOptions:
     val_bn_batches: int
     flops_minimum: float
     flops_maximum: float
+    uniform_mix: float
+    teacher_min_prec1: float
+    warmup_steps: int
 
     @classmethod
     def from_config(cls, cfg) -> "SearchOptions":
@@ -95,7 +98,9 @@ class SearchOptions:
                    meta_updates=str(s.PICK_METHOD) == "meta" and bool(s.UPDATE_2ND),
                    slice=int(s.SLICE), pool_size=int(s.POOL_SIZE), val_paths=int(s.VAL_PATHS),
                    val_bn_batches=int(s.VAL_BN_BATCHES),
-                   flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM))
+                   flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM),
+                   uniform_mix=float(s.UNIFORM_MIX), teacher_min_prec1=float(s.TEACHER_MIN_PREC1),
+                   warmup_steps=int(s.WARMUP_STEPS))
         problems = []
         if opts.pick_method not in PICK_METHODS:
             problems.append(f"SUPERNET.PICK_METHOD must be one of {PICK_METHODS}, got {opts.pick_method!r}")
@@ -103,13 +108,16 @@ class SearchOptions:
             problems.append(f"SUPERNET.HOW_TO_PROB must be one of {SAMPLING_MODES}, got {opts.how_to_prob!r}")
         for key, value, low in (("UPDATE_ITER", opts.update_iter, 1), ("SLICE", opts.slice, 1),
                                 ("POOL_SIZE", opts.pool_size, 1), ("VAL_PATHS", opts.val_paths, 1),
-                                ("VAL_BN_BATCHES", opts.val_bn_batches, 0)):
+                                ("VAL_BN_BATCHES", opts.val_bn_batches, 0),
+                                ("WARMUP_STEPS", opts.warmup_steps, 0)):
             if value < low:
                 problems.append(f"SUPERNET.{key} must be >= {low}, got {value}")
         batch = int(cfg.DATASET.BATCH_SIZE)
         if opts.meta_updates and batch < 2 * opts.slice:
             problems.append(f"the meta-matching update uses 2 x SUPERNET.SLICE = {2 * opts.slice} images of "
                             f"each batch: DATASET.BATCH_SIZE ({batch}) must be at least that")
+        if not 0.0 <= opts.uniform_mix <= 1.0:
+            problems.append(f"SUPERNET.UNIFORM_MIX must be in [0, 1], got {opts.uniform_mix}")
         if float(cfg.LR) <= 0:
             problems.append(f"LR must be > 0, got {cfg.LR}")
         if int(cfg.EPOCHS) < 1:
@@ -132,13 +140,17 @@ class SearchOptions:
 
 
 class LinearDecayLRScheduler(Scheduler):
-    """``lr(t) = LR * max(0, 1 - t / total_updates)``, stepped after every update."""
+    """``lr(t) = LR * max(0, 1 - t / total_updates)``, stepped after every update, after a linear
+    rise from ``LR / warmup_updates`` to LR over the first ``warmup_updates``."""
 
-    def __init__(self, optimizer: paddle.optimizer.Optimizer, total_updates: int) -> None:
+    def __init__(self, optimizer: paddle.optimizer.Optimizer, total_updates: int,
+                 warmup_updates: int = 0) -> None:
         if total_updates < 1:
             raise ValueError(f"total_updates must be >= 1, got {total_updates}")
         self.total_updates = int(total_updates)
-        super().__init__(optimizer, t_in_epochs=False)
+        base = getattr(optimizer, "initial_lr", optimizer.get_lr())
+        super().__init__(optimizer, t_in_epochs=False, warmup_t=warmup_updates,
+                         warmup_lr_init=base / warmup_updates if warmup_updates else 0.0)
 
     def _schedule(self, t: float) -> float:
         return self.base_lr * max(0.0, 1.0 - t / self.total_updates)
@@ -198,7 +210,8 @@ def build_search_supernet(cfg) -> Tuple[SuperNet, List[int], int]:
             flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM),
             num_classes=int(cfg.DATASET.NUM_CLASSES), drop_rate=float(cfg.NET.DROPOUT_RATE),
             global_pool=str(cfg.NET.GP), slice=int(s.SLICE), resunit=bool(s.RESUNIT),
-            dil_conv=bool(s.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
+            dil_conv=bool(s.DIL_CONV), aligned_init=bool(s.ALIGNED_INIT),
+            zero_classifier=bool(cfg.NET.ZERO_INIT_CLASSIFIER), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
             bn_eps=float(cfg.BATCHNORM.BN_EPS))
     except ValueError as err:
         raise ConfigError(str(err)) from err
@@ -315,11 +328,16 @@ def recalibrated_batch_norm(supernet: nn.Layer, arch: ArchList, batches: List[np
         supernet.train(was_training)
 
 
-def _validation_paths(sampler_seed: int, sta_num: List[int], num_choices: int, count: int) -> List[ArchList]:
+def _validation_paths(sampler_seed: int, sta_num: List[int], num_choices: int, count: int,
+                      cost: Callable[[ArchList], float], low: float, high: float) -> List[ArchList]:
     # drawn once from their own generator: the same paths every epoch (and after a resume), so the
-    # validation curve follows the same networks
+    # validation curve follows the same networks; uniformly among the paths within the budget,
+    # the only ones the search can return
     sampler = PathSampler(sta_num, num_choices, "even", seed=sampler_seed)
-    return [sampler.sample() for _ in range(count)]
+    try:
+        return [sampler.sample_within(cost, low, high) for _ in range(count)]
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 class _Search:
@@ -350,16 +368,24 @@ class _Search:
             raise RunError(f"DATA_DIR/train has fewer images per process than DATASET.BATCH_SIZE "
                            f"({cfg.DATASET.BATCH_SIZE}): lower the batch size")
         self.optimizer = create_search_optimizer(cfg, self.supernet)
-        self.scheduler = LinearDecayLRScheduler(self.optimizer, int(cfg.EPOCHS) * len(self.train_loader))
+        self.scheduler = LinearDecayLRScheduler(self.optimizer, int(cfg.EPOCHS) * len(self.train_loader),
+                                                warmup_updates=opts.warmup_steps)
         self.ema = ModelEma(self.supernet, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
         self.board = PrioritizedBoard(opts.pool_size, opts.flops_minimum, opts.flops_maximum)
         self.sampler = PathSampler(self.sta_num, self.num_choices, opts.how_to_prob, opts.pre_prob,
-                                   seed=int(cfg.SEED))
+                                   seed=int(cfg.SEED), uniform_mix=opts.uniform_mix)
         self.parts = SearchParts(self.supernet, self.optimizer, create_search_loss(cfg), self.board,
                                  MetaMatchingNetwork(opts.slice, reduce=self._mean_over_ranks),
                                  opts.pick_method, ctx.world_size, self.ema)
         self.bn_batches: List[np.ndarray] = []  # the epoch's last training batches, for validation
-        self.val_paths = _validation_paths(int(cfg.SEED) + 1, self.sta_num, self.num_choices, opts.val_paths)
+        self.val_paths = _validation_paths(int(cfg.SEED) + 1, self.sta_num, self.num_choices, opts.val_paths,
+                                           lambda arch: self.path_cost(arch)[0], opts.flops_minimum,
+                                           opts.flops_maximum)
+        # the last validation's paths and top-1, for board.json
+        self.validated: List[Tuple[ArchList, float]] = []
+        self.validated_best: Optional[Tuple[ArchList, float]] = None
+        # whether the board's paths are good enough to teach (SUPERNET.TEACHER_MIN_PREC1)
+        self.teachers_ready = opts.teacher_min_prec1 <= 0
         self.saver = None
         if ctx.is_primary:
             self.saver = CheckpointSaver(self.supernet, self.optimizer, args=cfg, model_ema=self.ema,
@@ -379,7 +405,8 @@ class _Search:
         return self._path_cost[key]
 
     def extra_state(self) -> Dict[str, Any]:
-        return {"board": self.board.state_dict(), "path_sampler": self.sampler.state_dict()}
+        return {"board": self.board.state_dict(), "path_sampler": self.sampler.state_dict(),
+                "teachers_ready": self.teachers_ready}
 
     # ---- resume ----------------------------------------------------------------------------
     def resume(self) -> Tuple[int, int]:
@@ -395,6 +422,7 @@ class _Search:
             except ValueError as err:
                 raise RunError(f"cannot resume from {point.path}: {err}") from err
             self.sampler.load_state_dict(point.extra["path_sampler"])
+            self.teachers_ready = bool(point.extra.get("teachers_ready", self.teachers_ready))
         else:
             self.ctx.logger.warning("%s has no prioritized board (not written by this search): the "
                                     "board starts empty", point.path)
@@ -403,7 +431,16 @@ class _Search:
 
     # ---- training --------------------------------------------------------------------------
     def _distilling(self, epoch: int) -> bool:
-        return self.opts.distills and epoch > self.opts.meta_start_epoch
+        return self.opts.distills and epoch > self.opts.meta_start_epoch and self.teachers_ready
+
+    def update_teachers_ready(self, eval_metrics: Dict[str, float]) -> bool:
+        """After an epoch's validation: distillation starts once the board's best path reaches
+        SUPERNET.TEACHER_MIN_PREC1 (it never stops again). Returns whether it just started."""
+        best = eval_metrics.get("best_prec1", float("nan"))
+        if self.teachers_ready or not np.isfinite(best) or best < self.opts.teacher_min_prec1:
+            return False
+        self.teachers_ready = True
+        return True
 
     def train_epoch(self, epoch: int, skip_batches: int = 0) -> Dict[str, float]:
         ctx, cfg, opts = self.ctx, self.cfg, self.opts
@@ -483,6 +520,9 @@ class _Search:
                       else {"prec1": float("nan"), "prec5": float("nan")})
             metrics[prefix + "best_prec1"] = result["prec1"]
             metrics[prefix + "best_prec5"] = result["prec5"]
+            if not prefix:
+                self.validated = [(arch, r["prec1"]) for arch, r in zip(self.val_paths, results)]
+                self.validated_best = (best.arch, result["prec1"]) if best is not None else None
         if self.ctx.writer is not None:
             for key, value in metrics.items():
                 if np.isfinite(value):  # best_prec1 is NaN while the board is empty
@@ -495,9 +535,17 @@ class _Search:
             return evaluate(SupernetPath(model, arch), self.eval_loader, self.ctx, log_name=log_name)
 
     def board_json(self, epoch: int) -> Dict[str, Any]:
-        """``board.json``: the board's paths best first, the best one within the FLOPs range, the
-        range, the epoch, and the resolution the FLOPs are counted at."""
-        return dict(self.board.to_json(epoch), resolution=self.resolution)
+        """``board.json``: the board's paths best first, the best one within the FLOPs range (with
+        its validation top-1 when it was validated), the range, the epoch, the resolution the
+        FLOPs are counted at, and the validated random paths with their validation top-1."""
+        board = dict(self.board.to_json(epoch), resolution=self.resolution)
+        best = board["best_in_range"]
+        if best is not None and self.validated_best is not None and best["arch"] == self.validated_best[0]:
+            best["val_prec1"] = float(self.validated_best[1])
+        board["validated"] = [{"arch": [list(s) for s in arch], "flops": self.path_cost(arch)[0],
+                               "params": self.path_cost(arch)[1], "prec1": float(prec1)}
+                              for arch, prec1 in self.validated]
+        return board
 
     def write_board(self, epoch: int) -> str:
         path = write_board_file(self.ctx.run_dir, self.board_json(epoch))
@@ -519,8 +567,10 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     opts = SearchOptions.from_config(cfg)
     search = _Search(ctx, opts)
     log = ctx.logger
-    log.info("search: PICK_METHOD %s, HOW_TO_PROB %s, distillation and board from epoch %d, meta updates %s",
+    log.info("search: PICK_METHOD %s, HOW_TO_PROB %s, distillation and board from epoch %d%s, meta updates %s",
              opts.pick_method, opts.how_to_prob, opts.meta_start_epoch + 1,
+             f" (distillation once the board's best path validates at {opts.teacher_min_prec1:g} % top-1)"
+             if opts.distills and opts.teacher_min_prec1 > 0 else "",
              f"every {opts.update_iter} steps" if opts.meta_updates else "off")
     start_epoch, skip = search.resume()
     num_epochs = int(cfg.EPOCHS)
@@ -535,6 +585,9 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         train_metrics = search.train_epoch(epoch, skip_batches=skip if epoch == start_epoch else 0)
         train_seconds = time.time() - epoch_start
         eval_metrics = search.validate(epoch)
+        if search.update_teachers_ready(eval_metrics):
+            log.info("the board's best path reached %.1f %% validation top-1 (SUPERNET.TEACHER_MIN_PREC1 "
+                     "%.1f): distillation starts", eval_metrics["best_prec1"], opts.teacher_min_prec1)
         val_seconds = time.time() - epoch_start - train_seconds
         epoch_times.append({"epoch": epoch, "train_seconds": train_seconds, "val_seconds": val_seconds})
         log.info("epoch %d: train %.1fs, validation %.1fs; train Prec@1 %.3f, validation Prec@1 %.3f "
