@@ -34,6 +34,9 @@ def get_default_config() -> CN:
     c.SEED = 42
     c.LOG_INTERVAL = 50
     c.RECOVERY_INTERVAL = 0
+    # (added) checkpoints kept besides last.pdparams and model_best.pdparams: the best epochs by
+    # EVAL_METRICS (checkpoint-<epoch>.pdparams; timm's --checkpoint-hist)
+    c.CHECKPOINT_HIST = 10
     c.WORKERS = 4
     c.NUM_GPU = 1
     c.SAVE_IMAGES = False

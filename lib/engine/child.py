@@ -3,7 +3,7 @@ an explicit ``NET.INPUT_ARCH``, or the best path of a search's ``NET.BOARD_JSON`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import List
+from typing import Any, Dict, List
 
 import paddle
 from yacs.config import CfgNode
@@ -12,9 +12,12 @@ from lib.config import ConfigError
 from lib.engine.common import LoaderPolicy, RunError
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
+from lib.models.space import SEARCH_RESOLUTION
 from lib.search.board_file import best_board_arch
+from pimm.utils import profile
 
-__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy"]
+__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy",
+           "child_cost"]
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,20 @@ def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
     return build_childnet(spec.arch, num_classes=int(cfg.DATASET.NUM_CLASSES),
                           drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP),
                           zero_classifier=bool(cfg.NET.ZERO_INIT_CLASSIFIER))
+
+
+def child_cost(model: paddle.nn.Layer, spec: ChildSpec) -> Dict[str, Any]:
+    """What the network costs (thop multiply-adds and all parameters, as the README's table
+    counts them): ``mflops`` at its image size, ``mflops_224`` at 224 px (the size a search's
+    FLOPs budget refers to), ``params_m``, and ``text``, the three in one phrase."""
+    macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
+    cost: Dict[str, Any] = {"mflops": macs / 1e6, "mflops_224": macs / 1e6, "params_m": params / 1e6}
+    text = f"{cost['mflops']:.1f} MFLOPs at {spec.image_size} px"
+    if spec.image_size != SEARCH_RESOLUTION:
+        cost["mflops_224"] = profile(model, (1, 3, SEARCH_RESOLUTION, SEARCH_RESOLUTION))[0] / 1e6
+        text += f" ({cost['mflops_224']:.1f} at {SEARCH_RESOLUTION} px)"
+    cost["text"] = f"{text}, {cost['params_m']:.2f} M params"
+    return cost
 
 
 def child_loader_policy(cfg: CfgNode) -> LoaderPolicy:

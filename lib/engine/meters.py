@@ -10,10 +10,17 @@ all-reduce) and brought to the host. A log step writes one line::
 
 (on one line: each shown meter's latest batch over all ranks, then the epoch's mean so far), and the
 epoch means as TensorBoard scalars. The epoch loop returns :meth:`EpochMeters.averages`.
+
+On a terminal, the primary rank also shows a progress bar for the epoch (batches done, speed, time
+left, the epoch's loss and Prec@1 as of the last log step; it stays as the epoch's line), with the
+log lines above it. :func:`record_epoch` ends an epoch: ``summary.csv`` and the PNG plots of the run folder.
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -21,10 +28,18 @@ from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, T
 
 import paddle
 import paddle.distributed as dist
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lib.engine.common import RunContext
+from pimm.utils import update_summary
+from pimm.utils.plots import PlotsUnavailable, plot_run
 
-__all__ = ["Meter", "EpochMeters"]
+__all__ = ["Meter", "EpochMeters", "record_epoch", "SUMMARY_FILE"]
+
+SUMMARY_FILE = "summary.csv"
+# the meters a progress bar shows, when the loop has them
+_BAR_METERS = ("loss", "prec1")
 
 Value = Union[float, paddle.Tensor]
 
@@ -51,11 +66,16 @@ class EpochMeters:
     ``for batch_idx, batch in meters.batches(loader, skip)`` times the data loading;
     ``update(batch_size, name=value, ...)`` records a step (``None`` values are skipped, so a meter
     counts only the steps that measured it); ``log_due(batch_idx)`` says when to ``log``.
+    ``progress_bar``: show the epoch's bar (None: on the primary rank when stdout and stderr are
+    terminals).
     """
 
     def __init__(self, ctx: RunContext, epoch: int, num_batches: int, meters: Sequence[Meter],
-                 title: str = "Train") -> None:
+                 title: str = "Train", progress_bar: Optional[bool] = None) -> None:
         self.ctx, self.epoch, self.num_batches, self.title = ctx, epoch, num_batches, title
+        if progress_bar is None:
+            progress_bar = ctx.is_primary and sys.stdout.isatty() and sys.stderr.isatty()
+        self.progress_bar = bool(progress_bar)
         self.meters = {m.name: m for m in meters}
         self.counts: Dict[str, int] = {name: 0 for name in self.meters}
         self._sums: Dict[str, Value] = {name: 0.0 for name in self.meters}
@@ -67,11 +87,30 @@ class EpochMeters:
         self._images_since_log = 0
         self._steps_since_log = 0
         self._data_seconds = 0.0
+        self._bar: Optional[tqdm] = None
 
     def batches(self, loader: Iterable, skip: int = 0) -> Iterator[Tuple[int, Any]]:
         """``(batch_idx, batch)`` of ``loader`` from ``skip`` on, timing the wait for each batch.
         Skipped batches are still drawn, so the later ones get the uninterrupted epoch's order
         and augmentation (a run resumed from a mid-epoch recovery point)."""
+        if not self.progress_bar:
+            yield from self._timed(loader, skip)
+            return
+        epochs = int(self.ctx.cfg.EPOCHS)
+        self._bar = tqdm(total=self.num_batches, initial=skip, unit="batch", dynamic_ncols=True,
+                         desc=f"{self.title} {self.epoch + 1}/{epochs}")
+        try:
+            # log lines go above the bar instead of through it
+            with logging_redirect_tqdm(loggers=[self.ctx.logger, logging.getLogger("lib"),
+                                                logging.getLogger("pimm")]):
+                for batch_idx, batch in self._timed(loader, skip):
+                    yield batch_idx, batch
+                    self._bar.update(1)
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def _timed(self, loader: Iterable, skip: int) -> Iterator[Tuple[int, Any]]:
         tick = time.time()
         for batch_idx, batch in enumerate(loader):
             if batch_idx >= skip:
@@ -145,6 +184,9 @@ class EpochMeters:
             ctx.writer.add_scalar("train/lr", lr, step)
             for tag, value in (scalars or {}).items():
                 ctx.writer.add_scalar(tag, value, step)
+        if self._bar is not None:
+            self._bar.set_postfix({self.meters[name].label or name: f"{self._averages[name]:.4f}"
+                                   for name in _BAR_METERS if self.counts.get(name)}, refresh=False)
         self._since_log = time.time()
         self._images_since_log = self._steps_since_log = 0
         self._data_seconds = 0.0
@@ -154,3 +196,22 @@ class EpochMeters:
         """The epoch means over all ranks as of the last log step (the last batch always logs);
         NaN for a meter that recorded nothing."""
         return OrderedDict(self._averages)
+
+
+_plots_unavailable_said = set()
+
+
+def record_epoch(ctx: RunContext, epoch: int, train_metrics: Mapping[str, Any],
+                 eval_metrics: Mapping[str, Any]) -> None:
+    """The end of an epoch, on the primary rank: append it to the run folder's ``summary.csv`` and
+    re-draw the folder's plots (``pimm.utils.plots``). Without matplotlib the run goes on and the
+    log says once how to get the plots."""
+    if not ctx.is_primary:
+        return
+    update_summary(epoch, train_metrics, eval_metrics, os.path.join(ctx.run_dir, SUMMARY_FILE))
+    try:
+        plot_run(ctx.run_dir, num_classes=int(ctx.cfg.DATASET.NUM_CLASSES))
+    except PlotsUnavailable as err:
+        if ctx.run_dir not in _plots_unavailable_said:
+            _plots_unavailable_said.add(ctx.run_dir)
+            ctx.logger.warning("no plots: %s (then python tools/plot.py %s draws them)", err, ctx.run_dir)

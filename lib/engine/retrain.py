@@ -19,15 +19,15 @@ import paddle
 
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, broadcast_buffers, build_loaders, check_data_splits,
-                               resume_training, seed_epoch, unwrap_model, wrap_model)
-from lib.engine.child import ChildSpec, child_loader_policy, create_child_model, resolve_child
+                               create_checkpoint_saver, resume_training, seed_epoch, unwrap_model,
+                               wrap_model)
+from lib.engine.child import child_cost, child_loader_policy, create_child_model, resolve_child
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
-from lib.engine.meters import EpochMeters, Meter
+from lib.engine.meters import EpochMeters, Meter, record_epoch
 from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
-from pimm.utils import CheckpointSaver, ModelEma, update_summary
-from pimm.utils.profile import format_count, profile
+from pimm.utils import CheckpointSaver, ModelEma
 
 __all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step"]
 
@@ -86,12 +86,6 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
     return meters.averages()
 
 
-def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
-    macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
-    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s", spec.selection, spec.arch,
-                    spec.image_size, format_count(macs), format_count(params))
-
-
 def preflight(cfg) -> None:
     """The launcher's checks before starting the processes (see ``lib.engine``)."""
     check_data_splits(cfg)
@@ -110,8 +104,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     train_loader, eval_loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg))
 
     model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
-    if ctx.is_primary:
-        _log_model(ctx, model, spec)
+    cost = child_cost(model, spec)
+    ctx.logger.info("[Model-%s] %s (%s): %s", spec.selection, spec.arch, spec.source, cost["text"])
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     model = wrap_model(model, ctx)
     optimizer = create_optimizer(cfg, model)
@@ -121,9 +115,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")
     saver = None
     if ctx.is_primary:
-        saver = CheckpointSaver(model, optimizer, args=cfg, model_ema=model_ema,
-                                checkpoint_dir=ctx.run_dir, recovery_dir=ctx.run_dir,
-                                decreasing=eval_metric == "loss", scheduler=scheduler)
+        saver = create_checkpoint_saver(ctx, model, optimizer, model_ema=model_ema, scheduler=scheduler)
     ctx.logger.info("scheduled epochs: %d (starting at %d); %d train batches of %d per process, "
                     "%d process(es)", num_epochs, resume.start_epoch, len(train_loader),
                     int(cfg.DATASET.BATCH_SIZE), ctx.world_size)
@@ -151,8 +143,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                                    if not k.endswith(("seconds", "images")))
         scheduler.step(epoch + 1, ranked[eval_metric])
         if ctx.is_primary:
-            update_summary(epoch, train_metrics, eval_metrics,
-                           os.path.join(ctx.run_dir, "summary.csv"))
+            record_epoch(ctx, epoch, train_metrics, eval_metrics)
             for name in EVAL_METRIC_NAMES:
                 ctx.writer.add_scalar(f"eval/{name}", eval_metrics[name], epoch)
                 if model_ema is not None:
@@ -160,5 +151,10 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             best_metric, best_epoch = saver.save_checkpoint(epoch, metric=ranked[eval_metric])
             ctx.logger.info("*** epoch %d: %s %.4f; best %s (epoch %s)", epoch, eval_metric,
                             ranked[eval_metric], best_metric, best_epoch)
+    if eval_metrics:
+        ctx.logger.info("summary: %s (%s), %s: validation Prec@1 %.2f %% after epoch %d; best %s %.4f "
+                        "(epoch %s, %s)", spec.arch, spec.source, cost["text"], eval_metrics["prec1"],
+                        num_epochs - 1, eval_metric, best_metric, best_epoch,
+                        os.path.join(ctx.run_dir, "model_best.pdparams"))
     return {"best_metric": best_metric, "best_epoch": best_epoch, "eval": dict(eval_metrics),
-            "epochs": num_epochs}
+            "epochs": num_epochs, "cost": {k: v for k, v in cost.items() if k != "text"}}

@@ -29,7 +29,6 @@ Deliberate differences from the reference (microsoft/Cream ``tools/train.py``, `
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -43,9 +42,9 @@ from paddle import nn
 
 from lib.config import ConfigError
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, build_loaders,
-                               check_data_splits, resume_training, seed_epoch)
+                               check_data_splits, create_checkpoint_saver, resume_training, seed_epoch)
 from lib.engine.evaluate import evaluate
-from lib.engine.meters import EpochMeters, Meter
+from lib.engine.meters import EpochMeters, Meter, record_epoch
 from lib.models import FlopsEst, SuperNet, SupernetPath, build_supernet
 from lib.search import (PICK_METHODS, SAMPLING_MODES, MetaMatchingNetwork, MetaUpdate, PathSampler,
                         PrioritizedBoard)
@@ -53,7 +52,7 @@ from lib.search.board_file import write_board_file
 from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
-from pimm.utils import CheckpointSaver, ModelEma, accuracy, reduce_tensor, update_summary
+from pimm.utils import ModelEma, accuracy, reduce_tensor
 
 __all__ = ["run", "preflight", "SearchOptions", "LinearDecayLRScheduler", "create_search_optimizer",
            "create_search_loss", "average_gradients", "recalibrated_batch_norm", "search_loader_policy",
@@ -140,20 +139,24 @@ class SearchOptions:
 
 
 class LinearDecayLRScheduler(Scheduler):
-    """``lr(t) = LR * max(0, 1 - t / total_updates)``, stepped after every update, after a linear
-    rise from ``LR / warmup_updates`` to LR over the first ``warmup_updates``."""
+    """``lr(t) = LR * min(1, (t + 1) / warmup_updates) * max(0, 1 - t / total_updates)`` for update
+    ``t`` (counted from 0), stepped after every update: a linear rise over the first
+    ``warmup_updates`` (none by default, as in the reference) within the linear decay to 0."""
 
     def __init__(self, optimizer: paddle.optimizer.Optimizer, total_updates: int,
                  warmup_updates: int = 0) -> None:
         if total_updates < 1:
             raise ValueError(f"total_updates must be >= 1, got {total_updates}")
+        if warmup_updates < 0:
+            raise ValueError(f"warmup_updates must be >= 0, got {warmup_updates}")
         self.total_updates = int(total_updates)
-        base = getattr(optimizer, "initial_lr", optimizer.get_lr())
-        super().__init__(optimizer, t_in_epochs=False, warmup_t=warmup_updates,
-                         warmup_lr_init=base / warmup_updates if warmup_updates else 0.0)
+        self.warmup_updates = int(warmup_updates)
+        super().__init__(optimizer, t_in_epochs=False)
+        self._apply(self.lr_at(0))
 
     def _schedule(self, t: float) -> float:
-        return self.base_lr * max(0.0, 1.0 - t / self.total_updates)
+        warmup = min(1.0, (t + 1) / self.warmup_updates) if self.warmup_updates else 1.0
+        return self.base_lr * warmup * max(0.0, 1.0 - t / self.total_updates)
 
 
 def create_search_optimizer(cfg, supernet: nn.Layer) -> paddle.optimizer.Optimizer:
@@ -388,10 +391,8 @@ class _Search:
         self.teachers_ready = opts.teacher_min_prec1 <= 0
         self.saver = None
         if ctx.is_primary:
-            self.saver = CheckpointSaver(self.supernet, self.optimizer, args=cfg, model_ema=self.ema,
-                                         checkpoint_dir=ctx.run_dir, recovery_dir=ctx.run_dir,
-                                         decreasing=str(cfg.EVAL_METRICS) == "loss",
-                                         scheduler=self.scheduler, arch="cream_supernet")
+            self.saver = create_checkpoint_saver(ctx, self.supernet, self.optimizer, model_ema=self.ema,
+                                                 scheduler=self.scheduler, arch="cream_supernet")
 
     # ---- helpers ---------------------------------------------------------------------------
     def _mean_over_ranks(self, tensor: paddle.Tensor) -> paddle.Tensor:
@@ -596,7 +597,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                  f", board best {eval_metrics['best_prec1']:.3f}" if len(search.board) else "")
         if ctx.is_primary:
             search.write_board(epoch)
-            update_summary(epoch, train_metrics, eval_metrics, os.path.join(ctx.run_dir, "summary.csv"))
+            record_epoch(ctx, epoch, train_metrics, eval_metrics)
             best_metric, best_epoch = search.saver.save_checkpoint(
                 epoch, metric=eval_metrics[eval_metric], extra_state=search.extra_state())
     return {"best_metric": best_metric, "best_epoch": best_epoch, "train": dict(train_metrics),
