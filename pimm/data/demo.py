@@ -1,10 +1,12 @@
 """A small synthetic ImageNet-style dataset of drawn shapes and textures, for demos and tests.
 
 ``make_demo_dataset(root)`` writes ``root/train/<class>/*.JPEG`` and ``root/val/<class>/*.JPEG``.
-Each class is one kind of figure (circle, square, ..., stripes, checker, blobs) drawn at a random
-place, size, rotation and colour over a random noisy background, so a small network has to learn
-shape and texture rather than colour. Every image is a pure function of (seed, class, split,
-index): the same arguments give byte-identical files with the same Pillow/libjpeg.
+Each class is a shape (circle, square, triangle, ring, cross, star, zigzag), drawn large near the
+middle at a random size, rotation and offset, or a texture over the whole image (stripes,
+checker, dots, gradient, blobs), in one random colour over another with light noise: colour carries
+no label, shape and texture do, and they are recognisable at 32 px. Every image is a pure function
+of (seed, class, split, index): the same arguments give byte-identical files with the same
+Pillow/libjpeg.
 """
 import hashlib
 import json
@@ -230,9 +232,9 @@ def _write_split(staging: str, split_id: int, classes: List[str], per_class: int
 def make_demo_dataset(
     root: str,
     num_classes: int = 10,
-    train_per_class: int = 100,
-    val_per_class: int = 20,
-    image_size: int = 64,
+    train_per_class: int = 500,
+    val_per_class: int = 50,
+    image_size: int = 32,
     seed: int = 0,
     jpeg_quality: int = 90,
 ) -> str:

@@ -7,6 +7,7 @@ import csv
 import json
 import os
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import paddle
@@ -31,7 +32,8 @@ def _config(data_dir, save_path, *overrides):
         "DATASET.VAL_BATCH_MUL", "4", "WORKERS", "0", "LOG_INTERVAL", "1",
         "SUPERNET.SLICE", "2", "SUPERNET.POOL_SIZE", str(POOL), "SUPERNET.UPDATE_ITER", "2",
         "SUPERNET.META_STA_EPOCH", "-1", "SUPERNET.VAL_PATHS", "2", "SUPERNET.HOW_TO_PROB", "teacher",
-        "SUPERNET.FLOPS_MAXIMUM", str(FLOPS_MAX), "LR", "0.02", *overrides])
+        "SUPERNET.FLOPS_MAXIMUM", str(FLOPS_MAX), "SUPERNET.TEACHER_MIN_PREC1", "0", "LR", "0.02",
+        *overrides])
 
 
 class _Spy:
@@ -117,7 +119,11 @@ def test_board_fills_sorted_within_the_flops_range(runs):
         assert 0 <= p["flops"] <= FLOPS_MAX
         assert len(p["arch"]) == 7 and p["arch"][0] == [0] and p["arch"][-1] == [0]
         assert 0.5 < p["params"] < 5
-    assert board["best_in_range"] == paths[0]
+    assert {k: v for k, v in board["best_in_range"].items() if k != "val_prec1"} == paths[0]
+    assert 0 <= board["best_in_range"]["val_prec1"] <= 100  # validated at the end of the epoch
+    # the validated random paths, drawn within the budget, with their validation top-1
+    assert len(board["validated"]) == 2
+    assert all(0 <= p["flops"] <= FLOPS_MAX and 0 <= p["prec1"] <= 100 for p in board["validated"])
     assert runs["a"]["board"] == board
 
 
@@ -222,6 +228,22 @@ def test_only_the_sampled_path_moves(demo_data_factory, tmp_path):
             assert moments and all(float(m.abs().max()) == 0.0 for m in moments)
 
 
+def test_distillation_waits_for_teachers_better_than_the_threshold(demo_data_factory, tmp_path):
+    data = demo_data_factory(num_classes=4, train_per_class=6, val_per_class=2, image_size=32)
+    result, run_dir = _run(_config(data, str(tmp_path), "SUPERNET.TEACHER_MIN_PREC1", "101"))
+    assert result["train"]["kd_steps"] == 0 and result["train"]["meta_updates"] == 0
+    state = paddle.load(os.path.join(run_dir, "last.pdparams"))
+    assert state["teachers_ready"] is False and len(state["board"]["entries"]) == POOL
+    # the rule: from the first epoch whose validation finds the board's best at the threshold
+    search = type("Search", (), {"teachers_ready": False,
+                                 "opts": SimpleNamespace(teacher_min_prec1=30.0)})()
+    ready = search_engine._Search.update_teachers_ready
+    assert not ready(search, {"prec1": 50.0, "best_prec1": float("nan")})  # board still empty
+    assert not ready(search, {"best_prec1": 29.9}) and not search.teachers_ready
+    assert ready(search, {"best_prec1": 30.0}) and search.teachers_ready
+    assert not ready(search, {"best_prec1": 10.0}) and search.teachers_ready  # never stops again
+
+
 def test_linear_decay_reaches_zero_and_never_goes_negative():
     weight = paddle.create_parameter([1], "float32")
     optimizer = paddle.optimizer.Momentum(learning_rate=0.5, parameters=[
@@ -237,6 +259,20 @@ def test_linear_decay_reaches_zero_and_never_goes_negative():
     resumed = LinearDecayLRScheduler(paddle.optimizer.Momentum(learning_rate=0.5, parameters=[weight]), 10)
     resumed.load_state_dict(state)
     assert resumed.optimizer.get_lr() == rates[-1]
+
+
+def test_warm_up_rises_linearly_to_lr_then_decays():
+    weight = paddle.create_parameter([1], "float32")
+    optimizer = paddle.optimizer.Momentum(learning_rate=0.4, parameters=[weight])
+    scheduler = LinearDecayLRScheduler(optimizer, total_updates=20, warmup_updates=4)
+    rates = [optimizer.get_lr()]  # the first update's rate
+    for t in range(1, 21):
+        scheduler.step_update(t)
+        rates.append(optimizer.get_lr())
+    expected = [0.4 * min(1, (t + 1) / 4) * (1 - t / 20) for t in range(21)]
+    np.testing.assert_allclose(rates, expected, atol=1e-12)
+    assert rates[0] == pytest.approx(0.1) and rates[3] == pytest.approx(0.4 * (1 - 3 / 20))
+    assert rates.index(max(rates)) == 3 and rates[-1] == 0.0
 
 
 @pytest.fixture(scope="module")
@@ -307,6 +343,8 @@ def test_average_gradients_is_a_no_op_in_one_process():
     (["EVAL_METRICS", "top1"], "EVAL_METRICS"),
     (["SUPERNET.VAL_PATHS", "0"], "VAL_PATHS"),
     (["SUPERNET.VAL_BN_BATCHES", "-1"], "VAL_BN_BATCHES"),
+    (["SUPERNET.UNIFORM_MIX", "1.5"], "UNIFORM_MIX"),
+    (["SUPERNET.WARMUP_STEPS", "-1"], "WARMUP_STEPS"),
 ])
 def test_bad_search_settings_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
