@@ -29,6 +29,7 @@ Deliberate differences from the reference (microsoft/Cream ``tools/train.py``, `
 """
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -48,7 +49,7 @@ from lib.engine.meters import EpochMeters, Meter, record_epoch
 from lib.models import FlopsEst, SuperNet, SupernetPath, build_supernet
 from lib.search import (PICK_METHODS, SAMPLING_MODES, MetaMatchingNetwork, MetaUpdate, PathSampler,
                         PrioritizedBoard)
-from lib.search.board_file import write_board_file
+from lib.search.board_file import BOARD_FILE, write_board_file
 from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import Scheduler
@@ -438,7 +439,8 @@ class _Search:
         """After an epoch's validation: distillation starts once the board's best path reaches
         SUPERNET.TEACHER_MIN_PREC1 (it never stops again). Returns whether it just started."""
         best = eval_metrics.get("best_prec1", float("nan"))
-        if self.teachers_ready or not np.isfinite(best) or best < self.opts.teacher_min_prec1:
+        if (self.teachers_ready or not self.opts.distills or not np.isfinite(best)
+                or best < self.opts.teacher_min_prec1):
             return False
         self.teachers_ready = True
         return True
@@ -600,6 +602,13 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             record_epoch(ctx, epoch, train_metrics, eval_metrics)
             best_metric, best_epoch = search.saver.save_checkpoint(
                 epoch, metric=eval_metrics[eval_metric], extra_state=search.extra_state())
+    board = search.board_json(num_epochs - 1)
+    best = board["best_in_range"]
+    if best is not None and eval_metrics:
+        log.info("summary: the board's best path %s (%.1f MFLOPs at %d px, %.2f M params): validation "
+                 "Prec@1 %.2f %%, random paths within the budget %.2f %% (mean of %d); retrain it with "
+                 "tools/main.py retrain <config> NET.BOARD_JSON %s", best["arch"], best["flops"],
+                 search.resolution, best["params"], eval_metrics["best_prec1"], eval_metrics["prec1"],
+                 len(search.val_paths), os.path.join(ctx.run_dir, BOARD_FILE))
     return {"best_metric": best_metric, "best_epoch": best_epoch, "train": dict(train_metrics),
-            "eval": dict(eval_metrics), "board": search.board_json(num_epochs - 1),
-            "epoch_times": epoch_times, "epochs": num_epochs}
+            "eval": dict(eval_metrics), "board": board, "epoch_times": epoch_times, "epochs": num_epochs}

@@ -2,8 +2,10 @@
 when a child network is retrained or tested from it (``NET.BOARD_JSON``).
 
 Content (``PrioritizedBoard.to_json`` plus the space's resolution): ``paths`` (best first, each
-with ``arch``, ``flops``, ``params``, ``prec1``), ``best_in_range``, ``flops_minimum``,
-``flops_maximum``, ``epoch``, ``resolution``.
+with ``arch``, ``flops``, ``params``, ``prec1``), ``best_in_range`` (with ``val_prec1``, its
+validation top-1, once validated), ``flops_minimum``, ``flops_maximum``, ``epoch``, ``resolution``,
+and ``validated``: the random paths validated at the end of the epoch, ``prec1`` their validation
+top-1 (``pimm.utils.plots`` draws them beside the board).
 """
 from __future__ import annotations
 

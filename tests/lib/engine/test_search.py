@@ -32,7 +32,7 @@ def _config(data_dir, save_path, *overrides):
         "DATASET.VAL_BATCH_MUL", "4", "WORKERS", "0", "LOG_INTERVAL", "1",
         "SUPERNET.SLICE", "2", "SUPERNET.POOL_SIZE", str(POOL), "SUPERNET.UPDATE_ITER", "2",
         "SUPERNET.META_STA_EPOCH", "-1", "SUPERNET.VAL_PATHS", "2", "SUPERNET.HOW_TO_PROB", "teacher",
-        "SUPERNET.FLOPS_MAXIMUM", str(FLOPS_MAX), "SUPERNET.TEACHER_MIN_PREC1", "0", "LR", "0.02",
+        "SUPERNET.FLOPS_MAXIMUM", str(FLOPS_MAX), "SUPERNET.TEACHER_MIN_PREC1", "0.0", "LR", "0.02",
         *overrides])
 
 
@@ -230,18 +230,20 @@ def test_only_the_sampled_path_moves(demo_data_factory, tmp_path):
 
 def test_distillation_waits_for_teachers_better_than_the_threshold(demo_data_factory, tmp_path):
     data = demo_data_factory(num_classes=4, train_per_class=6, val_per_class=2, image_size=32)
-    result, run_dir = _run(_config(data, str(tmp_path), "SUPERNET.TEACHER_MIN_PREC1", "101"))
+    result, run_dir = _run(_config(data, str(tmp_path), "SUPERNET.TEACHER_MIN_PREC1", "101.0"))
     assert result["train"]["kd_steps"] == 0 and result["train"]["meta_updates"] == 0
     state = paddle.load(os.path.join(run_dir, "last.pdparams"))
     assert state["teachers_ready"] is False and len(state["board"]["entries"]) == POOL
     # the rule: from the first epoch whose validation finds the board's best at the threshold
     search = type("Search", (), {"teachers_ready": False,
-                                 "opts": SimpleNamespace(teacher_min_prec1=30.0)})()
+                                 "opts": SimpleNamespace(teacher_min_prec1=30.0, distills=True)})()
     ready = search_engine._Search.update_teachers_ready
     assert not ready(search, {"prec1": 50.0, "best_prec1": float("nan")})  # board still empty
     assert not ready(search, {"best_prec1": 29.9}) and not search.teachers_ready
     assert ready(search, {"best_prec1": 30.0}) and search.teachers_ready
     assert not ready(search, {"best_prec1": 10.0}) and search.teachers_ready  # never stops again
+    search.teachers_ready, search.opts.distills = False, False  # PICK_METHOD none: nothing to start
+    assert not ready(search, {"best_prec1": 50.0})
 
 
 def test_linear_decay_reaches_zero_and_never_goes_negative():
