@@ -76,14 +76,20 @@ def plot_training_curves(summary: Mapping[str, Sequence[float]], path: str, titl
                          num_classes: Optional[int] = None) -> str:
     """Loss and top-1 per epoch (see the module doc) into ``path``; returns ``path``."""
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     epochs = list(summary.get("epoch", []))
+    searched = "eval_best_prec1" in summary  # a search validates random paths and the board's best
     fig, (ax_loss, ax_top1) = plt.subplots(1, 2, figsize=(10, 4))
     for ax, columns in ((ax_loss, _LOSS_COLUMNS), (ax_top1, _TOP1_COLUMNS)):
         for key, label in columns:
             values = summary.get(key)
             if values is not None and any(math.isfinite(v) for v in values):
+                if searched and key in ("eval_loss", "eval_prec1"):
+                    label += ", random paths (mean)"
                 ax.plot(epochs, values, marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     if num_classes:
         ax_loss.axhline(math.log(num_classes), color="grey", linestyle=":",
@@ -111,32 +117,38 @@ def _short(arch: Sequence[Sequence[int]]) -> str:
 def plot_board(board: Mapping, path: str, title: str = "") -> str:
     """MFLOPs against top-1 from a ``board.json`` dict (``paths``, ``best_in_range``,
     ``flops_minimum``/``flops_maximum`` and, when present, ``validated``: paths with their
-    validation top-1) into ``path``; returns ``path``."""
+    validation top-1) into ``path``; returns ``path``. The chosen path is drawn at its validation
+    top-1 when it has one (``val_prec1``), beside the validated random paths."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    fig, ax = plt.subplots(figsize=(7, 5.2))
+    validated = board.get("validated") or []
+    paths = board.get("paths") or []
+    flops = [float(p["flops"]) for p in list(paths) + list(validated)]
     low, high = board.get("flops_minimum"), board.get("flops_maximum")
     if low is not None and high is not None:
         ax.axvspan(float(low), float(high), color="tab:green", alpha=0.07, label="FLOPs budget")
-    validated = board.get("validated") or []
+        if flops:  # the budget often starts at 0: show the paths, not the empty part of it
+            margin = max(2.0, 0.1 * (max(flops) - min(flops)))
+            ax.set_xlim(min(flops) - margin, max(max(flops), float(high)) + margin)
     if validated:
         ax.scatter([p["flops"] for p in validated], [p["prec1"] for p in validated], marker="x",
                    color="grey", label="random paths (validation top-1)")
-    paths = board.get("paths") or []
     if paths:
         ax.scatter([p["flops"] for p in paths], [p["prec1"] for p in paths], color="tab:blue",
                    label="board paths (top-1 on their training batch)")
     chosen = board.get("best_in_range")
     if chosen:
+        validated_top1 = chosen.get("val_prec1")
         label = f"chosen: {_short(chosen['arch'])}, {chosen['flops']:.1f} MFLOPs"
-        if chosen.get("val_prec1") is not None:
-            label += f", validation top-1 {chosen['val_prec1']:.1f} %"
-        ax.scatter([chosen["flops"]], [chosen["prec1"]], marker="*", s=250, color="tab:red",
-                   edgecolor="black", zorder=3, label=label)
+        label += (f" (validation top-1 {validated_top1:.1f} %)" if validated_top1 is not None
+                  else " (top-1 on its training batch)")
+        ax.scatter([chosen["flops"]], [chosen["prec1"] if validated_top1 is None else validated_top1],
+                   marker="*", s=250, color="tab:red", edgecolor="black", zorder=3, label=label)
     resolution = board.get("resolution")
     ax.set_xlabel(f"MFLOPs{f' at {resolution} px' if resolution else ''}")
     ax.set_ylabel("top-1 (%)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: no point hidden
     epoch = board.get("epoch")
     ax.set_title(title or (f"prioritized board after epoch {epoch}" if epoch is not None else "board"))
     fig.tight_layout()
