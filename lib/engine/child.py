@@ -3,7 +3,7 @@ an explicit ``NET.INPUT_ARCH``, or the best path of a search's ``NET.BOARD_JSON`
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional, Tuple
 
 import paddle
 from yacs.config import CfgNode
@@ -13,10 +13,10 @@ from lib.engine.common import LoaderPolicy, RunError
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
 from lib.models.space import SEARCH_RESOLUTION
-from lib.search.board_file import best_board_arch
+from lib.search.board_file import best_board_entry
 from pimm.utils import profile
 
-__all__ = ["ChildSpec", "resolve_child", "create_child_model", "arch_from_board", "child_loader_policy",
+__all__ = ["ChildSpec", "resolve_child", "create_child_model", "entry_from_board", "child_loader_policy",
            "child_cost"]
 
 
@@ -28,13 +28,15 @@ class ChildSpec:
     image_size: int
     selection: int  # -1 for an explicit arch list or a board path
     source: str  # where the arch came from, for logs and metrics.json
+    # (MFLOPs, M params) as the search counted them (board.json: the budget's count), if known
+    search_cost: Optional[Tuple[float, float]] = None
 
 
-def arch_from_board(path: str) -> List[List[int]]:
-    """``NET.BOARD_JSON``'s best path within its FLOPs range (``lib.search.board_file``); a
-    missing or unusable file is a RunError naming the key."""
+def entry_from_board(path: str) -> Dict[str, Any]:
+    """``NET.BOARD_JSON``'s best path within its FLOPs range, its board entry
+    (``lib.search.board_file``); a missing or unusable file is a RunError naming the key."""
     try:
-        return best_board_arch(path)
+        return best_board_entry(path)
     except FileNotFoundError:
         raise RunError(f"NET.BOARD_JSON: no file at {path}; point it at the board.json a search "
                        "wrote into its run folder") from None
@@ -65,7 +67,10 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
     if board and input_arch:
         raise ConfigError("NET.INPUT_ARCH and NET.BOARD_JSON are both set: keep one of them")
     if board:
-        return ChildSpec(arch_from_board(board), size, -1, f"best path of {board}")
+        entry = entry_from_board(board)
+        counted = entry.get("flops") is not None and entry.get("params") is not None
+        return ChildSpec(entry["arch"], size, -1, f"best path of {board}",
+                         (float(entry["flops"]), float(entry["params"])) if counted else None)
     if not input_arch:
         raise ConfigError("NET.SELECTION -1 needs NET.INPUT_ARCH (e.g. "
                           f"\"{CREAM_ARCHS[14].arch_list()}\") or NET.BOARD_JSON")
@@ -86,7 +91,9 @@ def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
 def child_cost(model: paddle.nn.Layer, spec: ChildSpec) -> Dict[str, Any]:
     """What the network costs (thop multiply-adds and all parameters, as the README's table
     counts them): ``mflops`` at its image size, ``mflops_224`` at 224 px (the size a search's
-    FLOPs budget refers to), ``params_m``, and ``text``, the three in one phrase."""
+    FLOPs budget refers to), ``params_m``, and ``text``, the three in one phrase, which also gives
+    the search's own count for a board path (``search_mflops``, ``search_params_m``: the FLOPs
+    table's, by which the budget was applied)."""
     macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
     cost: Dict[str, Any] = {"mflops": macs / 1e6, "mflops_224": macs / 1e6, "params_m": params / 1e6}
     text = f"{cost['mflops']:.1f} MFLOPs at {spec.image_size} px"
@@ -94,6 +101,10 @@ def child_cost(model: paddle.nn.Layer, spec: ChildSpec) -> Dict[str, Any]:
         cost["mflops_224"] = profile(model, (1, 3, SEARCH_RESOLUTION, SEARCH_RESOLUTION))[0] / 1e6
         text += f" ({cost['mflops_224']:.1f} at {SEARCH_RESOLUTION} px)"
     cost["text"] = f"{text}, {cost['params_m']:.2f} M params"
+    if spec.search_cost is not None:
+        cost["search_mflops"], cost["search_params_m"] = spec.search_cost
+        cost["text"] += (f" (the search's count: {spec.search_cost[0]:.1f} MFLOPs, "
+                         f"{spec.search_cost[1]:.2f} M params)")
     return cost
 
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Dict, List
+from typing import Any, Dict
 
 from lib.models import validate_arch
 from pimm.utils import atomic_write_text
 
-__all__ = ["BOARD_FILE", "write_board_file", "best_board_arch"]
+__all__ = ["BOARD_FILE", "write_board_file", "best_board_entry"]
 
 BOARD_FILE = "board.json"
 
@@ -29,10 +29,11 @@ def write_board_file(folder: str, content: Dict[str, Any]) -> str:
     return path
 
 
-def best_board_arch(path: str) -> List[List[int]]:
+def best_board_entry(path: str) -> Dict[str, Any]:
     """The best path of a ``board.json`` whose FLOPs lie in the board's own
     ``[flops_minimum, flops_maximum]``: ``best_in_range`` when present, else the first such
-    entry of ``paths`` (the board lists them best first).
+    entry of ``paths`` (the board lists them best first). Returns the entry (its ``flops``,
+    ``params``, ... as the board has them) with ``arch`` validated.
 
     Raises FileNotFoundError for a missing file and ValueError, naming the file, for one that is
     not a usable board.
@@ -46,7 +47,7 @@ def best_board_arch(path: str) -> List[List[int]]:
         raise ValueError(f"cannot read {path} as JSON ({err})") from err
     best = board.get("best_in_range") if isinstance(board, dict) else None
     if isinstance(best, dict) and best.get("arch"):
-        return validate_arch(best["arch"])
+        return dict(best, arch=validate_arch(best["arch"]))
     paths = board.get("paths") if isinstance(board, dict) else None
     if not isinstance(paths, list):
         raise ValueError(f"{path} has no 'paths' list; it is not a Cream board.json")
@@ -55,6 +56,6 @@ def best_board_arch(path: str) -> List[List[int]]:
     for entry in paths:
         flops = entry.get("flops")
         if entry.get("arch") and (flops is None or low <= float(flops) <= high):
-            return validate_arch(entry["arch"])
+            return dict(entry, arch=validate_arch(entry["arch"]))
     raise ValueError(f"no path in {path} lies within its FLOPs range [{low}, {high}]; give the path "
                      "you want as NET.SELECTION -1 with NET.INPUT_ARCH")

@@ -52,12 +52,15 @@ def test_the_demo_search_learns(demo):
 def test_the_best_path_is_retrained_and_tested(demo, run_main):
     retrain = run_main("retrain", os.path.join(CONFIGS, "retrain", "demo.yaml"), "EPOCHS", 1, cwd=demo)
     with open(demo / SEARCH_DIR / "board.json") as f:
-        best = json.load(f)["best_in_range"]["arch"]
+        entry = json.load(f)["best_in_range"]
+    best = entry["arch"]
     assert f"summary: {best} (best path of ./{SEARCH_DIR}/board.json)" in retrain.stdout
     test = run_main("test", os.path.join(CONFIGS, "test", "demo.yaml"), cwd=demo)
     assert f"summary: {best} (best path of ./{SEARCH_DIR}/board.json), " in test.stdout
     with open(demo / "experiments" / "workspace" / "test" / "demo_test" / "metrics.json") as f:
         metrics = json.load(f)
     assert metrics["arch"] == best and metrics["images"] == 300
-    assert 0.5 < metrics["params_m"] < 2 and metrics["mflops"] < metrics["mflops_224"] <= 100
+    assert 0.5 < metrics["params_m"] < 2 and metrics["mflops"] < metrics["mflops_224"]
+    assert (metrics["search_mflops"], metrics["search_params_m"]) == (entry["flops"], entry["params"])
+    assert metrics["search_mflops"] <= 100
     assert metrics["top1"] > 15.0  # one epoch from scratch

@@ -4,7 +4,7 @@ import json
 import pytest
 
 from lib.config import ConfigError, load_config
-from lib.engine.child import arch_from_board, resolve_child
+from lib.engine.child import entry_from_board, resolve_child
 from lib.engine.common import RunError
 from lib.models import CREAM_ARCHS
 
@@ -40,10 +40,10 @@ def test_board_path_is_the_best_one_within_the_flops_range(tmp_path):
              {"arch": ARCH_43, "flops": 42.4, "prec1": 60.0},
              {"arch": CREAM_ARCHS[14].arch_list(), "flops": 13.8, "prec1": 50.0}]
     board = _board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100)
-    assert arch_from_board(board) == ARCH_43
-    assert arch_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100,
-                                  best_in_range={"arch": ARCH_114})) == ARCH_114
+    assert entry_from_board(board) == paths[1]
+    assert entry_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100,
+                                   best_in_range={"arch": ARCH_114}))["arch"] == ARCH_114
     with pytest.raises(RunError, match=r"FLOPs range \[0.0, 10.0\]"):
-        arch_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=10))
+        entry_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=10))
     with pytest.raises(RunError, match="no 'paths' list"):
-        arch_from_board(_board(tmp_path, board=[]))
+        entry_from_board(_board(tmp_path, board=[]))
