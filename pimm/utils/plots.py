@@ -29,8 +29,11 @@ BOARD_FILE = "board.json"
 
 # summary.csv column -> legend label, in drawing order
 _LOSS_COLUMNS = (("train_loss", "train"), ("eval_loss", "validation"), ("train_kd_loss", "KD (train)"))
-_TOP1_COLUMNS = (("train_prec1", "train (sampled paths)"), ("eval_prec1", "validation"),
+_TOP1_COLUMNS = (("train_prec1", "train"), ("eval_prec1", "validation"),
                  ("eval_best_prec1", "validation, board's best path"), ("eval_ema_prec1", "validation, EMA"))
+# a search trains one sampled path per step and validates several random paths
+_SEARCH_LABELS = {"train_prec1": "train (sampled paths)", "eval_loss": "validation, random paths (mean)",
+                  "eval_prec1": "validation, random paths (mean)"}
 
 
 class PlotsUnavailable(RuntimeError):
@@ -85,8 +88,8 @@ def plot_training_curves(summary: Mapping[str, Sequence[float]], path: str, titl
         for key, label in columns:
             values = summary.get(key)
             if values is not None and any(math.isfinite(v) for v in values):
-                if searched and key in ("eval_loss", "eval_prec1"):
-                    label += ", random paths (mean)"
+                if searched:
+                    label = _SEARCH_LABELS.get(key, label)
                 ax.plot(epochs, values, marker="o", markersize=3, label=label)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
