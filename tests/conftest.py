@@ -86,6 +86,17 @@ def demo_data_dir(demo_data_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_cifar_dir(tmp_path_factory):
+    """CIFAR-10 python batches of the demo images (``pimm.data.make_demo_cifar``, read-only): 10
+    classes, 3 training images each dealt shuffled into data_batch_1..5 (30 images), 1 test image
+    each in test_batch (10); returns the folder (DATASET.NAME cifar10)."""
+    from pimm.data import make_demo_cifar
+
+    return make_demo_cifar(str(tmp_path_factory.mktemp("demo_cifar")), num_classes=10, train_per_class=3,
+                           test_per_class=1, seed=0)
+
+
+@pytest.fixture(scope="session")
 def cream14_dir():
     """The folder ``$CREAM_FIXTURES/cream14`` (14.pth.tar in the released format, input.npy,
     logits.npy, logits_ema.npy; read-only). Skips when CREAM_FIXTURES is unset."""

@@ -40,12 +40,14 @@ def steps(block: str) -> List[List[str]]:
 
 
 def is_synopsis(step: List[str]) -> bool:
-    """A usage line such as ``python tools/main.py {train,retrain,test} CONFIG [KEY VALUE ...]``."""
-    return any(re.fullmatch(r"\{[\w,]+\}|\[[A-Z-].*", token) for token in step)
+    """A usage line such as ``python tools/main.py {train,retrain,test} CONFIG [KEY VALUE ...]``, or
+    a command with a placeholder for the reader to fill in (``"<best.arch of evolution.json>"``)."""
+    return any(re.fullmatch(r"\{[\w,]+\}|\[[A-Z-].*|<.+>", token) for token in step)
 
 
 def tool_steps() -> List[List[str]]:
-    """Every ``python tools/<tool>.py ...`` command of README's bash blocks, usage lines excepted."""
+    """Every ``python tools/<tool>.py ...`` command of README's bash blocks, except usage lines and
+    commands with placeholders."""
     return [step for block in bash_blocks() for step in steps(block)
             if step[:1] == ["python"] and step[1:2] and step[1].startswith("tools/") and not is_synopsis(step)]
 

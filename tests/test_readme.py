@@ -89,3 +89,4 @@ def test_step_parsing():
                       ["python", "a.py"], ["python", "b.py", "c d"]]
     assert not is_synopsis(parsed[0]) and not is_synopsis(["python", "x.py", "[[0],[3]]"])
     assert is_synopsis(["python", "tools/main.py", "{train,test}", "CONFIG", "[KEY", "VALUE", "...]"])
+    assert is_synopsis(["python", "tools/main.py", "retrain", "x.yaml", "NET.INPUT_ARCH", "<best.arch of a.json>"])

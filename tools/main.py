@@ -1,9 +1,12 @@
-"""Cream of the Crop: search (train), retrain a child network, or test a checkpoint.
+"""Cream of the Crop and SPOS: search (train; evolve), retrain a child network, or test a checkpoint.
 
     python tools/main.py train   experiments/configs/train/train.yaml
     python tools/main.py retrain experiments/configs/retrain/14.yaml DATA_DIR ./data/imagenet
     python tools/main.py test    experiments/configs/test/test.yaml NET.SELECTION 14 \\
         RESUME_PATH ./experiments/workspace/ckps/14.pth.tar
+    python tools/main.py evolve  experiments/configs/spos/evolve.yaml SPOS.SUPERNET supernet.pdparams
+
+The config's METHOD ('cream' or 'spos') picks the engine of the mode (lib.engine.ENGINES).
 
 KEY VALUE pairs after the config override its entries (yacs syntax, e.g. DATASET.BATCH_SIZE 64).
 Several processes (--nproc N, or NUM_GPU N on a machine with at least N GPUs) run through
@@ -16,12 +19,15 @@ import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: 
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 from typing import List, Optional
 
 from lib.config import ConfigError, load_config
 from lib.engine import MODES, engine_for
+from pimm.data import UnreadableImagesError
+from pimm.utils import NonFiniteStateError
 
 _LAUNCHER_ENV = "PADDLE_TRAINERS_NUM"  # set by paddle.distributed.launch in every process it starts
 
@@ -30,7 +36,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python tools/main.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("mode", choices=MODES, help="train (search), retrain or test")
+    parser.add_argument("mode", choices=MODES,
+                        help="train (search / supernet training), evolve (SPOS's evolutionary search), "
+                             "retrain or test")
     parser.add_argument("cfg", help="YAML config, e.g. experiments/configs/retrain/14.yaml")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
                         help="config overrides, e.g. NET.SELECTION 43 DATASET.BATCH_SIZE 64")
@@ -88,6 +96,19 @@ def launch_command(args: argparse.Namespace, cfg, nproc: int) -> List[str]:
     return command + [os.path.abspath(__file__), args.mode, args.cfg, *args.overrides]
 
 
+def run_launcher(command: List[str]) -> int:
+    """Run the launcher and wait for it, also while it stops its processes: a SIGTERM sent to
+    this process only is passed on to it (Ctrl-C reaches the whole process group by itself)."""
+    launcher = subprocess.Popen(command)
+    try:
+        return launcher.wait()
+    except KeyboardInterrupt as stop:
+        if isinstance(stop, _entry.Terminated):
+            launcher.send_signal(signal.SIGTERM)
+        launcher.wait()
+        raise
+
+
 def run_engine(cfg, mode: str) -> dict:
     from lib.engine.common import finish_run, prepare_run
 
@@ -99,10 +120,11 @@ def run_engine(cfg, mode: str) -> dict:
         finish_run(ctx)
 
 
-@_entry.entry_point()
+@_entry.entry_point(UnreadableImagesError, NonFiniteStateError)
 def main(argv: Optional[List[str]] = None) -> int:
     args = parse_args(argv)
     try:
+        _entry.stop_on_signals()
         cfg = load_config(args.cfg, args.overrides)
         launched = _LAUNCHER_ENV in os.environ
         if not launched:
@@ -110,12 +132,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             multi_node = args.nnodes is not None and str(args.nnodes) not in ("1", "")
             if nproc > 1 or multi_node:
                 preflight(cfg, args.mode)
-                return subprocess.call(launch_command(args, cfg, nproc))
+                return run_launcher(launch_command(args, cfg, nproc))
         run_engine(cfg, args.mode)
-    except KeyboardInterrupt:
-        print("interrupted; with AUTO_RESUME True the same command continues the run",
-              file=sys.stderr)
-        return 130
+    except BaseException as stop:
+        signum = _entry.stopped_by(stop)
+        if signum is None:
+            raise
+        print(f"{'stopped by SIGTERM' if signum == signal.SIGTERM else 'interrupted'}; with "
+              "AUTO_RESUME True the same command continues the run", file=sys.stderr)
+        return 128 + signum
     return 0
 
 

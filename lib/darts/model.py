@@ -10,6 +10,9 @@ Constructor arguments, structure and parameter names are the official ones (chen
 * drop path works on any device (the official one allocates a CUDA mask);
 * ``NetworkImageNet`` pools globally, equal to the official 7x7 average at 224 px and usable at
   other resolutions.
+
+Convolutions and linear layers start from PyTorch's default initialisation
+(``pimm.layers.torch_default_init``), which the official training relies on.
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ from typing import Tuple, Union
 import paddle
 from paddle import nn
 
-from pimm.layers import BatchNorm2d, create_conv2d, drop_path
+from pimm.layers import BatchNorm2d, create_conv2d, drop_path, torch_default_init
 
 from .genotypes import Genotype, validate_genotype
 from .operations import FactorizedReduce, ReLUConvBN, build_op
@@ -132,6 +135,8 @@ class _Network(nn.Layer):
             self.auxiliary_head = aux_head_type(C_to_auxiliary, num_classes)
         self.global_pooling = nn.AdaptiveAvgPool2D(1)
         self.classifier = nn.Linear(C_prev, num_classes)
+        # the official networks train from PyTorch's default initialisation
+        torch_default_init(self)
 
     def stem_forward(self, x: paddle.Tensor) -> Tuple[paddle.Tensor, paddle.Tensor]:
         """The first two cell inputs (s0, s1)."""

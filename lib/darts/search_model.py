@@ -21,7 +21,7 @@ import paddle
 import paddle.nn.functional as F
 from paddle import nn
 
-from pimm.layers import BatchNorm2d, create_conv2d, dropout
+from pimm.layers import BatchNorm2d, create_conv2d, dropout, torch_default_init
 
 from .model import reduction_layers
 from .operations import FactorizedReduce, ReLUConvBN, build_op
@@ -95,7 +95,8 @@ class SearchNetwork(nn.Layer):
 
     ``switches_normal`` / ``switches_reduce``: one row of ``len(PRIMITIVES)`` booleans per edge
     (``lib.darts.space``), the same count switched on in every row; the architecture parameters get
-    that many columns, initialised as 1e-3 standard normals (Paddle's global generator). Reduction
+    that many columns, initialised as 1e-3 standard normals (Paddle's global generator);
+    convolutions and the classifier start as PyTorch's (``pimm.layers.torch_default_init``). Reduction
     cells sit at one and two thirds of ``layers``. ``skip_dropout`` is the dropout rate after the
     identity skip-connects in training; set it each epoch (``lib.darts.pdarts.skip_dropout_rate``).
     ``forward`` returns the logits.
@@ -130,6 +131,7 @@ class SearchNetwork(nn.Layer):
             C_prev_prev, C_prev = C_prev, multiplier * C_curr
         self.global_pooling = nn.AdaptiveAvgPool2D(1)
         self.classifier = nn.Linear(C_prev, num_classes)
+        torch_default_init(self)  # as the official network's PyTorch layers start
         init = nn.initializer.Normal(mean=0.0, std=1e-3)
         self.alphas_normal = self.create_parameter([len(self.switches_normal), sum(self.switches_normal[0])],
                                                    default_initializer=init)

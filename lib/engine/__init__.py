@@ -16,12 +16,22 @@ from lib.config import ConfigError
 __all__ = ["ENGINES", "MODES", "METHODS", "engine_for"]
 
 #: (mode of tools/main.py, METHOD) -> the module that runs it. ``train`` is the method's search
-#: (Cream: supernet training with prioritized paths), ``retrain`` trains a child network from
-#: scratch, ``test`` evaluates a checkpoint.
+#: (Cream: supernet training with prioritized paths; SPOS: supernet training with uniform paths;
+#: P-DARTS: the progressive differentiable search), ``evolve`` SPOS's evolutionary search of a
+#: trained supernet (SPOS's or Cream's), ``retrain`` trains a child network from scratch, ``test``
+#: evaluates a checkpoint.
 ENGINES: Dict[Tuple[str, str], str] = {
     ("train", "cream"): "lib.engine.search",
     ("retrain", "cream"): "lib.engine.retrain",
     ("test", "cream"): "lib.engine.test",
+    ("train", "pdarts"): "lib.engine.darts_search",
+    ("retrain", "pdarts"): "lib.engine.retrain",
+    ("test", "pdarts"): "lib.engine.test",
+    ("train", "spos"): "lib.engine.spos_train",
+    ("evolve", "spos"): "lib.engine.evolve",
+    ("evolve", "cream"): "lib.engine.evolve",
+    ("retrain", "spos"): "lib.engine.retrain",
+    ("test", "spos"): "lib.engine.test",
 }
 MODES: Tuple[str, ...] = tuple(sorted({mode for mode, _ in ENGINES}))
 METHODS: Tuple[str, ...] = tuple(sorted({method for _, method in ENGINES}))

@@ -52,8 +52,8 @@ from lib.config import load_config, shipped_config
 from lib.engine.child import child_loader_policy, create_child_model, resolve_child
 from lib.engine.common import build_loaders, device_type
 from lib.engine.retrain import create_train_loss, train_step
-from lib.engine.search import (SearchOptions, SearchParts, build_search_supernet, create_search_loss,
-                               create_search_optimizer, search_loader_policy, search_step)
+from lib.engine.search import SearchOptions, SearchParts, build_search_supernet, search_step
+from lib.engine.supernet import create_search_loss, create_search_optimizer, search_loader_policy
 from lib.models import CREAM_ARCHS, FlopsEst, SupernetPath
 from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
 from pimm.layers.native import build_native_kernels

@@ -6,6 +6,11 @@ again. With ``AUTO_RESUME`` on, an existing folder is reused (and the engines re
 checkpoints in it); with it off, an existing non-empty folder is left alone and the run gets the
 first free numbered sibling ``<MODEL>-1``, ``<MODEL>-2``, ... (never overwriting earlier results).
 The reference named folders ``<MMDD>-<MODEL>``, so a run resumed on another day lost its files.
+The primary rank locks the folder for the run's lifetime (``pimm.utils.RunLock``: released by the
+kernel when the process dies), so a second run into it stops at once with the holder's name.
+``config.yaml`` is the record of the run that wrote the folder's files: it is written when the
+folder has none, and otherwise only once the engine has accepted the folder's checkpoint
+(:func:`record_config`), so a rejected config never overwrites it.
 
 Seeding: every rank seeds Python, NumPy and Paddle with ``SEED`` (identical model initialisation,
 and identical host-side draws such as the search's path sampling, which all ranks must agree on).
@@ -16,10 +21,12 @@ storing the generators' states. Data order and augmentation are seeded by the lo
 """
 from __future__ import annotations
 
+import copy
+import hashlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 import paddle
@@ -28,27 +35,41 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.engine import MODES
-from pimm.data import DEFAULT_CROP_PCT, ImageDataset, create_loader
+from pimm.data import CIFAR10, CifarFormatError, ImageDataset, PixelNormalization, create_loader
+from pimm.data.transforms import pil_interpolation
 from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
-from pimm.utils import (CheckpointSaver, atomic_write_text, available_cpus, init_distributed,
+from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
+                        available_cpus, init_distributed, remove_stale_temp_files,
                         retain_freed_memory, seed_everything, set_num_threads, setup_logger)
 from pimm.utils import unwrap_model as _unwrap_model
 
 __all__ = [
     "RunContext",
     "device_type",
+    "from_config",
     "RunError",
     "prepare_run",
+    "record_config",
     "resolve_run_dir",
     "seed_epoch",
+    "DATASET_NAMES",
+    "dataset_name",
     "data_split_dir",
     "check_data_splits",
+    "open_split",
+    "dataset_subset",
+    "pixel_normalization",
     "LoaderPolicy",
+    "create_split_loader",
     "build_loaders",
+    "skipped_images",
+    "gradient_clip",
     "wrap_model",
     "unwrap_model",
     "broadcast_buffers",
+    "check_replicas",
+    "checkpoint_named_by",
     "find_resume_checkpoint",
     "ResumePoint",
     "resume_training",
@@ -69,6 +90,19 @@ class RunError(Exception):
     as one line and exits non-zero, without a traceback."""
 
 
+T = TypeVar("T")
+
+
+def from_config(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``factory(*args, **kwargs)`` for pimm's config-driven factories (``create_optimizer``,
+    ``create_scheduler``): the ValueError they raise for an unknown ``OPT``/``SCHED`` or a bad
+    value names the key and its choices, so it becomes a ConfigError (one ``error:`` line)."""
+    try:
+        return factory(*args, **kwargs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+
+
 @dataclass
 class RunContext:
     """One process's view of a run. ``writer`` (tensorboardX) exists on the primary rank only;
@@ -83,6 +117,7 @@ class RunContext:
     world_size: int
     distributed: bool
     device: str = "cpu"
+    lock: Optional[RunLock] = None  # the run folder's lock, on the primary rank
 
     @property
     def is_primary(self) -> bool:
@@ -174,9 +209,10 @@ def _create_writer(run_dir: str):
 
 def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
     """Set up this process for ``mode`` (one of ``lib.engine.MODES``): device, process group (when
-    launched with several processes), threads, seeds, run folder with ``config.yaml``, logger
-    (console, plus ``<mode>.log`` on the primary rank), tensorboardX writer (primary rank) and,
-    on CPU, pimm's native kernels (``pimm.layers.native``)."""
+    launched with several processes), threads, seeds, run folder (locked, with ``config.yaml``
+    when it has none), logger (console, plus ``<mode>.log`` on the primary rank), tensorboardX
+    writer (primary rank) and, on CPU, pimm's native kernels (``pimm.layers.native``). A folder
+    another run holds is a RunError on every rank."""
     if mode not in MODES:
         raise ConfigError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
     device = _select_device()
@@ -188,38 +224,84 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
         retain_freed_memory()  # else CPU ops page-fault every new tensor in (pimm.utils.runtime)
     seed_everything(int(cfg.SEED))
 
-    run_dir = resolve_run_dir(cfg) if rank == 0 else None
-    run_dir = _broadcast_from_primary(run_dir, distributed)
+    run_dir, lock, problem = None, None, None
+    if rank == 0:
+        run_dir = resolve_run_dir(cfg)
+        try:
+            lock = RunLock(run_dir).acquire(f"{mode}, {world_size} process(es)")
+        except RunFolderBusyError as err:
+            problem = (f"{err}: wait for it to end or stop it, or give this run another MODEL "
+                       "or SAVE_PATH")
+    run_dir, problem = _broadcast_from_primary((run_dir, problem), distributed)
+    if problem is not None:  # every rank stops, not only the primary
+        raise RunError(problem)
     log_file = os.path.join(run_dir, f"{mode}.log")
     for library in ("pimm", "lib"):  # their module loggers (checkpoint saver, EMA, ...) too
         setup_logger(library, log_file, rank=rank)
     logger = setup_logger("cream", log_file, rank=rank)
-    writer = None
+    ctx = RunContext(cfg=cfg, mode=mode, run_dir=run_dir, logger=logger, writer=None,
+                     rank=rank, world_size=world_size, distributed=distributed, device=device,
+                     lock=lock)
     if rank == 0:
-        atomic_write_text(cfg.dump(), os.path.join(run_dir, "config.yaml"))
-        writer = _create_writer(run_dir)
+        # temporaries of files a killed run was writing (the lock says no one writes them now)
+        remove_stale_temp_files(run_dir, [".+"])
+        if not os.path.exists(_config_file(ctx)):
+            record_config(ctx)
+        ctx.writer = _create_writer(run_dir)
         logger.info("%s run in %s: %d process(es) on %s, %d CPU thread(s) each, Paddle %s",
                     mode, run_dir, world_size, device, threads, paddle.__version__)
     if device == "cpu":  # pimm's depthwise kernel, several times faster than Paddle's; logs how
         build_native_kernels(logger)
-    return RunContext(cfg=cfg, mode=mode, run_dir=run_dir, logger=logger, writer=writer,
-                      rank=rank, world_size=world_size, distributed=distributed, device=device)
+    return ctx
+
+
+def _config_file(ctx: RunContext) -> str:
+    return os.path.join(ctx.run_dir, "config.yaml")
+
+
+def record_config(ctx: RunContext) -> None:
+    """Write the run's config into ``config.yaml`` (primary rank). Engines call it once they have
+    accepted what the run folder holds (:func:`resume_training` does), so a config the folder's
+    checkpoint refuses leaves the record of the run that wrote it in place."""
+    if ctx.is_primary:
+        atomic_write_text(ctx.cfg.dump(), _config_file(ctx))
 
 
 def finish_run(ctx: RunContext) -> None:
-    """Flush and close what :func:`prepare_run` opened."""
+    """Flush and close what :func:`prepare_run` opened, and unlock the run folder."""
     if ctx.writer is not None:
         ctx.writer.close()
         ctx.writer = None
     for handler in ctx.logger.handlers:
         handler.flush()
+    if ctx.lock is not None:
+        ctx.lock.release()
 
 
 # ---- data --------------------------------------------------------------------------------------
+#: DATASET.NAME: what DATA_DIR holds
+DATASET_NAMES = ("folder", "cifar10")
+_CIFAR_SPLITS = {"train": True, "val": False}  # val is CIFAR-10's test_batch, as the DARTS papers
+
+
+def dataset_name(cfg: CfgNode) -> str:
+    """``DATASET.NAME``, checked."""
+    name = str(cfg.DATASET.NAME)
+    if name not in DATASET_NAMES:
+        raise ConfigError(f"DATASET.NAME {name!r} is unknown; choose one of {', '.join(DATASET_NAMES)} "
+                          "('folder': DATA_DIR/train and DATA_DIR/val class folders; 'cifar10': "
+                          "CIFAR-10's python batches in DATA_DIR)")
+    return name
+
+
 def check_data_splits(cfg: CfgNode, splits: Sequence[str] = ("train", "val")) -> None:
-    """Raise RunError with the fix unless every ``DATA_DIR/<split>`` folder exists."""
+    """Raise RunError with the fix unless every split of DATA_DIR is there (folders for
+    'folder', the batch files for 'cifar10')."""
     for split in splits:
-        data_split_dir(cfg, split)
+        if dataset_name(cfg) == "folder":
+            data_split_dir(cfg, split)
+        else:
+            open_split(cfg, split)
 
 
 def data_split_dir(cfg: CfgNode, split: str) -> str:
@@ -230,18 +312,78 @@ def data_split_dir(cfg: CfgNode, split: str) -> str:
     return root
 
 
-def _open_split(cfg: CfgNode, split: str) -> ImageDataset:
+def _open_folder(cfg: CfgNode, split: str) -> ImageDataset:
     root = data_split_dir(cfg, split)
     try:
-        dataset = ImageDataset(root)
+        return ImageDataset(root)
     except (FileNotFoundError, ValueError) as err:
         raise RunError(f"DATA_DIR/{split} ({root}) is not usable: {err}") from err
+
+
+def _open_cifar(cfg: CfgNode, split: str) -> CIFAR10:
+    if split not in _CIFAR_SPLITS:
+        raise ConfigError(f"DATASET.NAME cifar10 has the splits {', '.join(_CIFAR_SPLITS)}, not {split!r}")
+    try:
+        return CIFAR10(str(cfg.DATA_DIR), train=_CIFAR_SPLITS[split])
+    except (FileNotFoundError, CifarFormatError) as err:
+        raise RunError(f"DATA_DIR ({cfg.DATA_DIR}) has no usable CIFAR-10 {split} split: {err}. "
+                       "Set DATA_DIR to the extracted cifar-10-batches-py folder (tools/make_demo_data.py "
+                       "--cifar writes a small synthetic one), or DATASET.NAME folder for class "
+                       "folders") from err
+
+
+def open_split(cfg: CfgNode, split: str) -> Any:
+    """The dataset of ``split`` ('train' or 'val') of DATA_DIR as ``DATASET.NAME`` says, checked
+    against ``DATASET.NUM_CLASSES``."""
+    dataset = _open_cifar(cfg, split) if dataset_name(cfg) == "cifar10" else _open_folder(cfg, split)
     num_classes = int(cfg.DATASET.NUM_CLASSES)
-    if len(dataset.class_to_idx) > num_classes:
-        raise RunError(f"{root} has {len(dataset.class_to_idx)} class folders but "
-                       f"DATASET.NUM_CLASSES is {num_classes}: set DATASET.NUM_CLASSES to the "
-                       "number of classes of your data")
+    if len(dataset.classes) > num_classes:
+        where, what = ((dataset.root, "class folders") if isinstance(dataset, ImageDataset)
+                       else (f"DATA_DIR/{split}", "classes"))
+        raise RunError(f"{where} has {len(dataset.classes)} {what} but DATASET.NUM_CLASSES is "
+                       f"{num_classes}: set DATASET.NUM_CLASSES to the number of classes of your data")
     return dataset
+
+
+def dataset_subset(dataset: Any, indices: Sequence[int]) -> Any:
+    """A copy of a dataset from :func:`open_split` with the samples at ``indices`` only, in that
+    order (with a ``transform`` of its own, which its loader sets)."""
+    part = copy.copy(dataset)
+    indices = list(indices)
+    if isinstance(dataset, CIFAR10):
+        part.images, part.labels = dataset.images[indices], dataset.labels[indices]
+    else:
+        part.samples = [dataset.samples[i] for i in indices]
+    return part
+
+
+def pixel_normalization(cfg: CfgNode) -> Dict[str, Any]:
+    """The loader's ``mean``, ``std``, ``max_pixel_value`` and ``color_order`` from the DATASET
+    keys (checked: a bad value is a ConfigError naming the key)."""
+    d = cfg.DATASET
+    options = dict(mean=tuple(float(v) for v in d.MEAN), std=tuple(float(v) for v in d.STD),
+                   max_pixel_value=float(d.MAX_PIXEL_VALUE), color_order=str(d.COLOR_ORDER))
+    if len(options["mean"]) != 3 or len(options["std"]) != 3 or min(options["std"]) <= 0:
+        raise ConfigError(f"DATASET.MEAN and DATASET.STD need three values each (RGB order), STD "
+                          f"positive; got {list(d.MEAN)} and {list(d.STD)}")
+    try:
+        PixelNormalization(**options)
+    except ValueError as err:
+        raise ConfigError(f"DATASET.MAX_PIXEL_VALUE / DATASET.COLOR_ORDER: {err}") from None
+    return options
+def _check_resampling(cfg: CfgNode, policy: "LoaderPolicy") -> None:
+    """ConfigError naming the key for a crop fraction or resampling the transforms cannot use."""
+    crop_pct = float(cfg.DATASET.CROP_PCT)
+    if not 0.0 < crop_pct <= 1.0:
+        raise ConfigError(f"DATASET.CROP_PCT must be in (0, 1] (the centre crop's share of the "
+                          f"resized side, e.g. 0.875 = 224 / 256), got {crop_pct}")
+    for key, name in (("DATASET.TRAIN_INTERPOLATION", str(cfg.DATASET.TRAIN_INTERPOLATION)),
+                      ("DATASET.EVAL_INTERPOLATION", policy.eval_interpolation)):
+        if name != "random":
+            try:
+                pil_interpolation(name)
+            except ValueError as err:
+                raise ConfigError(f"{key}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -254,50 +396,98 @@ class LoaderPolicy:
     eval_interpolation: str = "bilinear"
 
 
-def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
-                  train: bool = True, eval: bool = True) -> Tuple[Optional[Any], Optional[Any]]:
-    """``(train_loader, eval_loader)`` over ``DATA_DIR/train`` and ``DATA_DIR/val`` (None for a
-    split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
-    process on Paddle's current device).
-
-    Training: random-resized crop keeping an ``AUGMENTATION.SCALE`` area, random interpolation,
-    flip, colour jitter (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing
-    ``RE_PROB``/``RE_MODE``. Evaluation: resize to ``image_size / 0.875`` with
-    ``policy.eval_interpolation`` and centre crop, batches of ``VAL_BATCH_MUL x BATCH_SIZE``.
-    Validation labels follow the training classes when both are loaded.
-    """
-    batch_size = int(cfg.DATASET.BATCH_SIZE)
-    if batch_size < 1:
-        raise ConfigError(f"DATASET.BATCH_SIZE must be >= 1, got {batch_size}")
+def create_split_loader(cfg: CfgNode, ctx: Optional[RunContext], dataset: Any, image_size: int, *,
+                        training: bool, policy: LoaderPolicy, batch_size: Optional[int] = None) -> Any:
+    """A loader over ``dataset`` (from :func:`open_split`) with the training or evaluation
+    transforms of its kind, sharded over the ranks of ``ctx`` when distributed (``ctx`` None: one
+    process on Paddle's current device); see :func:`build_loaders`. ``batch_size`` defaults to
+    ``DATASET.BATCH_SIZE`` for training and ``VAL_BATCH_MUL`` times it for evaluation."""
+    if batch_size is None:
+        batch_size = int(cfg.DATASET.BATCH_SIZE) * (1 if training else int(cfg.DATASET.VAL_BATCH_MUL))
     aug = cfg.AUGMENTATION
     distributed, world_size, rank = (ctx.distributed, ctx.world_size, ctx.rank) if ctx else (False, 1, 0)
     device = ctx.device if ctx else paddle.device.get_device()
-    common = dict(input_size=(3, image_size, image_size), num_workers=int(cfg.WORKERS),
-                  distributed=distributed, num_replicas=world_size, rank=rank,
-                  pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
-                  crop_pct=DEFAULT_CROP_PCT, seed=int(cfg.SEED))
+    common = dict(input_size=(3, image_size, image_size), batch_size=batch_size, is_training=training,
+                  num_workers=int(cfg.WORKERS), distributed=distributed, num_replicas=world_size,
+                  rank=rank, pin_memory=bool(cfg.DATASET.PIN_MEM) and device.startswith("gpu"),
+                  seed=int(cfg.SEED), max_bad_fraction=float(cfg.DATASET.MAX_BAD_IMAGE_FRACTION),
+                  bad_images_setting="DATASET.MAX_BAD_IMAGE_FRACTION", **pixel_normalization(cfg))
+    if isinstance(dataset, CIFAR10):
+        if image_size != 32:
+            raise ConfigError(f"CIFAR-10 images are 32 px: set DATASET.IMAGE_SIZE 32 (got {image_size})")
+        return create_loader(dataset, pipeline="cifar", **common,
+                             cutout_length=int(aug.CUTOUT_LENGTH) if training else 0)
+    if int(aug.CUTOUT_LENGTH):
+        raise ConfigError("AUGMENTATION.CUTOUT_LENGTH applies to DATASET.NAME cifar10; for class folders "
+                          "use random erasing (AUGMENTATION.RE_PROB) and set CUTOUT_LENGTH 0")
+    _check_resampling(cfg, policy)
+    crop_pct = float(cfg.DATASET.CROP_PCT)
+    if training:
+        return create_loader(dataset, color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
+                             interpolation=str(cfg.DATASET.TRAIN_INTERPOLATION), re_prob=float(aug.RE_PROB),
+                             re_mode=str(aug.RE_MODE), scale=tuple(float(v) for v in aug.SCALE),
+                             crop_pct=crop_pct, **common)
+    return create_loader(dataset, interpolation=policy.eval_interpolation, crop_pct=crop_pct, **common)
+
+
+def build_loaders(cfg: CfgNode, ctx: Optional[RunContext], image_size: int, *, policy: LoaderPolicy,
+                  train: bool = True, eval: bool = True,
+                  eval_split: str = "val") -> Tuple[Optional[Any], Optional[Any]]:
+    """``(train_loader, eval_loader)`` over the train split of DATA_DIR and its ``eval_split``
+    (None for a split not asked for), sharded over the ranks of ``ctx`` when distributed (``ctx``
+    None: one process on Paddle's current device). Pixels become input as the DATASET keys MEAN,
+    STD, MAX_PIXEL_VALUE and COLOR_ORDER say (:func:`pixel_normalization`).
+
+    Class folders (``DATASET.NAME`` 'folder'): training is a random-resized crop keeping an
+    ``AUGMENTATION.SCALE`` area, resampled with ``DATASET.TRAIN_INTERPOLATION``, flip, colour jitter
+    (``AUGMENTATION.COLOR_JITTER``), ``policy.auto_augment``, random erasing ``RE_PROB``/``RE_MODE``;
+    evaluation resizes to ``image_size / DATASET.CROP_PCT`` with ``policy.eval_interpolation`` and
+    crops the centre. Validation labels follow the training classes when both are loaded. CIFAR-10
+    ('cifar10'): training is a random crop with 4 pixels of padding, flip and Cutout of
+    ``AUGMENTATION.CUTOUT_LENGTH``; evaluation only normalises. Evaluation batches hold
+    ``VAL_BATCH_MUL x BATCH_SIZE`` images. Unreadable images are skipped up to
+    ``DATASET.MAX_BAD_IMAGE_FRACTION`` (``pimm.data.loader``; count them with :func:`skipped_images`).
+    """
+    if int(cfg.DATASET.BATCH_SIZE) < 1:
+        raise ConfigError(f"DATASET.BATCH_SIZE must be >= 1, got {cfg.DATASET.BATCH_SIZE}")
     train_loader = eval_loader = None
     train_set = None
     if train:
-        train_set = _open_split(cfg, "train")
-        train_loader = create_loader(
-            train_set, batch_size=batch_size, is_training=True,
-            color_jitter=float(aug.COLOR_JITTER), auto_augment=policy.auto_augment,
-            interpolation="random", re_prob=float(aug.RE_PROB), re_mode=str(aug.RE_MODE),
-            scale=tuple(float(v) for v in aug.SCALE),
-            **common)
+        train_set = open_split(cfg, "train")
+        train_loader = create_split_loader(cfg, ctx, train_set, image_size, training=True, policy=policy)
     if eval:
-        eval_set = _open_split(cfg, "val")
-        if train_set is not None and eval_set.class_to_idx != train_set.class_to_idx:
+        eval_set = open_split(cfg, eval_split)
+        if isinstance(train_set, ImageDataset) and eval_set.class_to_idx != train_set.class_to_idx:
             unknown = sorted(set(eval_set.class_to_idx) - set(train_set.class_to_idx))
             if unknown:
-                raise RunError(f"DATA_DIR/val has class folders that DATA_DIR/train lacks: "
+                raise RunError(f"DATA_DIR/{eval_split} has class folders that DATA_DIR/train lacks: "
                                f"{unknown[:5]}. Both splits need the same class folder names")
             eval_set = ImageDataset(eval_set.root, class_to_idx=train_set.class_to_idx)
-        eval_loader = create_loader(
-            eval_set, batch_size=int(cfg.DATASET.VAL_BATCH_MUL) * batch_size, is_training=False,
-            interpolation=policy.eval_interpolation, **common)
+        eval_loader = create_split_loader(cfg, ctx, eval_set, image_size, training=False, policy=policy)
     return train_loader, eval_loader
+
+
+def skipped_images(loader: Any, ctx: RunContext, what: str) -> int:
+    """Unreadable images the last pass over ``loader`` skipped, summed over the ranks (a
+    collective: call it on every rank) and logged as a warning when there are any; ``what``
+    names the pass in that line, e.g. "epoch 3"."""
+    count = int(loader.skipped_in_epoch)
+    if ctx.distributed:
+        total = paddle.to_tensor([count], dtype="int64")
+        dist.all_reduce(total)
+        count = int(total.item())
+    if count:
+        ctx.logger.warning("%s: %d unreadable image(s) skipped (named in the warnings above)",
+                           what, count)
+    return count
+
+
+def gradient_clip(cfg: CfgNode) -> Optional[paddle.nn.ClipGradByGlobalNorm]:
+    """The optimizer's gradient clipping for ``CLIP_GRAD`` (the global L2 norm; None at 0)."""
+    value = float(cfg.CLIP_GRAD)
+    if value < 0:
+        raise ConfigError(f"CLIP_GRAD must be >= 0 (0: no clipping), got {value}")
+    return paddle.nn.ClipGradByGlobalNorm(value) if value > 0 else None
 
 
 # ---- models ------------------------------------------------------------------------------------
@@ -330,6 +520,43 @@ def broadcast_buffers(model: Any, ctx: RunContext) -> None:
             dist.broadcast(tensor, src=0)
 
 
+def check_replicas(model: Any, ctx: RunContext, what: str) -> bool:
+    """Whether every rank holds the same weights as rank 0 (after :func:`broadcast_buffers`): one
+    digest of each rank's state, gathered (a collective: call it on every rank), and a line in
+    rank 0's log, a warning naming the ranks that differ. Ranks train the same model by
+    construction (averaged gradients, the same updates); this shows it, across machines too. True
+    without several processes."""
+    if not ctx.distributed:
+        return True
+    digest = hashlib.sha256()
+    for name, tensor in unwrap_model(model).state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.numpy().tobytes())
+    mine = int.from_bytes(digest.digest()[:7], "little")  # fits an int64 tensor
+    gathered: list = []
+    dist.all_gather(gathered, paddle.to_tensor([mine], dtype="int64"))
+    digests = [int(t.item()) for t in gathered]
+    differ = [rank for rank, d in enumerate(digests) if d != digests[0]]
+    if differ:
+        ctx.logger.warning("%s: the weights of rank(s) %s differ from rank 0's", what, differ)
+    else:
+        ctx.logger.info("%s: the same weights on all %d ranks (digest %014x)", what,
+                        ctx.world_size, digests[0])
+    return not differ
+def checkpoint_named_by(cfg: CfgNode, key: str, mode: str, what: str) -> str:
+    """The checkpoint file the config key ``key`` (e.g. ``"RESUME_PATH"``) names, which ``mode``
+    needs; ``what`` says what it must be. Unset: ConfigError; no such file: RunError."""
+    value = cfg
+    for part in key.split("."):
+        value = value[part]
+    path = str(value or "")
+    if not path:
+        raise ConfigError(f"{mode} needs {key}: {what}")
+    if not os.path.isfile(path):
+        raise RunError(f"{key}: no checkpoint at {path!r}; set it to {what}")
+    return path
+
+
 # ---- resume ------------------------------------------------------------------------------------
 def find_resume_checkpoint(ctx: RunContext, extension: str = ".pdparams") -> Optional[str]:
     """The checkpoint to continue from, or None for a fresh start (always None without
@@ -351,9 +578,8 @@ def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
     cfg = ctx.cfg
     try:
         in_run_dir = CheckpointSaver.resume_file(ctx.run_dir, extension)
-    except ValueError as err:  # last's epoch was unreadable or refused: the message a resume gives
-        last = CheckpointSaver.last_file(ctx.run_dir, extension)
-        raise RunError(f"cannot resume from {last}: {err}") from err
+    except ValueError as err:  # a refused file, or nothing intact: the message names them
+        raise RunError(str(err)) from err
     if in_run_dir is not None:
         return in_run_dir
     resume_path = str(cfg.RESUME_PATH or "")
@@ -398,6 +624,7 @@ def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, sch
     the config of the run that wrote it (``same_run_hint`` names what must match)."""
     path = find_resume_checkpoint(ctx)
     if path is None:
+        record_config(ctx)
         return ResumePoint()
     try:
         state = resume_checkpoint(unwrap_model(model), path, optimizer=optimizer,
@@ -417,5 +644,6 @@ def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, sch
         skip = int(state.extra["batch_idx"]) + 1
     ctx.logger.info("resumed from %s: epoch %d%s", path, start_epoch,
                     f", batch {skip}" if skip else "")
+    record_config(ctx)
     return ResumePoint(start_epoch, skip, path, dict(state.extra))
 

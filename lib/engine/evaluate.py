@@ -55,14 +55,15 @@ def metrics_from_sums(loss_sum: float, top1: float, top5: float, count: float) -
 
 @paddle.no_grad()
 def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str = "Test",
-             progress_bar: bool = False) -> Dict[str, float]:
+             progress_bar: bool = False, verbose: bool = True) -> Dict[str, float]:
     """Loss, Prec@1 and Prec@5 (%) of ``model`` over ``loader``'s whole dataset, plus ``images``
-    and ``seconds``.
+    (counted), ``skipped_images`` (unreadable, left out) and ``seconds``.
 
     Distributed: each rank evaluates its shard, the padded duplicates at the end of a shard are
     left out, and sums (loss, hits, counts) are reduced over the ranks, so the result equals a
     one-process evaluation. Numbers reach the host only every ``LOG_INTERVAL`` batches (and at
     the end); then a tqdm bar (``progress_bar`` on a terminal) or a log line shows them.
+    ``verbose`` False shows nothing (callers that evaluate many models log one line each).
     """
     model.eval()
     valid_left = _valid_samples_on_rank(loader)
@@ -73,8 +74,12 @@ def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str
     last_idx = len(loader) - 1
     start = time.time()
     for batch_idx, (images, labels) in enumerate(loader):
-        keep = min(valid_left, images.shape[0])
-        valid_left -= keep
+        # positions of unreadable images the loader left out of this batch; the shard's real
+        # samples come before its padding, so the kept images are the first of the batch
+        skipped = loader.batch_skipped
+        real = min(valid_left, images.shape[0] + len(skipped))
+        valid_left -= real
+        keep = real - sum(1 for position in skipped if position < real)
         if keep > 0:
             if keep < images.shape[0]:
                 images, labels = images[:keep], labels[:keep]
@@ -84,7 +89,7 @@ def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str
             totals += paddle.stack([loss_sum.reshape([]), top1, top5,
                                     paddle.to_tensor(float(keep), dtype="float64")])
         bar.update(1)
-        if batch_idx % log_interval == 0 or batch_idx == last_idx:
+        if verbose and (batch_idx % log_interval == 0 or batch_idx == last_idx):
             metrics = metrics_from_sums(*_reduced(totals, ctx))
             if show_bar:
                 bar.set_postfix(prec1=f"{metrics['prec1']:.3f}", prec5=f"{metrics['prec5']:.3f}")
@@ -93,8 +98,13 @@ def evaluate(model: paddle.nn.Layer, loader: Any, ctx: RunContext, log_name: str
                                 log_name, batch_idx, last_idx, metrics["loss"], metrics["prec1"],
                                 metrics["prec5"])
     bar.close()
-    loss_sum, top1, top5, count = _reduced(totals, ctx)
+    skipped = paddle.to_tensor([float(loader.skipped_in_epoch)], dtype="float64")
+    loss_sum, top1, top5, count, skipped = _reduced(paddle.concat([totals, skipped]), ctx)
     result = metrics_from_sums(loss_sum, top1, top5, count)
     result["images"] = int(round(count))
+    result["skipped_images"] = int(round(skipped))
+    if skipped:
+        ctx.logger.warning("%s: %d unreadable image(s) skipped, not counted in the metrics",
+                           log_name, result["skipped_images"])
     result["seconds"] = time.time() - start
     return result

@@ -11,6 +11,11 @@ all-reduce) and brought to the host. A log step writes one line::
 (on one line: each shown meter's latest batch over all ranks, then the epoch's mean so far), and the
 epoch means as TensorBoard scalars. The epoch loop returns :meth:`EpochMeters.averages`.
 
+Divergence: the watched meter (``loss``) must stay finite. Each step folds "is it NaN or Inf?" into
+a few device scalars (no host sync); every log step, and :meth:`EpochMeters.check_finite` before a
+checkpoint is written, looks at them and raises :class:`DivergedError` naming the first non-finite
+step, its value and learning rate, so nothing trained after it is saved.
+
 On a terminal, the primary rank also shows a progress bar for the epoch (batches done, speed, time
 left, the epoch's loss and Prec@1 as of the last log step; it stays as the epoch's line), with the
 log lines above it. :func:`record_epoch` ends an epoch: ``summary.csv`` and the PNG plots of the run folder.
@@ -24,18 +29,19 @@ import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import (Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, Sequence, Tuple,
+                    Union)
 
 import paddle
 import paddle.distributed as dist
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from lib.engine.common import RunContext
+from lib.engine.common import RunContext, RunError
 from pimm.utils import update_summary
 from pimm.utils.plots import PlotsUnavailable, plot_run
 
-__all__ = ["Meter", "EpochMeters", "record_epoch", "SUMMARY_FILE"]
+__all__ = ["Meter", "EpochMeters", "DivergedError", "record_epoch", "SUMMARY_FILE"]
 
 SUMMARY_FILE = "summary.csv"
 # the meters a progress bar shows, when the loop has them
@@ -60,18 +66,66 @@ class Meter:
         return self.tag or f"train/{self.name}"
 
 
+class DivergedError(RunError):
+    """The watched training value (the loss) became NaN or Inf; nothing after the last finite
+    state was saved."""
+
+
+class _FiniteWatch:
+    """Finds the first step whose value is NaN or Inf without a host sync per step: device
+    scalars record whether one was seen, how many finite steps came before it, and its value;
+    host values (already synced) are judged directly. ``lrs`` keeps each step's learning rate."""
+
+    def __init__(self) -> None:
+        self.first_idx: Optional[int] = None  # batch index of the first watched step
+        self.seen: Optional[paddle.Tensor] = None
+        self.finite_steps: Optional[paddle.Tensor] = None
+        self.value: Optional[paddle.Tensor] = None
+        self.host_first: Optional[Tuple[int, float]] = None
+        self.lrs: Dict[int, float] = {}
+
+    def record(self, batch_idx: int, value: Value, lr: Optional[float]) -> None:
+        if self.first_idx is None:
+            self.first_idx = batch_idx
+        self.lrs[batch_idx] = math.nan if lr is None else float(lr)
+        if not isinstance(value, paddle.Tensor):
+            if self.host_first is None and not math.isfinite(value):
+                self.host_first = (batch_idx, float(value))
+            return
+        value = value.detach().reshape([]).astype("float64")
+        bad = paddle.logical_not(paddle.isfinite(value))
+        if self.seen is None:
+            self.seen = paddle.to_tensor(False)
+            self.finite_steps = paddle.zeros([], "int64")
+            self.value = paddle.full([], math.nan, "float64")
+        first = paddle.logical_and(bad, paddle.logical_not(self.seen))
+        self.finite_steps = self.finite_steps + paddle.logical_not(
+            paddle.logical_or(self.seen, bad)).astype("int64")
+        self.value = paddle.where(first, value, self.value)
+        self.seen = paddle.logical_or(self.seen, bad)
+
+    def first_bad(self) -> Tuple[float, float]:
+        """``(batch index, value)`` of this rank's first non-finite step; ``(inf, nan)`` if none."""
+        found = [self.host_first] if self.host_first is not None else []
+        if self.seen is not None and bool(self.seen):
+            found.append((self.first_idx + int(self.finite_steps), float(self.value)))
+        return min(found) if found else (math.inf, math.nan)
+
+
 class EpochMeters:
     """The metrics of one epoch of a training loop on this rank (see the module doc).
 
     ``for batch_idx, batch in meters.batches(loader, skip)`` times the data loading;
-    ``update(batch_size, name=value, ...)`` records a step (``None`` values are skipped, so a meter
-    counts only the steps that measured it); ``log_due(batch_idx)`` says when to ``log``.
+    ``update(batch_size, lr=..., name=value, ...)`` records a step (``None`` values are skipped, so
+    a meter counts only the steps that measured it); ``log_due(batch_idx)`` says when to ``log``.
+    ``watch`` names the meter that must stay finite (see the module doc; None: no check).
     ``progress_bar``: show the epoch's bar (None: on the primary rank when stdout and stderr are
     terminals).
     """
 
     def __init__(self, ctx: RunContext, epoch: int, num_batches: int, meters: Sequence[Meter],
-                 title: str = "Train", progress_bar: Optional[bool] = None) -> None:
+                 title: str = "Train", watch: Optional[str] = "loss",
+                 progress_bar: Optional[bool] = None) -> None:
         self.ctx, self.epoch, self.num_batches, self.title = ctx, epoch, num_batches, title
         if progress_bar is None:
             progress_bar = ctx.is_primary and sys.stdout.isatty() and sys.stderr.isatty()
@@ -88,13 +142,18 @@ class EpochMeters:
         self._steps_since_log = 0
         self._data_seconds = 0.0
         self._bar: Optional[tqdm] = None
+        self._watch = watch
+        self._finite = _FiniteWatch()
+        self._batch_idx = 0
 
-    def batches(self, loader: Iterable, skip: int = 0) -> Iterator[Tuple[int, Any]]:
+    def batches(self, loader: Iterable, skip: int = 0,
+                skipped: Optional[Callable[[int, Any], None]] = None) -> Iterator[Tuple[int, Any]]:
         """``(batch_idx, batch)`` of ``loader`` from ``skip`` on, timing the wait for each batch.
         Skipped batches are still drawn, so the later ones get the uninterrupted epoch's order
-        and augmentation (a run resumed from a mid-epoch recovery point)."""
+        and augmentation (a run resumed from a mid-epoch recovery point); ``skipped(batch_idx,
+        batch)`` sees each of them (e.g. to keep what the epoch's end needs from them)."""
         if not self.progress_bar:
-            yield from self._timed(loader, skip)
+            yield from self._timed(loader, skip, skipped)
             return
         epochs = int(self.ctx.cfg.EPOCHS)
         self._bar = tqdm(total=self.num_batches, initial=skip, unit="batch", dynamic_ncols=True,
@@ -103,24 +162,31 @@ class EpochMeters:
             # log lines go above the bar instead of through it
             with logging_redirect_tqdm(loggers=[self.ctx.logger, logging.getLogger("lib"),
                                                 logging.getLogger("pimm")]):
-                for batch_idx, batch in self._timed(loader, skip):
+                for batch_idx, batch in self._timed(loader, skip, skipped):
                     yield batch_idx, batch
                     self._bar.update(1)
         finally:
             self._bar.close()
             self._bar = None
 
-    def _timed(self, loader: Iterable, skip: int) -> Iterator[Tuple[int, Any]]:
+    def _timed(self, loader: Iterable, skip: int,
+               skipped: Optional[Callable[[int, Any], None]]) -> Iterator[Tuple[int, Any]]:
         tick = time.time()
         for batch_idx, batch in enumerate(loader):
             if batch_idx >= skip:
                 self._data_seconds += time.time() - tick
+                self._batch_idx = batch_idx
                 yield batch_idx, batch
+            elif skipped is not None:
+                skipped(batch_idx, batch)
             tick = time.time()
 
-    def update(self, batch_size: int, **values: Optional[Value]) -> None:
+    def update(self, batch_size: int, lr: Optional[float] = None, **values: Optional[Value]) -> None:
         """Record one step on ``batch_size`` images: each value (a number, or a 0-d tensor left on
-        its device) is this rank's mean over the batch."""
+        its device) is this rank's mean over the batch; ``lr``, the step's learning rate, is what a
+        divergence error reports."""
+        if self._watch is not None and values.get(self._watch) is not None:
+            self._finite.record(self._batch_idx, values[self._watch], lr)
         for name, value in values.items():
             if value is None:
                 continue
@@ -155,11 +221,32 @@ class EpochMeters:
 
         return means(values[:n], values[n:2 * n]), means(values[2 * n:3 * n], values[3 * n:])
 
+    def check_finite(self) -> None:
+        """Raise DivergedError if the watched value was NaN or Inf at any step so far (on any
+        rank: a collective when distributed, so call it on every rank)."""
+        step, value = self._finite.first_bad()
+        if self.ctx.distributed:
+            mine = paddle.to_tensor([step, value], dtype="float64")
+            gathered: list = []
+            dist.all_gather(gathered, mine)
+            step, value = min((tuple(t.numpy().tolist()) for t in gathered),
+                              key=lambda found: found[0])
+        if math.isfinite(step):
+            step = int(step)
+            lr = self._finite.lrs.get(step, math.nan)
+            raise DivergedError(
+                f"training diverged: {self._watch} {value} at epoch {self.epoch}, step {step} "
+                f"(LR {lr:.3e}); stopped before saving anything trained after it, so a rerun "
+                "resumes from the last finite checkpoint. Lower LR (or check the data) and run "
+                "again")
+
     def log(self, batch_idx: int, lr: float, extra: str = "",
             scalars: Optional[Mapping[str, float]] = None) -> Dict[str, float]:
-        """Reduce, log one line (``extra`` appended) and write the epoch means, ``train/lr`` and
-        ``scalars`` to TensorBoard; returns the epoch means so far."""
+        """Check for divergence (:meth:`check_finite`), reduce, log one line (``extra`` appended)
+        and write the epoch means, ``train/lr`` and ``scalars`` to TensorBoard; returns the epoch
+        means so far."""
         ctx = self.ctx
+        self.check_finite()
         self._averages, latest = self._reduce()
         elapsed = max(time.time() - self._since_log, 1e-9)
         shown = []

@@ -1,6 +1,8 @@
-"""``test`` mode: evaluate a released or retrained checkpoint on ``DATA_DIR/val`` and write
-``metrics.json``; ``TEST.INFERENCE`` chooses between dygraph and the exported model in Paddle
-Inference (``select_test_model``)."""
+"""``test`` mode: evaluate a released or retrained checkpoint on DATA_DIR's val split (a class
+folder, or CIFAR-10's test_batch with ``DATASET.NAME`` cifar10) and write ``metrics.json``
+(``arch``: the Cream arch list, or the DARTS genotype as genotypes.json holds it);
+``TEST.INFERENCE`` chooses between dygraph and the exported model in Paddle Inference
+(``select_test_model``)."""
 from __future__ import annotations
 
 import json
@@ -15,12 +17,14 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
-from lib.engine.child import ChildSpec, child_cost, child_loader_policy, create_child_model, resolve_child
-from lib.engine.common import RunContext, RunError, build_loaders, check_data_splits, device_type
+from lib.engine.child import (ChildSpec, checkpoint_misfit, child_cost, child_loader_policy, create_child_model,
+                              resolve_child)
+from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits, checkpoint_named_by,
+                               device_type, record_config)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate
 from lib.models import CREAM_ARCHS, trained_network
-from pimm.models import CheckpointMismatchError, load_model_weights, load_state_dict
-from pimm.models import read_checkpoint_file
+from pimm.models import (CheckpointMismatchError, load_model_weights, read_checkpoint_file,
+                         select_state_dict, weights_entry)
 from pimm.utils import atomic_write_text, get_num_threads
 from pimm.deploy import InferenceLayer, InferenceModel
 
@@ -39,7 +43,11 @@ AUTO_MIN_IMAGES = 1000
 
 def _trained_with(checkpoint: Any) -> str:
     """`` (it was trained with NET.SELECTION 43)``, from the run config the checkpoint stores."""
-    trained = trained_network(checkpoint.get("args") if isinstance(checkpoint, dict) else None)
+    args = checkpoint.get("args") if isinstance(checkpoint, dict) else None
+    net = args.get("NET") if isinstance(args, dict) else None
+    if isinstance(net, dict) and net.get("MODEL"):
+        return f" (it was trained with NET.MODEL {net['MODEL']})"
+    trained = trained_network(args)
     if trained is None:
         return ""
     key = "NET.SELECTION" if isinstance(trained, int) else "NET.INPUT_ARCH"
@@ -48,32 +56,23 @@ def _trained_with(checkpoint: Any) -> str:
 
 def checkpoint_to_test(cfg: CfgNode) -> str:
     """``RESUME_PATH``, the checkpoint the test evaluates; raises when it is unset or missing."""
-    path = str(cfg.RESUME_PATH or "")
-    if not path:
-        raise ConfigError("test needs RESUME_PATH: the checkpoint (.pdparams or .pth.tar) to "
-                          "evaluate")
-    if not os.path.isfile(path):
-        raise RunError(f"RESUME_PATH: no checkpoint at {path!r}; set it to the .pdparams or "
-                       ".pth.tar file to evaluate")
-    return path
+    return checkpoint_named_by(cfg, "RESUME_PATH", "test", "the checkpoint (.pdparams or .pth.tar) to evaluate")
 
 
 def load_weights_for_test(model: paddle.nn.Layer, path: str, spec: ChildSpec,
                           use_ema: bool) -> str:
     """Load a ``.pdparams`` or released PyTorch checkpoint into ``model``: the EMA weights when
-    ``use_ema`` and the file has them, else ``state_dict``. Returns which ones were used."""
+    ``use_ema`` and the file has them (``state_dict_ema``, or ``model_ema`` of the PeleeNet
+    reproduction's layout), else the plain ones. Returns which entry was used (``state_dict`` for
+    a bare state dict)."""
     try:
         checkpoint = read_checkpoint_file(path)
-        has_ema = isinstance(checkpoint, dict) and bool(checkpoint.get("state_dict_ema"))
-        weights = "state_dict_ema" if use_ema and has_ema else "state_dict"
-        load_model_weights(model, load_state_dict(path, use_ema=use_ema and has_ema),
-                           source=f"checkpoint {path}")
+        weights = weights_entry(checkpoint, use_ema) or "state_dict"
+        state_dict = select_state_dict(checkpoint, path, use_ema=weights.endswith("_ema"))
+        load_model_weights(model, state_dict, source=f"checkpoint {path}")
     except CheckpointMismatchError as err:
-        hint = _trained_with(checkpoint)
-        first_problem = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
-        raise RunError(f"checkpoint {path} does not fit {spec.source}{hint}: {first_problem} ... "
-                       "Set NET.SELECTION (or NET.INPUT_ARCH) and DATASET.NUM_CLASSES to the ones "
-                       "the checkpoint was trained with") from err
+        hint = _trained_with(checkpoint) if spec.method == "cream" else ""
+        raise checkpoint_misfit(f"checkpoint {path}", spec, err, hint) from err
     except ValueError as err:
         raise RunError(f"cannot use checkpoint {path}: {err}") from err
     return weights
@@ -126,14 +125,16 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     """``test`` mode: evaluate ``RESUME_PATH`` on ``DATA_DIR/val``; writes ``metrics.json``."""
     cfg = ctx.cfg
     spec = resolve_child(cfg)
-    _, loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg), train=False)
+    _, loader = build_loaders(cfg, ctx, spec.image_size, policy=child_loader_policy(cfg, spec),
+                              train=False)
     path = checkpoint_to_test(cfg)
     model = create_child_model(cfg, spec)
     weights = load_weights_for_test(model, path, spec, use_ema=bool(cfg.NET.EMA.USE))
+    record_config(ctx)
     ctx.logger.info("testing %s (%s, %d px) from %s [%s] on %d images of %s", spec.source,
-                    spec.arch, spec.image_size, path, weights, len(loader.dataset),
+                    spec.name, spec.image_size, path, weights, len(loader.dataset),
                     os.path.join(str(cfg.DATA_DIR), "val"))
-    log_name = "Test_EMA" if weights == "state_dict_ema" else "Test"
+    log_name = "Test_EMA" if weights.endswith("_ema") else "Test"
     with tempfile.TemporaryDirectory(prefix="cream_test_") as workdir:
         eval_model, backend = select_test_model(
             model, spec.image_size, str(cfg.TEST.INFERENCE), workdir, num_images=len(loader.dataset),
@@ -141,9 +142,13 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         result = evaluate(eval_model, loader, ctx, log_name=log_name, progress_bar=True)
     metrics = OrderedDict(
         top1=result["prec1"], top5=result["prec5"], loss=result["loss"], images=result["images"],
-        seconds=result["seconds"], backend=backend, checkpoint=os.path.abspath(path),
+        skipped_images=result["skipped_images"], seconds=result["seconds"], backend=backend,
+        checkpoint=os.path.abspath(path),
         weights=weights,
-        selection=spec.selection, arch=spec.arch, image_size=spec.image_size,
+        selection=spec.selection,
+        arch=spec.arch_json,
+        model=spec.model or None,
+        image_size=spec.image_size,
         processes=ctx.world_size)
     if spec.selection in CREAM_ARCHS:
         entry = CREAM_ARCHS[spec.selection]
@@ -152,7 +157,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     metrics.update((key, value) for key, value in cost.items() if key != "text")
     ctx.logger.info("* Prec@1 %.3f  Prec@5 %.3f  Loss %.4f  (%d images, %.1f s)", metrics["top1"],
                     metrics["top5"], metrics["loss"], metrics["images"], metrics["seconds"])
-    ctx.logger.info("summary: %s (%s), %s: Prec@1 %.2f %% on %s", spec.arch, spec.source, cost["text"],
+    ctx.logger.info("summary: %s (%s), %s: Prec@1 %.2f %% on %s", spec.name, spec.source, cost["text"],
                     metrics["top1"], os.path.join(str(cfg.DATA_DIR), "val"))
     if ctx.is_primary:
         atomic_write_text(json.dumps(metrics, indent=2), os.path.join(ctx.run_dir, "metrics.json"))

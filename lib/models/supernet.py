@@ -8,6 +8,7 @@ reference load with ``pimm.models.load_checkpoint``.
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
@@ -147,13 +148,14 @@ class SuperNet(ModeAware, nn.Layer):
 
 class SupernetPath(nn.Layer):
     """The supernet restricted to one path: a model that takes images only, which the engines
-    evaluate, the benchmark times and trains, and ``paddle.jit.save`` exports like a child net."""
+    evaluate, the benchmark times and trains, and ``paddle.jit.save`` exports like a child net.
+    Works for any supernet with ``forward(images, arch)`` and ``chosen_blocks(arch)`` (SPOS's too)."""
 
     def __init__(self, supernet: SuperNet, arch: Arch) -> None:
         super().__init__()
         supernet.chosen_blocks(arch)  # raises a clear error when the path does not fit
         self.supernet = supernet
-        self.arch = [list(stage) for stage in arch]
+        self.arch = copy.deepcopy(arch)  # any supernet taking (images, arch): Cream's lists, SPOS's tuple
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.supernet(x, self.arch)

@@ -29,6 +29,21 @@ def write_board_file(folder: str, content: Dict[str, Any]) -> str:
     return path
 
 
+def _number(value: Any, field: str, path: str, unit: str = "MFLOPs") -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{path}: {field} is {value!r}, not a number ({unit}); it is not a "
+                         "board.json a search wrote")
+    return float(value)
+
+
+def _checked(entry: Dict[str, Any], field: str, path: str) -> Dict[str, Any]:
+    """``entry`` with its ``arch`` validated and its ``flops`` and ``params``, when present, numbers."""
+    for key, unit in (("flops", "MFLOPs"), ("params", "M params")):
+        if entry.get(key) is not None:
+            _number(entry[key], f"{field}.{key}", path, unit)
+    return dict(entry, arch=validate_arch(entry["arch"]))
+
+
 def best_board_entry(path: str) -> Dict[str, Any]:
     """The best path of a ``board.json`` whose FLOPs lie in the board's own
     ``[flops_minimum, flops_maximum]``: ``best_in_range`` when present, else the first such
@@ -47,15 +62,18 @@ def best_board_entry(path: str) -> Dict[str, Any]:
         raise ValueError(f"cannot read {path} as JSON ({err})") from err
     best = board.get("best_in_range") if isinstance(board, dict) else None
     if isinstance(best, dict) and best.get("arch"):
-        return dict(best, arch=validate_arch(best["arch"]))
+        return _checked(best, "best_in_range", path)
     paths = board.get("paths") if isinstance(board, dict) else None
     if not isinstance(paths, list):
         raise ValueError(f"{path} has no 'paths' list; it is not a Cream board.json")
-    low = float(board.get("flops_minimum", -math.inf))
-    high = float(board.get("flops_maximum", math.inf))
-    for entry in paths:
+    low = _number(board.get("flops_minimum", -math.inf), "flops_minimum", path)
+    high = _number(board.get("flops_maximum", math.inf), "flops_maximum", path)
+    for i, entry in enumerate(paths):
+        if not isinstance(entry, dict):
+            raise ValueError(f"{path}: paths[{i}] is not an object with 'arch' and 'flops'")
         flops = entry.get("flops")
-        if entry.get("arch") and (flops is None or low <= float(flops) <= high):
-            return dict(entry, arch=validate_arch(entry["arch"]))
+        if entry.get("arch") and (flops is None
+                                  or low <= _number(flops, f"paths[{i}].flops", path) <= high):
+            return _checked(entry, f"paths[{i}]", path)
     raise ValueError(f"no path in {path} lies within its FLOPs range [{low}, {high}]; give the path "
                      "you want as NET.SELECTION -1 with NET.INPUT_ARCH")

@@ -10,17 +10,17 @@ from __future__ import annotations
 import functools
 from typing import Sequence, Tuple
 
-from lib.spos.space import (HEAD_CHANNELS, NUM_CHOICES, SEARCH_RESOLUTION, block_layout, head_layout,
-                            layer_specs, stem_layout, validate_arch)
+from lib.spos.space import (NUM_CHOICES, OFFICIAL_WIDTHS, SEARCH_RESOLUTION, Widths, block_layout,
+                            head_layout, layer_specs, stem_layout, validate_arch)
 
 __all__ = ["layer_flops_table", "fixed_flops", "arch_flops"]
 
 
-@functools.lru_cache(maxsize=1)
-def layer_flops_table() -> Tuple[Tuple[int, ...], ...]:
+@functools.lru_cache(maxsize=None)
+def layer_flops_table(widths: Widths = OFFICIAL_WIDTHS) -> Tuple[Tuple[int, ...], ...]:
     """``table[layer][choice]``: FLOPs of that block at 224 px."""
     table = []
-    for spec in layer_specs():
+    for spec in layer_specs(widths):
         row = []
         for choice in range(NUM_CHOICES):
             main, proj = block_layout(choice, spec.in_chs, spec.out_chs, spec.stride)
@@ -36,14 +36,15 @@ def layer_flops_table() -> Tuple[Tuple[int, ...], ...]:
 
 
 @functools.lru_cache(maxsize=None)
-def fixed_flops(num_classes: int = 1000) -> int:
+def fixed_flops(num_classes: int = 1000, widths: Widths = OFFICIAL_WIDTHS) -> int:
     """FLOPs every path shares: the stem, the 1x1 head convolution and the classifier."""
-    stem, head = stem_layout(), head_layout()
-    head_input = layer_specs()[-1].input_size
-    return stem.flops(SEARCH_RESOLUTION) + head.flops(head_input) + HEAD_CHANNELS * num_classes
+    stem, head = stem_layout(widths=widths), head_layout(widths)
+    head_input = layer_specs(widths)[-1].input_size
+    return stem.flops(SEARCH_RESOLUTION) + head.flops(head_input) + widths.head_channels * num_classes
 
 
-def arch_flops(arch: Sequence[int], num_classes: int = 1000) -> int:
-    """FLOPs of the path ``arch`` (20 choices in 0..3) at 224 px, e.g. 322,918,720 for the released arch."""
-    table = layer_flops_table()
-    return fixed_flops(num_classes) + sum(row[c] for row, c in zip(table, validate_arch(arch)))
+def arch_flops(arch: Sequence[int], num_classes: int = 1000, widths: Widths = OFFICIAL_WIDTHS) -> int:
+    """FLOPs of the path ``arch`` (20 choices in 0..3) at 224 px, e.g. 322,918,720 for the released
+    arch of the official network (``widths``: a narrower one's, ``lib.spos.space.Widths``)."""
+    table = layer_flops_table(widths)
+    return fixed_flops(num_classes, widths) + sum(row[c] for row, c in zip(table, validate_arch(arch)))

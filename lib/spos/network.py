@@ -11,7 +11,6 @@ official network breaks, this one works.
 """
 from __future__ import annotations
 
-import math
 from typing import List, Sequence
 
 import paddle
@@ -20,8 +19,8 @@ from paddle import nn
 from pimm.layers import SelectAdaptivePool2d, dropout
 from pimm.models import register_model
 from lib.spos.blocks import ShuffleBlock, conv_bn_sequence
-from lib.spos.space import (HEAD_CHANNELS, NUM_CHOICES, RELEASED_ARCH, Arch, head_layout, layer_specs,
-                            stem_layout, validate_arch)
+from lib.spos.space import (NUM_CHOICES, OFFICIAL_WIDTHS, RELEASED_ARCH, Arch, Widths, head_layout,
+                            layer_specs, stem_layout, validate_arch)
 
 __all__ = ["SposSupernet", "SposChildNet", "build_supernet", "build_childnet", "spos_shufflenetv2"]
 
@@ -32,15 +31,16 @@ class _OneShotNet(nn.Layer):
     """Stem, ``features`` (set by the subclass), 1x1 head, global average pool, dropout, classifier."""
 
     def __init__(self, features: nn.Layer, num_classes: int, drop_rate: float, affine: bool,
-                 in_chans: int) -> None:
+                 in_chans: int, widths: Widths) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
-        self.first_conv = conv_bn_sequence([stem_layout(in_chans)], affine)
+        self.widths = widths
+        self.first_conv = conv_bn_sequence([stem_layout(in_chans, widths)], affine)
         self.features = features
-        self.conv_last = conv_bn_sequence([head_layout()], affine)
+        self.conv_last = conv_bn_sequence([head_layout(widths)], affine)
         self.global_pool = SelectAdaptivePool2d("avg", flatten=True)
-        self.classifier = nn.Sequential(nn.Linear(HEAD_CHANNELS, num_classes, bias_attr=False))
+        self.classifier = nn.Sequential(nn.Linear(widths.head_channels, num_classes, bias_attr=False))
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -65,12 +65,13 @@ class _OneShotNet(nn.Layer):
 class SposSupernet(_OneShotNet):
     """The one-shot supernet; ``net(x, arch)`` runs the path ``arch`` (20 choices in 0..3)."""
 
-    def __init__(self, num_classes: int = 1000, drop_rate: float = DEFAULT_DROP_RATE, in_chans: int = 3) -> None:
+    def __init__(self, num_classes: int = 1000, drop_rate: float = DEFAULT_DROP_RATE, in_chans: int = 3,
+                 widths: Widths = OFFICIAL_WIDTHS) -> None:
         features = nn.LayerList([
             nn.LayerList([ShuffleBlock(choice, spec.in_chs, spec.out_chs, spec.stride, affine=False)
                           for choice in range(NUM_CHOICES)])
-            for spec in layer_specs()])
-        super().__init__(features, num_classes, drop_rate, affine=False, in_chans=in_chans)
+            for spec in layer_specs(widths)])
+        super().__init__(features, num_classes, drop_rate, affine=False, in_chans=in_chans, widths=widths)
 
     def chosen_blocks(self, arch: Sequence[int]) -> List[ShuffleBlock]:
         """The blocks on ``arch``'s path, in forward order (ValueError for an invalid arch)."""
@@ -94,27 +95,30 @@ class SposChildNet(_OneShotNet):
     """The stand-alone network of one path, with affine batch norm."""
 
     def __init__(self, arch: Sequence[int], num_classes: int = 1000, drop_rate: float = DEFAULT_DROP_RATE,
-                 in_chans: int = 3) -> None:
+                 in_chans: int = 3, widths: Widths = OFFICIAL_WIDTHS) -> None:
         self.arch: Arch = validate_arch(arch)
         features = nn.Sequential(*[ShuffleBlock(choice, spec.in_chs, spec.out_chs, spec.stride)
-                                   for choice, spec in zip(self.arch, layer_specs())])
-        super().__init__(features, num_classes, drop_rate, affine=True, in_chans=in_chans)
+                                   for choice, spec in zip(self.arch, layer_specs(widths))])
+        super().__init__(features, num_classes, drop_rate, affine=True, in_chans=in_chans, widths=widths)
 
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.forward_head(self.features(self.first_conv(x)))
 
 
-def build_supernet(num_classes: int = 1000, drop_rate: float = DEFAULT_DROP_RATE, in_chans: int = 3) -> SposSupernet:
-    """The SPOS supernet, built inside ``paddle.utils.unique_name.guard()`` (stable parameter names)."""
+def build_supernet(num_classes: int = 1000, drop_rate: float = DEFAULT_DROP_RATE, in_chans: int = 3,
+                   widths: Widths = OFFICIAL_WIDTHS) -> SposSupernet:
+    """The SPOS supernet, built inside ``paddle.utils.unique_name.guard()`` (stable parameter names);
+    ``widths`` (``lib.spos.space.Widths``) builds a narrower one than the official."""
     with paddle.utils.unique_name.guard():
-        return SposSupernet(num_classes=num_classes, drop_rate=drop_rate, in_chans=in_chans)
+        return SposSupernet(num_classes=num_classes, drop_rate=drop_rate, in_chans=in_chans, widths=widths)
 
 
 def build_childnet(arch: Sequence[int], num_classes: int = 1000, drop_rate: float = DEFAULT_DROP_RATE,
-                   in_chans: int = 3) -> SposChildNet:
+                   in_chans: int = 3, widths: Widths = OFFICIAL_WIDTHS) -> SposChildNet:
     """The stand-alone network of ``arch``, built inside ``paddle.utils.unique_name.guard()``."""
     with paddle.utils.unique_name.guard():
-        return SposChildNet(arch, num_classes=num_classes, drop_rate=drop_rate, in_chans=in_chans)
+        return SposChildNet(arch, num_classes=num_classes, drop_rate=drop_rate, in_chans=in_chans,
+                            widths=widths)
 
 
 @register_model

@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 import numpy as np
 
 from lib.spos.flops import arch_flops
-from lib.spos.space import NUM_CHOICES, NUM_LAYERS, validate_arch
+from lib.spos.space import NUM_CHOICES, NUM_LAYERS, OFFICIAL_WIDTHS, Widths, validate_arch
 
 __all__ = ["Genes", "PathSpace", "UniformPathSampler", "spos_path_space"]
 
@@ -60,9 +60,14 @@ class PathSpace:
         return tuple(int(a) if pick else int(b) for a, b, pick in zip(parent_a, parent_b, from_a))
 
 
-def spos_path_space() -> PathSpace:
-    """SPOS's space: 20 layers of 4 choices, FLOPs as the official search counts them."""
-    return PathSpace((NUM_CHOICES,) * NUM_LAYERS, arch_flops, decode=tuple, encode=validate_arch)
+def spos_path_space(widths: Widths = OFFICIAL_WIDTHS, num_classes: int = 1000,
+                    flops_unit: float = 1.0) -> PathSpace:
+    """SPOS's space: 20 layers of 4 choices, FLOPs as the official search counts them (divided by
+    ``flops_unit``: 1e6 prices paths in MFLOPs) for a network of ``widths`` and ``num_classes``."""
+    def flops(genes: Genes) -> float:
+        return arch_flops(genes, num_classes, widths) / flops_unit
+
+    return PathSpace((NUM_CHOICES,) * NUM_LAYERS, flops, decode=tuple, encode=validate_arch)
 
 
 class UniformPathSampler:

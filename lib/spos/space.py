@@ -2,7 +2,8 @@
 
 The geometry (stages, channels, strides) and each block's convolutions are written here once, as
 data: ``lib.spos.blocks`` builds layers from ``block_layout`` and ``lib.spos.flops`` counts the
-same convolutions, so the networks and the FLOPs table cannot drift apart.
+same convolutions, so the networks and the FLOPs table cannot drift apart. ``Widths`` scales the
+channels (the official ones by default) for small demo networks of the same space.
 
 Choices, in the order of the official supernet's parameter names (``features.<layer>.<choice>``):
 0, 1, 2 are ShuffleNetV2 units with a 3x3, 5x5, 7x7 depthwise convolution, 3 is the Xception-style
@@ -15,8 +16,8 @@ from typing import Sequence, Tuple
 
 __all__ = [
     "CHOICE_NAMES", "NUM_CHOICES", "NUM_LAYERS", "STAGE_REPEATS", "STAGE_CHANNELS", "STEM_CHANNELS",
-    "HEAD_CHANNELS", "SEARCH_RESOLUTION", "RELEASED_ARCH", "Arch", "ConvSpec", "LayerSpec",
-    "layer_specs", "block_layout", "stem_layout", "head_layout", "validate_arch",
+    "HEAD_CHANNELS", "SEARCH_RESOLUTION", "RELEASED_ARCH", "Arch", "ConvSpec", "LayerSpec", "Widths",
+    "OFFICIAL_WIDTHS", "layer_specs", "block_layout", "stem_layout", "head_layout", "validate_arch",
 ]
 
 CHOICE_NAMES: Tuple[str, ...] = ("shufflenet_3x3", "shufflenet_5x5", "shufflenet_7x7", "xception_3x3")
@@ -56,6 +57,41 @@ class ConvSpec:
 
 
 @dataclass(frozen=True)
+class Widths:
+    """The channel widths of an SPOS network: the stem's, each stage's, the 1x1 head's.
+
+    The official network is ``Widths()``. Narrower ones (e.g. ``Widths((32, 64, 128, 256), 512)``)
+    keep the space -- 20 layers, 4 choices, the same block layouts -- for quick runs on small
+    data; FLOPs tables and networks built with them describe that narrower network.
+    """
+
+    stage_channels: Tuple[int, ...] = STAGE_CHANNELS
+    head_channels: int = HEAD_CHANNELS
+    stem_channels: int = STEM_CHANNELS
+
+    def __post_init__(self) -> None:
+        stages = tuple(int(c) for c in self.stage_channels)
+        object.__setattr__(self, "stage_channels", stages)
+        problems = []
+        if len(stages) != len(STAGE_REPEATS):
+            problems.append(f"{len(STAGE_REPEATS)} stage widths are needed, got {len(stages)}")
+        if any(c % 2 for c in stages):
+            problems.append("stage widths must be even (a block splits its channels in halves)")
+        inputs = (int(self.stem_channels),) + stages[:-1]
+        if any(out <= inp for inp, out in zip(inputs, stages)):
+            # a stage's first block keeps its input width on the projection branch
+            problems.append("each stage must be wider than its input (the stem's width for the first)")
+        if min(int(self.stem_channels), int(self.head_channels)) < 1:
+            problems.append("stem and head widths must be positive")
+        if problems:
+            raise ValueError(f"invalid SPOS widths stem {self.stem_channels}, stages {list(stages)}, "
+                             f"head {self.head_channels}: " + "; ".join(problems))
+
+
+OFFICIAL_WIDTHS = Widths()
+
+
+@dataclass(frozen=True)
 class LayerSpec:
     """A choice layer: its input and output channels, stride, and input side at 224 px."""
 
@@ -65,11 +101,11 @@ class LayerSpec:
     input_size: int
 
 
-def layer_specs() -> Tuple[LayerSpec, ...]:
+def layer_specs(widths: Widths = OFFICIAL_WIDTHS) -> Tuple[LayerSpec, ...]:
     """The 20 choice layers: each stage's first layer halves the map and changes the width."""
     specs = []
-    in_chs, size = STEM_CHANNELS, stem_layout().output_size(SEARCH_RESOLUTION)
-    for repeats, out_chs in zip(STAGE_REPEATS, STAGE_CHANNELS):
+    in_chs, size = widths.stem_channels, stem_layout(widths=widths).output_size(SEARCH_RESOLUTION)
+    for repeats, out_chs in zip(STAGE_REPEATS, widths.stage_channels):
         for index in range(repeats):
             stride = 2 if index == 0 else 1
             specs.append(LayerSpec(in_chs, out_chs, stride, size))
@@ -114,12 +150,12 @@ def block_layout(choice: int, in_chs: int, out_chs: int,
     return main, proj
 
 
-def stem_layout(in_chans: int = 3) -> ConvSpec:
-    return ConvSpec(in_chans, STEM_CHANNELS, 3, stride=2, relu=True)
+def stem_layout(in_chans: int = 3, widths: Widths = OFFICIAL_WIDTHS) -> ConvSpec:
+    return ConvSpec(in_chans, widths.stem_channels, 3, stride=2, relu=True)
 
 
-def head_layout() -> ConvSpec:
-    return ConvSpec(STAGE_CHANNELS[-1], HEAD_CHANNELS, 1, relu=True)
+def head_layout(widths: Widths = OFFICIAL_WIDTHS) -> ConvSpec:
+    return ConvSpec(widths.stage_channels[-1], widths.head_channels, 1, relu=True)
 
 
 def validate_arch(arch: Sequence[int]) -> Arch:

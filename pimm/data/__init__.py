@@ -15,7 +15,9 @@ from .constants import (CIFAR10_DEFAULT_MEAN, CIFAR10_DEFAULT_STD, DEFAULT_CROP_
 from .cutout import Cutout
 from .dataset import IMG_EXTENSIONS, Dataset, ImageDataset, ImageReadError, find_images_and_targets
 from .demo import DEMO_KINDS, demo_class_names, make_demo_dataset
-from .loader import ImageLoader, ShardedBatchSampler, create_loader, fast_collate
+from .demo_cifar import make_demo_cifar
+from .loader import (ImageLoader, ShardedBatchSampler, UnreadableImagesError, create_loader,
+                     fast_collate)
 from .mixup import Mixup, mixup_target, one_hot
 from .random_erasing import RandomErasing
 from .random_state import AugRandom, augmentation_rng, seed_augmentation
@@ -76,6 +78,7 @@ __all__ = [
     "ShardedBatchSampler",
     "ToNormalizedArray",
     "ToNumpy",
+    "UnreadableImagesError",
     "augment_from_string",
     "augmentation_rng",
     "auto_augment_policy",
@@ -85,6 +88,7 @@ __all__ = [
     "demo_class_names",
     "fast_collate",
     "find_images_and_targets",
+    "make_demo_cifar",
     "make_demo_dataset",
     "mixup_target",
     "one_hot",

@@ -1,15 +1,55 @@
-"""Batched, sharded, reproducibly shuffled and augmented loading on ``paddle.io.DataLoader``."""
+"""Batched, sharded, reproducibly shuffled and augmented loading on ``paddle.io.DataLoader``.
+
+Unreadable images (truncated JPEGs, other files named ``.JPEG``; ImageNet-scale folders have some)
+do not stop a run: each is left out of its batch (training batches keep their size by repeating
+the batch's other images), warned about once by name and counted (``ImageLoader.skipped_in_epoch``);
+only when more than ``max_bad_fraction`` of a batch (one image per batch is always allowed, unless
+the fraction is 0) or of an epoch is unreadable does the loader raise
+:class:`UnreadableImagesError`. Any other exception while loading a sample is raised in the
+main process with its own traceback, rather than killing Paddle's worker queue (which shows as
+"Blocking queue is killed", or as a hang without workers). Loader workers die with the process
+that started them, also when it is killed with SIGKILL (Linux).
+"""
+import ctypes
+import logging
+import os
 import random
+import signal
+import sys
+import traceback
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import paddle
 
 from .cutout import Cutout
+from .dataset import ImageReadError
 from .random_erasing import RandomErasing
-from .random_state import seed_augmentation
+from .random_state import AugRandom, seed_augmentation
 from .transforms import PixelNormalization
 from .transforms_factory import ColorJitterArg, create_transform, pipeline_mean_std
+
+
+_logger = logging.getLogger(__name__)
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+class UnreadableImagesError(ImageReadError):
+    """More than the allowed share of a batch or an epoch could not be read; the message names
+    files and the setting."""
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this worker process when its parent dies (Linux). Paddle's own
+    watchdog looks only between batches, so a worker blocked on a full queue outlived a killed
+    parent, holding its memory."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):
+            pass
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
 
 
 class ShardedBatchSampler(paddle.io.DistributedBatchSampler):
@@ -57,11 +97,13 @@ class _WorkerSeeder:
         self.seed = seed
         self.rank = rank
         self.epoch = 0
+        self.parent_pid = os.getpid()  # the process whose pass starts the workers
 
     def entropy(self, worker_id: int) -> List[int]:
         return [self.seed, self.rank, self.epoch, worker_id]
 
     def __call__(self, worker_id: int) -> None:
+        _exit_with_parent(self.parent_pid)
         entropy = self.entropy(worker_id)
         seed_augmentation(entropy)
         # Custom transforms that use the global generators get the same guarantee.
@@ -75,6 +117,58 @@ def fast_collate(batch: Sequence[Tuple[np.ndarray, int]]) -> Tuple[np.ndarray, n
     images = np.stack([sample[0] for sample in batch])
     labels = np.asarray([sample[1] for sample in batch], dtype=np.int64)
     return images, labels
+
+
+class _Failed:
+    """What a sample whose loading raised becomes inside a loader worker (it never leaves it):
+    ``unreadable`` when the image could not be decoded, and the error, as text."""
+
+    __slots__ = ("index", "unreadable", "error")
+
+    def __init__(self, index: int, unreadable: bool, error: str) -> None:
+        self.index, self.unreadable, self.error = index, unreadable, error
+
+
+class _GuardedDataset(paddle.io.Dataset):
+    """``dataset`` whose samples never raise: one that fails becomes a :class:`_Failed`, for
+    :class:`_LeaveOutFailed` to report to the main process."""
+
+    def __init__(self, dataset) -> None:
+        super().__init__()
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        try:
+            return self.dataset[index]
+        except ImageReadError as err:
+            return _Failed(index, True, str(err))
+        except Exception:  # raised in the main process, with this traceback
+            return _Failed(index, False, traceback.format_exc())
+
+
+class _LeaveOutFailed:
+    """``collate_fn`` around the loader's own: leaves failed samples out of the batch (with
+    ``refill``, their places go to the batch's other samples in turn, so the batch keeps its
+    size) and appends a report for the main process, ``[requested samples, [[position in the
+    batch, dataset index, unreadable, error], ...]]``: plain Python values, which Paddle passes
+    through without making tensors of them (no device copy, no host sync to read them)."""
+
+    def __init__(self, collate_fn: Callable, refill: bool) -> None:
+        self.collate_fn = collate_fn
+        self.refill = refill
+
+    def __call__(self, samples):
+        report = [len(samples), [[pos, s.index, s.unreadable, s.error]
+                                 for pos, s in enumerate(samples) if isinstance(s, _Failed)]]
+        good = [s for s in samples if not isinstance(s, _Failed)]
+        if not good:  # the main process raises on the report; these only keep the structure
+            return np.zeros([1], np.float32), np.zeros([1], np.int64), report
+        if self.refill:
+            good = [good[i % len(good)] for i in range(len(samples))]
+        return (*self.collate_fn(good), report)
 
 
 class NormalizingCollate:
@@ -114,6 +208,12 @@ class ImageLoader:
     Each pass (``__iter__``) uses the current epoch -- for the shuffle order and to seed the
     augmentation of every worker -- and then advances it; ``set_epoch(e)`` makes the next pass use
     epoch ``e`` (call it every epoch, and after resuming).
+
+    Unreadable images (see the module doc): ``skipped_in_epoch`` counts those of the current pass;
+    ``batch_skipped`` lists the positions left out of the batch just yielded (always empty with
+    ``refill``, which fills them with the batch's other images). More than ``max_bad_fraction``
+    of a batch or of the pass raises :class:`UnreadableImagesError`, whose message names
+    ``bad_images_setting`` as the way to allow more.
     """
 
     def __init__(
@@ -126,18 +226,28 @@ class ImageLoader:
         rank: int,
         pin_memory: bool,
         use_shared_memory: bool,
+        refill: bool = False,
+        max_bad_fraction: float = 0.1,
+        bad_images_setting: str = "max_bad_fraction",
+        rng: Optional[AugRandom] = None,
     ) -> None:
         self.dataset = dataset
+        self.rng = rng
         self.batch_sampler = batch_sampler
         self.num_workers = num_workers
         self.seed = seed
         self.epoch = 0
+        self.max_bad_fraction = float(max_bad_fraction)
+        self.bad_images_setting = bad_images_setting
+        self.skipped_in_epoch = 0
+        self.batch_skipped: List[int] = []
+        self._warned = set()
         self._seeder = _WorkerSeeder(seed, rank)
         self.loader = paddle.io.DataLoader(
-            dataset,
+            _GuardedDataset(dataset),
             batch_sampler=batch_sampler,
             num_workers=num_workers,
-            collate_fn=collate_fn,
+            collate_fn=_LeaveOutFailed(collate_fn, refill),
             worker_init_fn=self._seeder if num_workers > 0 else None,
             use_shared_memory=use_shared_memory,
         )
@@ -159,11 +269,51 @@ class ImageLoader:
         self.epoch += 1
         self.batch_sampler.set_epoch(epoch)
         self._seeder.epoch = epoch
+        self._seeder.parent_pid = os.getpid()
+        self.skipped_in_epoch = 0
         if self.num_workers == 0:
-            # Batches are decoded in this process (on Paddle's reader thread): seed it like worker 0.
+            # Batches are decoded in this process (on Paddle's reader thread): seed it like worker 0,
+            # and this loader's own generator, which its transforms draw from
             seed_augmentation(self._seeder.entropy(0))
-        for batch in self.loader:
+            if self.rng is not None:
+                self.rng.seed(self._seeder.entropy(0))
+        for *batch, (requested, failed) in self.loader:
+            self.batch_skipped = [position for position, *_ in failed]
+            if failed:
+                self._account_for(failed, requested)
             yield tuple(batch)
+
+    def _sample_name(self, index: int) -> str:
+        samples = getattr(self.dataset, "samples", None)
+        return str(samples[index][0]) if samples is not None else f"sample {index}"
+
+    def _account_for(self, failed: List[list], requested: int) -> None:
+        """Warn about, count and judge the samples of a batch that could not be loaded."""
+        for _, index, unreadable, error in failed:
+            if not unreadable:  # not a damaged image: a bug, shown as it happened in the worker
+                raise RuntimeError(f"loading {self._sample_name(index)} failed:\n{error}")
+        self.skipped_in_epoch += len(failed)
+        for _, index, _, error in failed:
+            if index not in self._warned:
+                self._warned.add(index)
+                _logger.warning("skipping an unreadable image (left out of its batch, counted "
+                                "as skipped): %s", error)
+        names = ", ".join(self._sample_name(index) for _, index, _, _ in failed[:3])
+        limit = f"more than {self.bad_images_setting} = {self.max_bad_fraction:g} allows"
+        hint = (f"fix or delete them (or raise {self.bad_images_setting}); the warnings above "
+                "name each file")
+        # a batch may always lose one image (small batches still skip a single bad file, which
+        # the epoch's share then bounds), unless the limit is 0
+        allowed = max(self.max_bad_fraction * requested, 1.0 if self.max_bad_fraction > 0 else 0.0)
+        if len(failed) == requested or len(failed) > allowed:
+            raise UnreadableImagesError(
+                f"{len(failed)} of the {requested} images of a batch could not be read ({names}"
+                f"{', ...' if len(failed) > 3 else ''}), {limit}: {hint}")
+        epoch_samples = self.batch_sampler.num_samples
+        if self.skipped_in_epoch > self.max_bad_fraction * epoch_samples:
+            raise UnreadableImagesError(
+                f"{self.skipped_in_epoch} of the {epoch_samples} images of an epoch could not be "
+                f"read (the latest: {names}), {limit}: {hint}")
 
 
 def create_loader(
@@ -194,6 +344,8 @@ def create_loader(
     color_order: str = "rgb",
     pipeline: str = "imagenet",
     cutout_length: int = 0,
+    max_bad_fraction: float = 0.1,
+    bad_images_setting: str = "max_bad_fraction",
 ) -> ImageLoader:
     """Loader over ``dataset`` (an :class:`~pimm.data.ImageDataset` or :class:`~pimm.data.CIFAR10`)
     with timm 0.1.20's pipeline, or the CIFAR one with ``pipeline='cifar'`` (random crop with
@@ -216,6 +368,9 @@ def create_loader(
     ``max_pixel_value`` and ``color_order``: see :class:`~pimm.data.transforms.PixelNormalization`
     (mean 0, std 1, ``max_pixel_value=1``, ``'bgr'``: raw BGR pixel values, as official SPOS).
     ``mean``/``std`` default to the pipeline's dataset statistics (ImageNet's or CIFAR-10's).
+    Unreadable images are skipped up to ``max_bad_fraction`` of a batch or an epoch (see the module
+    doc; ``bad_images_setting`` is the name the error gives that limit, e.g. a config key);
+    training batches keep their size.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -227,6 +382,10 @@ def create_loader(
     if seed is None:
         seed = 0 if distributed else int(np.random.randint(0, 2**31 - 1))
     mean, std = pipeline_mean_std(pipeline, mean, std)
+    # In-process decoding (no workers) happens on Paddle's reader thread, concurrently with other
+    # loaders of the process: a generator of this loader's own keeps their draws apart (worker
+    # processes draw from their process-wide generator, which worker_init_fn seeds)
+    rng = AugRandom() if num_workers == 0 else None
     dataset.transform = create_transform(
         input_size,
         is_training=is_training,
@@ -245,6 +404,7 @@ def create_loader(
         color_order=color_order,
         pipeline=pipeline,
         cutout_length=cutout_length,
+        rng=rng,
     )
     batch_sampler = ShardedBatchSampler(
         dataset,
@@ -259,9 +419,9 @@ def create_loader(
     if use_prefetcher:
         batch_augment = None
         if is_training and re_prob > 0:
-            batch_augment = RandomErasing(re_prob, mode=re_mode, max_count=re_count)
+            batch_augment = RandomErasing(re_prob, mode=re_mode, max_count=re_count, rng=rng)
         elif is_training and cutout_length > 0:  # create_transform allows it with the cifar pipeline only
-            batch_augment = Cutout(cutout_length)
+            batch_augment = Cutout(cutout_length, rng=rng)
         collate_fn = NormalizingCollate(collate_fn, mean, std, batch_augment, max_pixel_value,
                                         color_order)
     return ImageLoader(
@@ -273,4 +433,8 @@ def create_loader(
         rank=rank,
         pin_memory=pin_memory,
         use_shared_memory=use_shared_memory,
+        refill=is_training,
+        max_bad_fraction=max_bad_fraction,
+        bad_images_setting=bad_images_setting,
+        rng=rng,
     )

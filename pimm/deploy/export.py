@@ -36,19 +36,23 @@ def exported_files(prefix: str) -> Dict[str, str]:
 def eval_preprocess(image_size: Union[int, Sequence[int]], interpolation: str = "bilinear",
                     crop_pct: float = DEFAULT_CROP_PCT,
                     mean: Sequence[float] = IMAGENET_DEFAULT_MEAN,
-                    std: Sequence[float] = IMAGENET_DEFAULT_STD) -> Dict[str, Any]:
+                    std: Sequence[float] = IMAGENET_DEFAULT_STD,
+                    max_pixel_value: float = 255.0, color_order: str = "rgb") -> Dict[str, Any]:
     """The ``preprocess`` entry of the info file: the evaluation transform of
     ``pimm.data.transforms_imagenet_eval`` (shorter side to ``image_size / crop_pct``, centre
-    crop, normalisation) with these arguments; ``image_size`` is the side of a square crop or
-    ``[height, width]``."""
+    crop, normalisation, channel order) with these arguments; ``image_size`` is the side of a
+    square crop or ``[height, width]``. A network trained on other input than ImageNet-normalised
+    RGB (e.g. official SPOS: raw BGR 0-255) needs ``max_pixel_value`` and ``color_order`` here."""
     size = int(image_size) if isinstance(image_size, int) else [int(v) for v in image_size]
     return {"image_size": size, "interpolation": str(interpolation),
             "crop_pct": float(crop_pct), "mean": [float(v) for v in mean],
-            "std": [float(v) for v in std]}
+            "std": [float(v) for v in std], "max_pixel_value": float(max_pixel_value),
+            "color_order": str(color_order)}
 
 
 def eval_transform_from_info(info: Dict[str, Any]) -> Compose:
-    """The per-image transform (PIL image -> normalised ``[3, H, W]`` array) recorded at export."""
+    """The per-image transform (PIL image -> normalised ``[3, H, W]`` array) recorded at export
+    (files without ``max_pixel_value`` / ``color_order`` were exported for 0-255 RGB)."""
     pre = info.get("preprocess")
     if not pre:
         raise ValueError("the exported model has no 'preprocess' entry in its .info.json; export "
@@ -57,7 +61,8 @@ def eval_transform_from_info(info: Dict[str, Any]) -> Compose:
     size = int(size) if isinstance(size, (int, float)) else tuple(int(v) for v in size)
     return transforms_imagenet_eval(size, crop_pct=float(pre["crop_pct"]),
                                     interpolation=str(pre["interpolation"]), mean=pre["mean"],
-                                    std=pre["std"])
+                                    std=pre["std"], max_pixel_value=float(pre.get("max_pixel_value", 255.0)),
+                                    color_order=str(pre.get("color_order", "rgb")))
 
 
 def export_model(model: paddle.nn.Layer, prefix: str, image_size: Union[int, Sequence[int]],

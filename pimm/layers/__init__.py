@@ -8,11 +8,12 @@ from .helpers import make_divisible
 from .modes import ModeAware, layer_modes, set_layer_modes
 from .norm import BatchNorm2d
 from .pooling import SelectAdaptivePool2d
+from .weight_init import torch_default_init
 
 __all__ = [
     "BatchNorm2d", "Conv2d", "Conv2dSame", "DropPath", "HardSigmoid", "HardSwish", "MixedConv2d",
     "ReLU6", "SelectAdaptivePool2d", "Sigmoid", "Swish", "create_conv2d", "drop_path", "dropout",
     "get_act_layer", "get_padding", "get_same_padding", "hard_sigmoid", "hard_swish",
     "layer_modes", "make_divisible", "ModeAware", "pad_same", "relu6", "set_layer_modes", "sigmoid",
-    "split_channels", "swish",
+    "split_channels", "swish", "torch_default_init",
 ]

@@ -1,6 +1,7 @@
 """Models: blocks, architecture-string builder, MobileNetV3, PeleeNet, registry and checkpoint loading."""
 from .checkpoint import (CheckpointMismatchError, ResumeState, TorchStateDict, load_checkpoint,
-                         load_model_weights, load_state_dict, read_checkpoint_file, resume_checkpoint)
+                         load_model_weights, load_state_dict, read_checkpoint_file, restore_optimizer_state,
+                         resume_checkpoint, select_state_dict, weights_entry)
 from .efficientnet_blocks import (ConvBnAct, DepthwiseSeparableConv, InvertedResidual,
                                   SqueezeExcite)
 from .efficientnet_builder import (EfficientNetBuilder, decode_arch_def, decode_block_str,
@@ -22,6 +23,6 @@ __all__ = [
     "efficientnet_init_weights", "encode_block_str", "extract_state_dict", "is_model",
     "is_torch_checkpoint", "list_models", "load_checkpoint", "load_model_weights", "load_state_dict",
     "model_entrypoint", "read_checkpoint_file", "read_paddle_checkpoint", "read_torch_checkpoint",
-    "register_model", "resolve_bn_args", "resume_checkpoint", "round_channels",
-    "torch_to_paddle_state_dict",
+    "register_model", "resolve_bn_args", "restore_optimizer_state", "resume_checkpoint", "round_channels",
+    "select_state_dict", "torch_to_paddle_state_dict", "weights_entry",
 ]

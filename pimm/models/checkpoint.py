@@ -106,16 +106,25 @@ def _weight_layout(checkpoint: Any) -> Optional[Tuple[str, str]]:
     return next((layout for layout in _WEIGHT_LAYOUTS if layout[0] in checkpoint), None)
 
 
-def _select_state_dict(checkpoint: Any, path: str, use_ema: bool) -> Dict[str, Any]:
+def weights_entry(checkpoint: Any, use_ema: bool = False) -> Optional[str]:
+    """The entry of a checkpoint (as ``read_checkpoint_file`` returns it) whose weights
+    :func:`select_state_dict` takes: ``state_dict`` or ``model``, or with ``use_ema`` their EMA
+    twin (``state_dict_ema``, ``model_ema``) when it holds weights; None for a bare state dict."""
     layout = _weight_layout(checkpoint)
-    if layout is not None:
-        key, ema_key = layout
-        if use_ema:
-            if checkpoint.get(ema_key):
-                key = ema_key
-            else:
-                # The reference crashes here; falling back keeps evaluation of non-EMA runs possible.
-                _logger.warning("%s has no EMA weights (%s); using %s.", path, ema_key, key)
+    if layout is None:
+        return None
+    key, ema_key = layout
+    return ema_key if use_ema and checkpoint.get(ema_key) else key
+
+
+def select_state_dict(checkpoint: Any, path: str, use_ema: bool = False) -> Dict[str, Any]:
+    """The model weights of a checkpoint read by ``read_checkpoint_file`` (from ``path``, named
+    in messages): see :func:`load_state_dict`."""
+    key = weights_entry(checkpoint, use_ema)
+    if key is not None:
+        if use_ema and not key.endswith("_ema"):
+            # The reference crashes here; falling back keeps evaluation of non-EMA runs possible.
+            _logger.warning("%s has no EMA weights (%s_ema); using %s.", path, key, key)
         state_dict = checkpoint[key]
     else:
         state_dict = checkpoint
@@ -131,7 +140,7 @@ def load_state_dict(path: str, use_ema: bool = False) -> Dict[str, Any]:
     """The model weights in a checkpoint file (EMA weights with ``use_ema`` when present), with
     ``module.`` / ``_layers.`` wrapper prefixes removed. Weights from a PyTorch file come as a
     ``TorchStateDict`` (torch names and layouts, converted when loaded into a model)."""
-    return _select_state_dict(read_checkpoint_file(path), path, use_ema)
+    return select_state_dict(read_checkpoint_file(path), path, use_ema)
 
 
 def _shape(value: Any) -> Tuple[int, ...]:
@@ -235,6 +244,13 @@ def _match_optimizer_state(optimizer: paddle.optimizer.Optimizer, state: Dict[st
     return renamed
 
 
+def restore_optimizer_state(optimizer: paddle.optimizer.Optimizer, state: Dict[str, Any], path: str) -> None:
+    """Load ``state`` (an ``optimizer.state_dict()`` saved by this project, e.g. an engine's second
+    optimizer in a checkpoint's extra state) into ``optimizer``, matching accumulators by
+    parameter and kind; ``path`` names the file in errors."""
+    optimizer.set_state_dict(_match_optimizer_state(optimizer, state, path))
+
+
 def _load_scheduler_state(scheduler: Any, state: Dict[str, Any]) -> None:
     setter = getattr(scheduler, "set_state_dict", None) or getattr(scheduler, "load_state_dict", None)
     if setter is None:
@@ -251,7 +267,7 @@ def resume_checkpoint(model: nn.Layer, path: str, optimizer: Optional[paddle.opt
     completed) and ``epoch`` for older ones. Entries that are asked for but absent raise.
     """
     checkpoint = read_checkpoint_file(path)
-    load_model_weights(model, _select_state_dict(checkpoint, path, use_ema=False), strict,
+    load_model_weights(model, select_state_dict(checkpoint, path, use_ema=False), strict,
                        source=f"Checkpoint {path!r}")
     layout = _weight_layout(checkpoint)
     if layout != _WEIGHT_LAYOUTS[0]:
@@ -274,12 +290,11 @@ def resume_checkpoint(model: nn.Layer, path: str, optimizer: Optional[paddle.opt
                          f"the model and EMA model only) and start a new schedule.")
 
     if optimizer is not None:
-        optimizer_state = required("optimizer")
-        optimizer.set_state_dict(_match_optimizer_state(optimizer, optimizer_state, path))
+        restore_optimizer_state(optimizer, required("optimizer"), path)
     if scheduler is not None:
         _load_scheduler_state(scheduler, required("scheduler"))
     if ema_model is not None:
-        ema_state = _select_state_dict({"state_dict": required("state_dict_ema")}, path, use_ema=False)
+        ema_state = select_state_dict({"state_dict": required("state_dict_ema")}, path, use_ema=False)
         load_model_weights(ema_model, ema_state, strict, source=f"EMA weights in {path!r}")
     start_epoch = None
     if checkpoint.get("epoch") is not None:

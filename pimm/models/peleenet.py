@@ -18,6 +18,11 @@ from .registry import register_model
 
 IntOrStages = Union[int, Sequence[int]]
 
+# The building blocks' forwards are straight-line tensor code, which runs as it is in a static
+# program (paddle.jit.not_to_static): converted by paddle.jit.to_static, each of their ~480
+# instances would be converted anew (dy2static caches per bound method), and exporting PeleeNet
+# took about 20 s instead of 4 s.
+
 
 class ConvBnRelu(nn.Layer):
     """conv (no bias) -> BN -> ReLU, named ``conv`` and ``norm`` like the reference's BasicConv2d."""
@@ -29,6 +34,7 @@ class ConvBnRelu(nn.Layer):
         self.norm = BatchNorm2d(out_chs, **bn_args)
         self.act = nn.ReLU()
 
+    @paddle.jit.not_to_static
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         return self.act(self.norm(self.conv(x)))
 
@@ -51,6 +57,7 @@ class StemBlock(nn.Layer):
         self.stem3 = ConvBnRelu(2 * num_init_features, num_init_features, 1, **bn_args)
         self.pool = nn.MaxPool2D(kernel_size=2, stride=2, ceil_mode=True)
 
+    @paddle.jit.not_to_static
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         x = self.stem1(x)
         pooled = self.pool(x)
@@ -83,6 +90,7 @@ class DenseLayer(nn.Layer):
         self.branch2b = ConvBnRelu(inter_chs, branch_chs, 3, **bn_args)
         self.branch2c = ConvBnRelu(branch_chs, branch_chs, 3, **bn_args)
 
+    @paddle.jit.not_to_static
     def forward(self, x: paddle.Tensor) -> paddle.Tensor:
         branch1 = self.branch1b(self.branch1a(x))
         branch2 = self.branch2c(self.branch2b(self.branch2a(x)))

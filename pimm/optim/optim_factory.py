@@ -29,7 +29,8 @@ _OPTIONS = {"opt": REQUIRED, "lr": REQUIRED, "weight_decay": 1e-4, "momentum": 0
 
 
 def _named_trainable(model: paddle.nn.Layer):
-    layer = getattr(model, "_layers", model)  # paddle.DataParallel wraps the real model
+    # paddle.DataParallel wraps the real model (as _layers, a name other models use for other things)
+    layer = model._layers if isinstance(model, paddle.DataParallel) else model
     return [(n, p) for n, p in layer.named_parameters() if not p.stop_gradient]
 
 

@@ -1,13 +1,15 @@
 """Training utilities: checkpoints, EMA, metrics, logging, distributed and runtime helpers."""
-from .checkpoint_saver import CHECKPOINT_VERSION, CheckpointSaver
+from .checkpoint_saver import CHECKPOINT_VERSION, CheckpointSaver, NonFiniteStateError
 from .distributed import (barrier, get_rank, get_world_size, init_distributed, is_primary,
                           reduce_tensor)
-from .file_io import atomic_link, atomic_save, atomic_write_bytes, atomic_write_text, remove_stale_temp_files
+from .file_io import (atomic_link, atomic_save, atomic_write_bytes, atomic_write_text, is_disk_full,
+                      remove_stale_temp_files)
 from .log import get_outdir, setup_logger
 from .metrics import AverageMeter, accuracy
 from .model_ema import ModelEma, check_state_fits, unwrap_model
 from .options import REQUIRED, read_options, to_plain_dict
 from .profile import PTFLOPS_RULES, count_parameters, format_count, profile
+from .run_lock import RunFolderBusyError, RunLock
 from .runtime import (available_cpus, get_num_threads, get_rng_state, retain_freed_memory,
                       seed_everything, set_num_threads, set_rng_state)
 from .summary import update_summary
@@ -15,6 +17,7 @@ from .summary import update_summary
 __all__ = [
     "CHECKPOINT_VERSION",
     "CheckpointSaver",
+    "NonFiniteStateError",
     "ModelEma",
     "unwrap_model",
     "check_state_fits",
@@ -41,6 +44,9 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "remove_stale_temp_files",
+    "is_disk_full",
+    "RunLock",
+    "RunFolderBusyError",
     "REQUIRED",
     "read_options",
     "to_plain_dict",

@@ -17,6 +17,16 @@ Code that resumes a run asks the class for these names (``last_file``, ``newest_
 Every file is written to a temporary name and renamed into place (:mod:`pimm.utils.file_io`);
 ``checkpoint-<epoch>`` and ``model_best`` are hard links to the ``last`` they were taken from
 (copies where the file system has no hard links). Create the saver on the primary rank only.
+
+Surviving kill -9 at any point: an epoch's save writes ``last`` first, then links
+``checkpoint-<epoch>`` and ``model_best`` and writes the index, which records the epoch of the
+``last`` it describes (``last_epoch``), then deletes evicted files. A new saver compares the two:
+when ``last`` is newer than its index, the save was cut short and the saver finishes it (links,
+index, evictions) from ``last``'s own epoch and metric; checkpoint files the index does not list
+from before that epoch are leftovers of an interrupted eviction and are deleted. A resumed run then
+holds what an uninterrupted one holds. ``resume_file`` skips a truncated or corrupt file for the
+newest intact one, with a warning naming both. States with NaN or Inf weights are refused
+(:class:`NonFiniteStateError`): a diverged run never overwrites the last finite checkpoint.
 """
 from __future__ import annotations
 
@@ -30,13 +40,12 @@ from typing import Any, List, Mapping, Optional, Tuple
 
 import paddle
 
-from .paddle_checkpoint import read_paddle_checkpoint
-
 from .file_io import atomic_link, atomic_save, atomic_write_text, remove_stale_temp_files
 from .model_ema import unwrap_model
 from .options import to_plain_dict
+from .paddle_checkpoint import UnsafeCheckpointError, read_paddle_checkpoint
 
-__all__ = ["CheckpointSaver", "CHECKPOINT_VERSION"]
+__all__ = ["CheckpointSaver", "CHECKPOINT_VERSION", "NonFiniteStateError"]
 
 _logger = logging.getLogger(__name__)
 
@@ -47,17 +56,33 @@ _RESERVED_KEYS = ("state_dict", "state_dict_ema", "optimizer", "scheduler", "epo
 _INDEX_FORMAT = 1
 _DEFAULT_EXTENSION = ".pdparams"
 _LAST_NAME = "last"
+_BEST_NAME = "model_best"
+_DEFAULT_CHECKPOINT_PREFIX = "checkpoint"
 _DEFAULT_RECOVERY_PREFIX = "recovery"
+
+
+class NonFiniteStateError(ValueError):
+    """A state to be saved holds NaN or Inf weights (the training diverged); nothing was written."""
 
 
 def _recovery_pattern(prefix: str, extension: str) -> "re.Pattern[str]":
     return re.compile(rf"{re.escape(prefix)}-(\d+)-(\d+){re.escape(extension)}")
 
 
-def _checkpoint_epoch(path: str) -> int:
-    # a planted file is refused (CheckpointReadError, a ValueError) by the restricted reader
+def _read_state(path: str) -> dict:
+    """The checkpoint at ``path`` (arrays as numpy); a planted file is refused by the restricted
+    reader (UnsafeCheckpointError), a damaged one raises another ValueError or OSError."""
     state = read_paddle_checkpoint(path, return_numpy=True)
-    return int(state.get("epoch", -1)) if isinstance(state, dict) else -1
+    if not isinstance(state, dict) or "epoch" not in state:
+        raise ValueError(f"{path} is not a checkpoint of this saver (no 'epoch' entry)")
+    return state
+
+
+def _first_non_finite(weights: Mapping[str, Any]) -> Optional[str]:
+    for name, tensor in weights.items():
+        if paddle.is_floating_point(tensor) and not bool(paddle.isfinite(tensor).all()):
+            return name
+    return None
 
 
 @dataclass
@@ -98,7 +123,7 @@ class CheckpointSaver:
         recovery_dir: str = "",
         decreasing: bool = False,
         max_history: int = 10,
-        checkpoint_prefix: str = "checkpoint",
+        checkpoint_prefix: str = _DEFAULT_CHECKPOINT_PREFIX,
         recovery_prefix: str = _DEFAULT_RECOVERY_PREFIX,
         extension: str = _DEFAULT_EXTENSION,
         scheduler: Any = None,
@@ -126,7 +151,7 @@ class CheckpointSaver:
         self._checkpoint_re = re.compile(rf"{re.escape(checkpoint_prefix)}-(\d+){ext}")
         self._recovery_re = _recovery_pattern(recovery_prefix, self.extension)
         self.last_path = self.last_file(self.checkpoint_dir, self.extension)
-        self.best_path = os.path.join(self.checkpoint_dir, "model_best" + self.extension)
+        self.best_path = os.path.join(self.checkpoint_dir, _BEST_NAME + self.extension)
         self.index_path = os.path.join(self.checkpoint_dir, f"{checkpoint_prefix}_index.json")
         remove_stale_temp_files(self.checkpoint_dir, [
             self._checkpoint_re.pattern, re.escape(os.path.basename(self.last_path)),
@@ -137,6 +162,7 @@ class CheckpointSaver:
         self._entries: List[_Entry] = []
         self.best_metric: Optional[float] = None
         self.best_epoch: Optional[int] = None
+        self._last_epoch: Optional[int] = None  # the epoch ``last`` holds, as the index records it
         self._restore_ranking()
 
     # ---- ranking --------------------------------------------------------------------------
@@ -190,24 +216,35 @@ class CheckpointSaver:
 
     def _read_file_metric(self, path: str) -> Optional[Tuple[int, Optional[float]]]:
         try:
-            checkpoint = read_paddle_checkpoint(path, return_numpy=True)
+            checkpoint = _read_state(path)
             return int(checkpoint["epoch"]), _as_metric(checkpoint.get("metric"))
         except Exception as err:  # a foreign or damaged file must not stop a resume
             _logger.warning("skipping %s while rebuilding the checkpoint ranking: %s", path, err)
             return None
 
+    def _file_epoch(self, name: str) -> int:
+        return int(self._checkpoint_re.fullmatch(name).group(1))
+
     def _restore_ranking(self) -> None:
         index = self._read_index()
+        last = (self._read_file_metric(self.last_path) if os.path.exists(self.last_path)
+                else None)
         entries = {}
         if index is not None:
             for item in index["checkpoints"]:
                 entry = _Entry(item["file"], int(item["epoch"]), item["metric"])
                 if os.path.exists(self._path(entry)):
                     entries[entry.file] = entry
-        # files the index does not know (written just before a crash, or by an older saver)
+        indexed_last = index.get("last_epoch") if index is not None else None
         for name in sorted(os.listdir(self.checkpoint_dir)):
             if name in entries or not self._checkpoint_re.fullmatch(name):
                 continue
+            if indexed_last is not None and self._file_epoch(name) <= indexed_last:
+                # not in an index written after its epoch: evicted, and the crash came before
+                # the file was deleted
+                os.remove(os.path.join(self.checkpoint_dir, name))
+                continue
+            # written just before a crash (the link of an unfinished save), or by an older saver
             read = self._read_file_metric(os.path.join(self.checkpoint_dir, name))
             if read is not None:
                 entries[name] = _Entry(name, *read)
@@ -222,15 +259,37 @@ class CheckpointSaver:
             best = {"epoch": ranked[0].epoch, "metric": ranked[0].metric} if ranked else None
         if best is not None and best["metric"] is not None:
             self.best_epoch, self.best_metric = int(best["epoch"]), float(best["metric"])
+        if last is not None and (index is None or indexed_last != last[0]):
+            _logger.info("finishing the interrupted save of epoch %d from %s", last[0],
+                         self.last_path)
+            self._commit(*last)
+        self._restore_best_file(last)
         if self._entries:
             _logger.info("resumed checkpoint ranking from %s: %s", self.checkpoint_dir,
                          [(e.epoch, e.metric) for e in self._entries])
+
+    def _restore_best_file(self, last: Optional[Tuple[int, Optional[float]]]) -> None:
+        """Re-create ``model_best`` when the ranking names an epoch whose file still exists but
+        ``model_best`` does not (deleted by hand, or lost by an older saver)."""
+        if self.best_epoch is None or os.path.exists(self.best_path):
+            return
+        sources = [self._path(e) for e in self._entries if e.epoch == self.best_epoch]
+        if last is not None and last[0] == self.best_epoch:
+            sources.append(self.last_path)
+        if sources:
+            atomic_link(sources[0], self.best_path)
+        else:
+            _logger.warning("the best epoch %d has no checkpoint file left in %s; model_best "
+                            "returns with the next better epoch", self.best_epoch,
+                            self.checkpoint_dir)
+            self.best_epoch = self.best_metric = None
 
     def _write_index(self) -> None:
         best = None if self.best_epoch is None else {"epoch": self.best_epoch,
                                                       "metric": self.best_metric}
         index = {"format": _INDEX_FORMAT, "decreasing": self.decreasing,
-                 "checkpoints": [asdict(e) for e in self._entries], "best": best}
+                 "checkpoints": [asdict(e) for e in self._entries], "best": best,
+                 "last_epoch": self._last_epoch}
         atomic_write_text(json.dumps(index, indent=1), self.index_path)
 
     # ---- saving ---------------------------------------------------------------------------
@@ -260,13 +319,29 @@ class CheckpointSaver:
                         extra_state: Optional[Mapping] = None
                         ) -> Tuple[Optional[float], Optional[int]]:
         """Save epoch ``epoch`` (just completed) with its eval ``metric``; returns
-        ``(best_metric, best_epoch)`` so far, ``(None, None)`` before any metric."""
+        ``(best_metric, best_epoch)`` so far, ``(None, None)`` before any metric. Raises
+        NonFiniteStateError, writing nothing, when the weights hold NaN or Inf
+        (:meth:`check_finite`)."""
         if epoch < 0:
             raise ValueError(f"save_checkpoint: epoch must be >= 0, got {epoch}")
         metric = _as_metric(metric)
+        self.check_finite(f"epoch {epoch}")
         atomic_save(self._state(epoch, metric, extra_state), self.last_path)
+        self._commit(int(epoch), metric)
+        # a crash between writing a recovery file and deleting the one before leaves both
+        newest = self.find_recovery()
+        if newest:
+            self._remove_recoveries_but(os.path.basename(newest))
+        _logger.info("checkpoints kept (epoch, metric): %s",
+                     [(e.epoch, e.metric) for e in self._entries])
+        return (self.best_metric, self.best_epoch)
 
-        entry = _Entry(f"{self.checkpoint_prefix}-{epoch}{self.extension}", int(epoch), metric)
+    def _commit(self, epoch: int, metric: Optional[float]) -> None:
+        """Everything an epoch's save does after ``last`` holds it: rank it, link
+        ``checkpoint-<epoch>`` and ``model_best`` to ``last``, write the index, delete evicted
+        files. Repeating it for the same ``last`` changes nothing, so a new saver can finish a
+        save that a crash cut short."""
+        entry = _Entry(f"{self.checkpoint_prefix}-{epoch}{self.extension}", epoch, metric)
         ranked = sorted([e for e in self._entries if e.file != entry.file] + [entry],
                         key=self._rank_key)
         kept, evicted = ranked[:self.max_history], ranked[self.max_history:]
@@ -276,17 +351,16 @@ class CheckpointSaver:
             evicted.append(entry)  # a file of that name from an earlier attempt is stale now
         if metric is not None and self._is_better(metric, self.best_metric):
             atomic_link(self.last_path, self.best_path)
-            self.best_metric, self.best_epoch = metric, int(epoch)
+            self.best_metric, self.best_epoch = metric, epoch
         self._entries = kept
+        self._last_epoch = epoch
         # the index is written before files are deleted: a crash in between leaves extra files,
-        # which the next saver finds and ranks, never an index entry without its file
+        # which the next saver deletes (their epoch is not after the index's last_epoch), never
+        # an index entry without its file
         self._write_index()
         for old in evicted:
             if os.path.exists(self._path(old)):
                 os.remove(self._path(old))
-        _logger.info("checkpoints kept (epoch, metric): %s",
-                     [(e.epoch, e.metric) for e in self._entries])
-        return (self.best_metric, self.best_epoch)
 
     def save_recovery(self, epoch: int, batch_idx: int = 0,
                       extra_state: Optional[Mapping] = None) -> str:
@@ -295,15 +369,32 @@ class CheckpointSaver:
         if epoch < 0 or batch_idx < 0:
             raise ValueError(f"save_recovery: epoch and batch_idx must be >= 0, got {epoch}, "
                              f"{batch_idx}")
+        self.check_finite(f"epoch {epoch}, batch {batch_idx}")
         state = self._state(epoch, None, extra_state)
         state["batch_idx"] = int(batch_idx)
         name = f"{self.recovery_prefix}-{epoch}-{batch_idx}{self.extension}"
         path = os.path.join(self.recovery_dir, name)
         atomic_save(state, path)
+        self._remove_recoveries_but(name)
+        return path
+
+    def check_finite(self, when: str) -> None:
+        """Raise NonFiniteStateError when the model's (or EMA's) weights hold NaN or Inf, with the
+        message a save would give (``when``: "epoch 3"); for files written beside a checkpoint
+        and before it (the summary, a search's board), so a diverged epoch writes none of them."""
+        for key, model in (("state_dict", self.model), ("state_dict_ema", self.model_ema)):
+            name = None if model is None else _first_non_finite(unwrap_model(model).state_dict())
+            if name is not None:
+                raise NonFiniteStateError(
+                    f"training diverged: the weights of {when} are not finite ({key} entry {name!r} "
+                    f"holds NaN or Inf); refusing to save them, so the checkpoints in "
+                    f"{self.checkpoint_dir} stay as they were and a rerun resumes from the last "
+                    "finite one. Lower LR (or check the data) and run again")
+
+    def _remove_recoveries_but(self, name: str) -> None:
         for other in os.listdir(self.recovery_dir):
             if other != name and self._recovery_re.fullmatch(other):
                 os.remove(os.path.join(self.recovery_dir, other))
-        return path
 
     def find_recovery(self) -> str:
         """Path of the newest recovery file (by epoch, then batch), or '' if there is none."""
@@ -321,23 +412,73 @@ class CheckpointSaver:
                         extension: str = _DEFAULT_EXTENSION) -> Optional[Tuple[int, int, str]]:
         """``(epoch, batch, path)`` of the newest recovery file in ``folder`` (by epoch, then
         batch), or None."""
-        pattern = _recovery_pattern(prefix, extension)
-        found = []
-        for name in os.listdir(folder):
-            m = pattern.fullmatch(name)
-            if m:
-                found.append((int(m.group(1)), int(m.group(2)), os.path.join(folder, name)))
+        found = _recovery_files(folder, prefix, extension)
         # timm sorted names as strings and returned the first: recovery-10 before recovery-9
-        return max(found) if found else None
+        return found[0] if found else None
 
     @classmethod
     def resume_file(cls, folder: str, extension: str = _DEFAULT_EXTENSION) -> Optional[str]:
-        """The newest state a saver left in ``folder``: ``last`` (the end of an epoch), or the
-        newest recovery file when it belongs to a later epoch; None when there is neither."""
+        """The newest intact state a saver left in ``folder``: ``last`` (the end of an epoch),
+        or the newest recovery file when it belongs to a later epoch; None when there is
+        neither.
+
+        A truncated or corrupt candidate is passed over, with a warning naming it and the file
+        used instead, for the next newest: ``last`` or the recovery file, then (``last`` existing
+        but unreadable) the recovery and ``checkpoint-<epoch>`` files from the newest on (a
+        recovery file of epoch N comes before ``checkpoint-N``, which ends that epoch), and
+        ``model_best``.
+        Raises ValueError when files exist but none is intact, and at once for a file the
+        restricted reader refuses (a planted file is reported, never skipped).
+        """
         last = cls.last_file(folder, extension)
-        recovery = cls.newest_recovery(folder, extension=extension)
-        if os.path.isfile(last):
-            if recovery is not None and recovery[0] > _checkpoint_epoch(last):
-                return recovery[2]
-            return last
-        return recovery[2] if recovery is not None else None
+        problems: List[Tuple[str, BaseException]] = []
+        last_epoch = _intact_epoch(last, problems) if os.path.isfile(last) else None
+        recoveries = _recovery_files(folder, _DEFAULT_RECOVERY_PREFIX, extension)
+        if last_epoch is not None:
+            candidates = [path for epoch, _, path in recoveries if epoch > last_epoch]
+        elif not problems:  # no epoch has ended yet: at most a recovery point
+            candidates = [path for _, _, path in recoveries]
+        else:
+            newest_first = sorted(recoveries + _epoch_files(folder, extension), reverse=True)
+            best = os.path.join(folder, _BEST_NAME + extension)
+            candidates = ([path for _, _, path in newest_first]
+                          + ([best] if os.path.isfile(best) else []))
+        chosen = next((path for path in candidates if _intact_epoch(path, problems) is not None),
+                      last if last_epoch is not None else None)
+        if chosen is None and problems:
+            bad, err = problems[0]
+            raise ValueError(f"cannot resume from the run folder {folder}: {bad} is unreadable "
+                             f"({err}) and no other checkpoint there is intact; move the folder "
+                             "away (or set AUTO_RESUME False) to start afresh")
+        for bad, err in problems:
+            _logger.warning("cannot resume from %s (%s); resuming from %s instead", bad, err,
+                            chosen)
+        return chosen
+
+
+def _intact_epoch(path: str, problems: List[Tuple[str, BaseException]]) -> Optional[int]:
+    """The epoch of the checkpoint at ``path``, or None (recorded in ``problems``) when it is
+    truncated or corrupt; a file the restricted reader refuses raises."""
+    try:
+        return int(_read_state(path)["epoch"])
+    except UnsafeCheckpointError as err:
+        raise ValueError(f"cannot resume from {path}: {err}") from err
+    except (ValueError, OSError) as err:
+        problems.append((path, err))
+        return None
+
+
+def _recovery_files(folder: str, prefix: str, extension: str) -> List[Tuple[int, int, str]]:
+    """``(epoch, batch, path)`` of the recovery files in ``folder``, newest first."""
+    pattern = _recovery_pattern(prefix, extension)
+    found = [(int(m.group(1)), int(m.group(2)), os.path.join(folder, name))
+             for name in os.listdir(folder) for m in [pattern.fullmatch(name)] if m]
+    return sorted(found, reverse=True)
+
+
+def _epoch_files(folder: str, extension: str) -> List[Tuple[int, float, str]]:
+    """``(epoch, inf, path)`` of the ``checkpoint-<epoch>`` files of ``folder``: the end of the
+    epoch, after any of its recovery points."""
+    pattern = re.compile(rf"{_DEFAULT_CHECKPOINT_PREFIX}-(\d+){re.escape(extension)}")
+    return [(int(m.group(1)), math.inf, os.path.join(folder, name))
+            for name in os.listdir(folder) for m in [pattern.fullmatch(name)] if m]

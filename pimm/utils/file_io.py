@@ -3,10 +3,13 @@
 Everything is first written to a hidden temporary file in the destination folder (same file
 system, so the final ``os.replace`` is an atomic rename), flushed to disk, then renamed into place.
 A crash before the rename leaves the previous file untouched and at most a stale
-``.<name>.<random>.tmp`` behind, which :func:`remove_stale_temp_files` clears.
+``.<name>.<random>.tmp`` behind, which :func:`remove_stale_temp_files` clears. A full disk (or
+quota) fails the write with an ``OSError`` whose ``errno`` is ``ENOSPC`` (``EDQUOT``) and whose
+``filename`` is the destination, not the temporary name; the temporary file is removed.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -15,9 +18,16 @@ from typing import Any, Callable, Iterable
 
 import paddle
 
-__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_link", "remove_stale_temp_files"]
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "atomic_link",
+           "remove_stale_temp_files", "is_disk_full"]
 
 _TEMP_SUFFIX = ".tmp"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` is a write that failed for want of space (a full disk or quota)."""
+    return isinstance(err, OSError) and err.errno in _DISK_FULL
 
 
 def _fsync_path(path: str) -> None:
@@ -50,14 +60,21 @@ def _temp_path_for(path: str) -> str:
 def _write_then_rename(path: str, write: Callable[[str], None]) -> None:
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    tmp = _temp_path_for(path)
+    try:
+        tmp = _temp_path_for(path)
+    except OSError as err:
+        if is_disk_full(err):
+            raise OSError(err.errno, err.strerror, path) from err
+        raise
     try:
         write(tmp)
         _fsync_path(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp):
             os.remove(tmp)
+        if is_disk_full(err):  # name the file the caller asked for, not the temporary one
+            raise OSError(err.errno, err.strerror, path) from err
         raise
     _fsync_dir(folder)
 
@@ -85,6 +102,10 @@ def atomic_write_text(text: str, path: str) -> None:
 def atomic_link(src: str, dst: str) -> None:
     """Make ``dst`` hold the content of ``src`` (a hard link when the file system allows it,
     else a copy), replacing an existing ``dst`` atomically."""
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        # already linked; rename() of one hard link onto another of the same file does nothing,
+        # which would leave the temporary link behind
+        return
 
     def write(tmp: str) -> None:
         os.remove(tmp)  # os.link refuses an existing target

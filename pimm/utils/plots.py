@@ -1,31 +1,43 @@
-"""PNG plots of a run folder: training curves from ``summary.csv`` and, for a search, the board.
+"""PNG plots of run folders. matplotlib is optional (``pip install matplotlib``, or the package's
+``[plot]`` extra): without it nothing is drawn; ``plot_lines`` returns None and the run-folder
+plots raise ``PlotsUnavailable``, so that callers can say how to get them and carry on.
 
-matplotlib is optional: without it ``plot_run`` raises ``PlotsUnavailable`` with the install
-command, and callers carry on without plots.
-
+* ``plot_lines``: one figure of labelled lines (e.g. an evolution's best top-1 per generation).
 * ``training_curves.png``: per epoch, the losses (train, validation, KD when present) and the
   top-1 accuracies (train; validation, i.e. the mean of the validated paths in a search; the
   board's best path; the EMA weights'), with the chance level when the number of classes is known.
 * ``board.png`` (when ``board.json`` exists): MFLOPs against top-1 of the board's paths (the
   accuracy they were ranked by), the validated random paths and the chosen path highlighted,
   with the FLOPs budget shaded.
+
+Figures are drawn with matplotlib's object API on the Agg canvas (no pyplot: no global state, no
+display) and written atomically.
 """
 from __future__ import annotations
 
 import csv
+import importlib.util
+import io
 import json
 import math
 import os
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-__all__ = ["PlotsUnavailable", "INSTALL_HINT", "CURVES_FILE", "BOARD_PLOT_FILE", "read_summary",
-           "plot_training_curves", "plot_board", "plot_run"]
+from pimm.utils.file_io import atomic_write_bytes
+
+__all__ = ["PlotsUnavailable", "INSTALL_HINT", "PLOT_HINT", "CURVES_FILE", "BOARD_PLOT_FILE",
+           "plotting_available", "plot_lines", "read_summary", "plot_training_curves", "plot_board",
+           "plot_run"]
 
 INSTALL_HINT = "python -m pip install matplotlib"
+#: what to tell a user who wants the plots
+PLOT_HINT = f"install matplotlib ({INSTALL_HINT}) for PNG plots"
 CURVES_FILE = "training_curves.png"
 BOARD_PLOT_FILE = "board.png"
 SUMMARY_FILE = "summary.csv"
 BOARD_FILE = "board.json"
+
+Series = Tuple[Sequence[float], Sequence[float]]
 
 # summary.csv column -> legend label, in drawing order
 _LOSS_COLUMNS = (("train_loss", "train"), ("eval_loss", "validation"), ("train_kd_loss", "KD (train)"))
@@ -40,14 +52,20 @@ class PlotsUnavailable(RuntimeError):
     """matplotlib is not installed; the message says how to install it."""
 
 
-def _pyplot():
-    try:
-        import matplotlib
-    except ImportError:
-        raise PlotsUnavailable(f"plots need matplotlib: {INSTALL_HINT}") from None
-    matplotlib.use("Agg")  # files only, never a window
-    import matplotlib.pyplot as plt
-    return plt
+def plotting_available() -> bool:
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def _figure(figsize: Tuple[float, float]):
+    """A matplotlib Figure on the Agg canvas; ``PlotsUnavailable`` without matplotlib."""
+    if not plotting_available():
+        raise PlotsUnavailable(f"plots need matplotlib: {INSTALL_HINT}")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=figsize, dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
 
 
 def _number(text: str) -> float:
@@ -68,22 +86,46 @@ def read_summary(path: str) -> Dict[str, List[float]]:
     return {key: [_number(by_epoch[e].get(key)) for e in epochs] for key in sorted(columns)}
 
 
-def _save(fig, path: str) -> str:
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)  # a reader never sees half a PNG
+def _save(figure, path: str) -> str:
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    atomic_write_bytes(png.getvalue(), path)  # a reader never sees half a PNG
     return path
+
+
+def plot_lines(path: str, series: Mapping[str, Series], *, title: str, xlabel: str, ylabel: str,
+               integer_x: bool = False) -> Optional[str]:
+    """Write ``path`` (PNG): one line with markers per ``label -> (xs, ys)``. Returns ``path``, or
+    None when matplotlib is missing."""
+    if not plotting_available():
+        return None
+    from matplotlib.ticker import MaxNLocator
+
+    figure = _figure((6.4, 4.0))
+    axes = figure.add_subplot()
+    for label, (xs, ys) in series.items():
+        axes.plot(list(xs), list(ys), marker="o", markersize=3, label=label)
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    if integer_x:
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+    if len(series) > 1:
+        axes.legend()
+    figure.tight_layout()
+    return _save(figure, path)
 
 
 def plot_training_curves(summary: Mapping[str, Sequence[float]], path: str, title: str = "",
                          num_classes: Optional[int] = None) -> str:
     """Loss and top-1 per epoch (see the module doc) into ``path``; returns ``path``."""
-    plt = _pyplot()
+    fig = _figure((10, 4))
     from matplotlib.ticker import MaxNLocator
 
     epochs = list(summary.get("epoch", []))
     searched = "eval_best_prec1" in summary  # a search validates random paths and the board's best
-    fig, (ax_loss, ax_top1) = plt.subplots(1, 2, figsize=(10, 4))
+    ax_loss, ax_top1 = fig.subplots(1, 2)
     for ax, columns in ((ax_loss, _LOSS_COLUMNS), (ax_top1, _TOP1_COLUMNS)):
         for key, label in columns:
             values = summary.get(key)
@@ -106,10 +148,7 @@ def plot_training_curves(summary: Mapping[str, Sequence[float]], path: str, titl
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def _short(arch: Sequence[Sequence[int]]) -> str:
@@ -122,8 +161,8 @@ def plot_board(board: Mapping, path: str, title: str = "") -> str:
     ``flops_minimum``/``flops_maximum`` and, when present, ``validated``: paths with their
     validation top-1) into ``path``; returns ``path``. The chosen path is drawn at its validation
     top-1 when it has one (``val_prec1``), beside the validated random paths."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(7, 5.2))
+    fig = _figure((7, 5.2))
+    ax = fig.subplots()
     validated = board.get("validated") or []
     paths = board.get("paths") or []
     flops = [float(p["flops"]) for p in list(paths) + list(validated)]
@@ -155,10 +194,7 @@ def plot_board(board: Mapping, path: str, title: str = "") -> str:
     epoch = board.get("epoch")
     ax.set_title(title or (f"prioritized board after epoch {epoch}" if epoch is not None else "board"))
     fig.tight_layout()
-    try:
-        return _save(fig, path)
-    finally:
-        plt.close(fig)
+    return _save(fig, path)
 
 
 def plot_run(run_dir: str, title: str = "", num_classes: Optional[int] = None) -> List[str]:

@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import csv
+import io
 import os
-from typing import Any, Mapping
+from typing import Any, List, Mapping
+
+from .file_io import atomic_write_text
 
 __all__ = ["update_summary"]
 
@@ -12,19 +15,31 @@ def _plain(value: Any) -> Any:
     return value.item() if hasattr(value, "item") else value  # paddle / numpy scalars
 
 
-def update_summary(epoch: int, train_metrics: Mapping[str, Any], eval_metrics: Mapping[str, Any],
-                   filename: str, write_header: bool = False) -> None:
-    """Append one row ``epoch, train_<k>..., eval_<k>...`` to the CSV ``filename``.
+def _read_rows(filename: str) -> List[dict]:
+    if not os.path.exists(filename):
+        return []
+    with open(filename, newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
 
-    The header is written when asked, and also when the file does not exist yet or is empty, so
-    a resumed run neither repeats it nor starts a headerless file.
+
+def update_summary(epoch: int, train_metrics: Mapping[str, Any], eval_metrics: Mapping[str, Any],
+                   filename: str) -> None:
+    """Write the row ``epoch, train_<k>..., eval_<k>...`` into the CSV ``filename``.
+
+    The row replaces any row of the same or a later epoch: a run resumed after a crash that
+    came between this write and its checkpoint trains the epoch again and must not list it
+    twice (rows of later epochs belong to the abandoned continuation). The file is rewritten
+    atomically, so a crash leaves the old summary or the new one. Columns are the union of the
+    old header and the row's keys (a new column is empty in older rows).
     """
     row = {"epoch": epoch}
     row.update((f"train_{k}", _plain(v)) for k, v in train_metrics.items())
     row.update((f"eval_{k}", _plain(v)) for k, v in eval_metrics.items())
-    new_file = not os.path.exists(filename) or os.path.getsize(filename) == 0
-    with open(filename, mode="a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(row))
-        if write_header or new_file:
-            writer.writeheader()
-        writer.writerow(row)
+    rows = [r for r in _read_rows(filename) if int(r["epoch"]) < epoch]
+    fields = list(rows[0]) if rows else []
+    fields += [key for key in row if key not in fields]
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=fields, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows + [row])
+    atomic_write_text(text.getvalue(), filename)

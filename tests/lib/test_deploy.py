@@ -41,7 +41,8 @@ def test_exported_net_gives_dygraph_top1_on_the_demo_val_set(exported_14, demo_d
     assert info["arch"] == ARCH_14 and info["num_classes"] == 4 and info["source"] == "random weights"
     assert info["class_names"] == ["00_circle", "01_square", "02_triangle", "03_stripes"]
     assert info["preprocess"] == {"image_size": SIZE, "interpolation": "bicubic", "crop_pct": 0.875,
-                                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+                                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                  "max_pixel_value": 255.0, "color_order": "rgb"}
     _, loader = _val_batches(demo_data_dir)
     seen, smallest_margin = _assert_same_top1(model, predictor, loader)
     assert seen == 16

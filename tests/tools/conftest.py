@@ -30,17 +30,18 @@ def run_main():
 
 @pytest.fixture(scope="session")
 def evaluate_image_by_image():
-    """``evaluate_image_by_image(model, val_dir, image_size)``: ``{"top1", "top5", "loss"}`` of
-    ``model`` on every image of ``val_dir``, one image at a time through pimm's eval transform
-    (bicubic, crop 0.875), independently of the engine's loaders and reductions."""
+    """``evaluate_image_by_image(model, val_dir, image_size, interpolation="bicubic")``:
+    ``{"top1", "top5", "loss"}`` of ``model`` on every image of ``val_dir``, one image at a time
+    through pimm's eval transform (crop 0.875), independently of the engine's loaders and
+    reductions."""
     import paddle
     import paddle.nn.functional as F
 
     from pimm.data import ImageDataset, create_transform
 
-    def evaluate(model, val_dir, image_size):
+    def evaluate(model, val_dir, image_size, interpolation="bicubic"):
         dataset = ImageDataset(val_dir, transform=create_transform(
-            image_size, is_training=False, interpolation="bicubic", crop_pct=0.875))
+            image_size, is_training=False, interpolation=interpolation, crop_pct=0.875))
         model.eval()
         top1 = top5 = loss = 0.0
         with paddle.no_grad():

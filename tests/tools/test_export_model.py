@@ -6,10 +6,16 @@ import numpy as np
 import paddle
 import pytest
 
+from lib.config import load_config
+from lib.engine.child import child_eval_preprocess, resolve_child
 from lib.models import build_childnet
-from pimm.data import ImageDataset, create_loader
-from pimm.models import load_checkpoint
+from pimm.data import ImageDataset, create_loader, transforms_imagenet_eval
+from pimm.data.dataset import load_rgb
 from pimm.deploy import InferenceModel, relative_difference
+from pimm.models import create_model, load_checkpoint
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TEST_PELEENET = os.path.join(REPO, "experiments", "configs", "test", "peleenet.yaml")
 
 
 @pytest.fixture
@@ -97,3 +103,79 @@ def test_checkpoint_of_another_network_is_refused(export_tool, tmp_path):
     paddle.save({"state_dict": build_childnet(43).state_dict()}, checkpoint)
     code, _, err = export_tool("--selection", "14", "--checkpoint", checkpoint, "--output", str(tmp_path / "m"))
     assert code == 2 and "43.pdparams" in err
+
+
+def test_export_an_spos_net_from_its_config_records_its_bgr_0_255_input(export_tool, demo_data_dir, tmp_path):
+    from lib.spos import Widths
+    from lib.spos import build_childnet as build_spos_childnet
+    from pimm.deploy import eval_transform_from_info
+
+    arch = [2, 1, 0, 1, 2, 0, 2, 0, 2, 0, 2, 3, 0, 0, 0, 0, 3, 2, 3, 3]
+    paddle.seed(3)
+    model = build_spos_childnet(arch, num_classes=4, widths=Widths((24, 32, 64, 96), 128))
+    checkpoint = str(tmp_path / "spos.pdparams")
+    paddle.save({"state_dict": model.state_dict()}, checkpoint)
+    config = os.path.join(os.path.dirname(__file__), "..", "..", "experiments", "configs", "spos", "test.yaml")
+    prefix = str(tmp_path / "spos")
+    code, out, err = export_tool("--config", config, "--checkpoint", checkpoint, "--output", prefix,
+                                 "DATASET.NUM_CLASSES", "4", "DATASET.IMAGE_SIZE", "32",
+                                 "SPOS.STAGE_CHANNELS", "[24, 32, 64, 96]", "SPOS.HEAD_CHANNELS", "128")
+    assert code == 0, err
+    info = InferenceModel(prefix, threads=1).info
+    assert info["arch"] == arch and info["input_shape"] == [3, 32, 32] and info["num_classes"] == 4
+    pre = info["preprocess"]
+    assert (pre["color_order"], pre["max_pixel_value"], pre["mean"], pre["std"], pre["interpolation"]) == (
+        "bgr", 1.0, [0.0, 0.0, 0.0], [1.0, 1.0, 1.0], "bilinear")
+    # tools/infer.py's transform gives the raw BGR pixels of the resized, centre-cropped image
+    image = load_rgb(os.path.join(demo_data_dir, "val", "00_circle", os.listdir(
+        os.path.join(demo_data_dir, "val", "00_circle"))[0]))
+    rgb = eval_transform_from_info({"preprocess": dict(pre, color_order="rgb", max_pixel_value=255.0,
+                                                       mean=[0.0] * 3, std=[1.0] * 3)})(image) * 255.0
+    np.testing.assert_allclose(eval_transform_from_info(info)(image), rgb[::-1], rtol=1e-6, atol=1e-4)
+def test_any_registered_model_exports_with_its_evaluation_transform(export_tool, load_tool, capsys,
+                                                                    demo_data_dir, tmp_path):
+    """PeleeNet from a checkpoint of the PaddlePaddle reproduction's layout, network and transform
+    from its test config (bilinear, 0.875), then tools/infer.py on the export with a names file."""
+    paddle.seed(5)
+    trained = create_model("peleenet", num_classes=4)
+    trained.train()
+    trained(paddle.randn([4, 3, 64, 64]))  # running statistics away from their initial values
+    with paddle.no_grad():  # decisive logits
+        trained.classifier.weight.set_value(trained.classifier.weight * 50.0)
+    checkpoint = str(tmp_path / "peleenet.pdparams")
+    paddle.save({"model": trained.state_dict(), "epoch": 3}, checkpoint)
+    names = tmp_path / "names.txt"
+    names.write_text("zero\none\ntwo\nthree\n")
+    prefix = str(tmp_path / "peleenet")
+    code, out, err = export_tool("--config", TEST_PELEENET, "--image-size", "64", "--num-classes",
+                                 "4", "--checkpoint", checkpoint, "--class-names", str(names),
+                                 "--output", prefix)
+    assert code == 0, err
+    assert "network  model peleenet, 64 px" in out and "relative difference" in out
+    with open(prefix + ".info.json") as f:
+        info = json.load(f)
+    assert (info["model"], info["arch"], info["num_classes"]) == ("peleenet", None, 4)
+    assert info["class_names"] == ["zero", "one", "two", "three"]
+    pre = info["preprocess"]
+    assert (pre["image_size"], pre["interpolation"], pre["crop_pct"]) == (64, "bilinear", 0.875)
+
+    paths = [path for path, _ in ImageDataset(os.path.join(demo_data_dir, "val")).samples[:3]]
+    code = load_tool("infer").main([prefix, *paths, "--topk", "2", "--threads", "1"])
+    lines = capsys.readouterr().out.strip().splitlines()
+    transform = transforms_imagenet_eval(64, crop_pct=0.875, interpolation="bilinear")
+    trained.eval()
+    with paddle.no_grad():
+        logits = trained(paddle.to_tensor(np.stack([transform(load_rgb(p)) for p in paths]))).numpy()
+    assert code == 0 and len(lines) == 3
+    for line, row in zip(lines, logits):
+        best = np.argsort(-row)[:2]
+        assert line.split("  ")[1].startswith(f"{best[0]}:{['zero', 'one', 'two', 'three'][best[0]]} ")
+        assert line.split("  ")[2].startswith(f"{best[1]}:")
+
+    # --model peleenet alone means the same network and transform as the test config
+    tool = load_tool("export_model")
+    args = tool.parse_args(["--model", "peleenet", "--output", "x"])
+    by_name = load_config(None, tool.config_overrides(args))
+    by_config = load_config(TEST_PELEENET)
+    assert child_eval_preprocess(by_name, resolve_child(by_name)) == child_eval_preprocess(
+        by_config, resolve_child(by_config))

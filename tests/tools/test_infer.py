@@ -75,3 +75,19 @@ def test_errors_exit_2(exported, infer_tool, tmp_path):
     bad.write_bytes(b"\x89PNG broken")
     code, _, err = infer_tool(prefix, str(bad))
     assert code == 2 and "cannot decode image" in err and "bad.png" in err
+
+
+def test_names_file_names_the_top_k(exported, infer_tool, tmp_path):
+    _, prefix, dataset = exported
+    names = tmp_path / "synset_words.txt"
+    names.write_text("n0 zero\nn1 one\nn2 two\nn3 three\n\n")
+    path = dataset.samples[0][0]
+    code, out, err = infer_tool(prefix, path, "--topk", "4", "--class-names", str(names),
+                                "--threads", "1", "--json")
+    assert code == 0, err
+    top = json.loads(out)["topk"]
+    assert [t["name"] for t in top] == [f"n{t['class']} {['zero', 'one', 'two', 'three'][t['class']]}"
+                                        for t in top]
+    names.write_text("zero\none\n")
+    code, _, err = infer_tool(prefix, path, "--class-names", str(names))
+    assert code == 2 and "has 2 class names but the model has 4 classes" in err

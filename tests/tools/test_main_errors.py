@@ -1,4 +1,5 @@
 """tools/main.py turns the mistakes users make into one line on stderr and a non-zero exit code."""
+import json
 import os
 import shutil
 
@@ -60,6 +61,10 @@ def test_empty_class_folder(main, tmp_path, demo_data_dir):
      "set NET.SELECTION -1"),
     (["EVAL_METRICS", "top1"], "EVAL_METRICS 'top1' is not measured"),
     (["NUM_GPU", 1, "--nproc", 0], "--nproc must be >= 1"),
+    (["DATASET.IMAGE_SIZE", 0], "DATASET.IMAGE_SIZE must be >= 1, got 0"),
+    (["WORKERS", -1], "WORKERS must be >= 0, got -1"),
+    (["OPT", "adamx"], "unknown optimizer OPT='adamx'; choose one of"),
+    (["SCHED", "cosin"], "unknown scheduler SCHED='cosin'; choose one of"),
 ])
 def test_unsupported_settings(main, demo_data_dir, overrides, message):
     code, err = main("retrain", RETRAIN_14, "DATA_DIR", demo_data_dir, "DATASET.NUM_CLASSES", 4,
@@ -91,8 +96,9 @@ def test_a_mode_whose_engine_is_missing(main, demo_data_dir, monkeypatch):
 
 
 def test_a_method_without_the_mode(main, demo_data_dir):
-    code, err = main("retrain", RETRAIN_14, "DATA_DIR", demo_data_dir, "METHOD", "pdarts")
-    assert code == 2 and "METHOD 'pdarts' has no 'retrain' mode; set METHOD to one of cream" in _one_line(err)
+    code, err = main("retrain", RETRAIN_14, "DATA_DIR", demo_data_dir, "METHOD", "darts")
+    assert code == 2 and "METHOD 'darts' has no 'retrain' mode; set METHOD to one of " in _one_line(err)
+    assert "cream" in err and "pdarts" in err
 
 
 def test_num_gpu_is_ignored_without_gpus_and_checked_with_them(main, monkeypatch):
@@ -116,3 +122,28 @@ def test_num_gpu_is_ignored_without_gpus_and_checked_with_them(main, monkeypatch
     assert {"--nnodes": "2", "--master": "10.0.0.1:8090", "--rank": "1"}.items() <= dict(
         zip(flags[::2], flags[1::2])).items()
     assert command[-2:] == ["retrain", RETRAIN_14]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("MODEL: [unclosed\n", "is not valid YAML at line 2, column 1: expected ',' or ']'"),
+    ("- EPOCHS\n- 10\n", "holds a YAML list, not a mapping of config keys"),
+])
+def test_config_files_that_are_not_configs(main, tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    code, err = main("retrain", path)
+    assert code == 2 and f"error: {path} {message}" in _one_line(err)
+
+
+@pytest.mark.parametrize("entry, message", [
+    ({"arch": [[0], [9], [3, 3], [3, 3], [3], [3], [0]], "flops": 10.0},
+     "stage 1 has choice indices [9] outside 0..5"),
+    ({"arch": [[0], [3], [3, 3], [3, 3], [3], [3], [0]], "flops": "ten"},
+     "paths[0].flops is 'ten', not a number (MFLOPs)"),
+])
+def test_board_json_that_names_no_usable_path(main, tmp_path, demo_data_dir, entry, message):
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps({"paths": [entry], "flops_minimum": 0, "flops_maximum": 100}))
+    code, err = main("retrain", RETRAIN_14, "DATA_DIR", demo_data_dir, "DATASET.NUM_CLASSES", 4,
+                     "NET.SELECTION", -1, "NET.BOARD_JSON", board)
+    assert code == 2 and "NET.BOARD_JSON" in _one_line(err) and message in err

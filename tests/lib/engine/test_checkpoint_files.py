@@ -2,7 +2,9 @@
 paddle.load reads it: retrain (weights, EMA, optimizer, scheduler, recovery point) and search
 (board with its images and features, path sampler, recovery point). Resuming from them goes
 through the same reader (test_retrain, test_search, test_main_retrain check bit-identity)."""
+import csv
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -42,7 +44,8 @@ def run_dirs(tmp_path_factory, demo_data_dir):
         "DATASET.BATCH_SIZE", "4", "DATASET.VAL_BATCH_MUL", "4", "SUPERNET.SLICE", "2",
         "SUPERNET.POOL_SIZE", "3", "SUPERNET.UPDATE_ITER", "2", "SUPERNET.META_STA_EPOCH", "-1",
         "SUPERNET.VAL_PATHS", "2", "SUPERNET.HOW_TO_PROB", "teacher",
-        "SUPERNET.FLOPS_MAXIMUM", "115", "LR", "0.02", "RECOVERY_INTERVAL", "3", *COMMON])
+        "SUPERNET.FLOPS_MAXIMUM", "115", "SUPERNET.VAL_BN_BATCHES", "4", "LR", "0.02", "RECOVERY_INTERVAL", "3",
+        *COMMON])
     return {"retrain": _run(retrain_cfg, "retrain", retrain),
             "search": _run(search_cfg, "train", search_engine)}
 
@@ -71,3 +74,30 @@ def test_the_files_hold_every_kind_of_state(run_dirs):
     entry = searched["board"]["entries"][0]
     assert entry["images"].dtype == np.float32 and entry["images"].shape[1:] == (3, 32, 32)
     assert entry["features"].shape[0] == entry["images"].shape[0]
+
+
+def _summary(run_dir):
+    with open(os.path.join(run_dir, "summary.csv"), newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_search_resumed_within_the_last_batches_validates_as_the_uninterrupted_one(
+        run_dirs, tmp_path, demo_data_dir):
+    """The last recovery point (after batch 8 of 12) lies within the VAL_BN_BATCHES (4) batches
+    whose images recalibrate batch norm for validation: the resumed run must still use all four."""
+    full = run_dirs["search"]
+    cfg = load_config(os.path.join(full, "config.yaml"), ["SAVE_PATH", str(tmp_path)])
+    assert cfg.SUPERNET.VAL_BN_BATCHES == 4
+    resumed = os.path.join(str(tmp_path), "search")
+    os.makedirs(resumed)
+    shutil.copy(os.path.join(full, "recovery-0-8.pdparams"), resumed)  # killed during batch 9
+    assert _run(cfg, "train", search_engine) == resumed
+    with open(os.path.join(resumed, "train.log")) as f:
+        assert "epoch 0, batch 9" in f.read()
+    (expected,), (got,) = _summary(full), _summary(resumed)
+    evaluated = {k: v for k, v in expected.items() if k.startswith("eval_")}
+    assert evaluated and {k: got[k] for k in evaluated} == evaluated
+    a = read_paddle_checkpoint(os.path.join(full, "last.pdparams"))["state_dict"]
+    b = read_paddle_checkpoint(os.path.join(resumed, "last.pdparams"))["state_dict"]
+    for key in a:
+        np.testing.assert_array_equal(b[key].numpy(), a[key].numpy(), err_msg=key)

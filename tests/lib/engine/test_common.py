@@ -10,10 +10,12 @@ import paddle
 import pytest
 
 from lib.config import ConfigError, load_config
-from lib.engine.child import child_loader_policy
-from lib.engine.common import (LoaderPolicy, RunContext, RunError, build_loaders, find_resume_checkpoint,
-                               prepare_run, resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
-from lib.engine.search import search_loader_policy
+from lib.engine.child import child_loader_policy, resolve_child
+from lib.engine.common import (LoaderPolicy, RunContext, RunError, build_loaders, check_data_splits,
+                               dataset_subset, find_resume_checkpoint, gradient_clip, open_split, prepare_run,
+                               resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
+from lib.engine.supernet import search_loader_policy
+from pimm.data import CIFAR10
 
 PLAIN = LoaderPolicy()
 
@@ -88,12 +90,37 @@ def _transforms(loader):
 
 def test_loaders_follow_the_engines_policies(tmp_path, demo_data_dir):
     cfg = _cfg(tmp_path, "DATASET.INTERPOLATION", "bilinear", data_dir=demo_data_dir)
-    train, val = build_loaders(cfg, None, 32, policy=child_loader_policy(cfg))  # retrain, test
+    policy = child_loader_policy(cfg, resolve_child(cfg))
+    train, val = build_loaders(cfg, None, 32, policy=policy)  # retrain, test
     assert any(t.startswith("RandAugment(") for t in _transforms(train))
-    assert "interpolation=bicubic" in _transforms(val)[0]
+    assert "interpolation=random" in _transforms(train)[0]
+    assert _transforms(val)[:2] == ["Resize(size=36, interpolation=bicubic)", "CenterCrop(size=(32, 32))"]
     train, val = build_loaders(cfg, None, 32, policy=search_loader_policy(cfg))  # the search
     assert not any(t.startswith("RandAugment(") for t in _transforms(train))
     assert "interpolation=bilinear" in _transforms(val)[0]
+
+
+def test_a_named_model_evaluates_with_the_configured_resampling_and_crop(tmp_path, demo_data_dir):
+    cfg = _cfg(tmp_path, "NET.MODEL", "peleenet", "DATASET.INTERPOLATION", "nearest",
+               "DATASET.TRAIN_INTERPOLATION", "bilinear", "DATASET.CROP_PCT", "0.5",
+               "AUGMENTATION.AA", "", "AUGMENTATION.COLOR_JITTER", "0.0", data_dir=demo_data_dir)
+    train, val = build_loaders(cfg, None, 32, policy=child_loader_policy(cfg, resolve_child(cfg)))
+    assert [t.split("(")[0] for t in _transforms(train)] == [
+        "RandomResizedCropAndInterpolation", "RandomHorizontalFlip", "ToNumpy"]
+    assert "interpolation=bilinear" in _transforms(train)[0]
+    # '' keeps the network's own: DATASET.INTERPOLATION for a NET.MODEL
+    assert _transforms(val)[:2] == ["Resize(size=64, interpolation=nearest)", "CenterCrop(size=(32, 32))"]
+    cfg = _cfg(tmp_path, "NET.MODEL", "peleenet", "DATASET.EVAL_INTERPOLATION", "bicubic",
+               data_dir=demo_data_dir)
+    _, val = build_loaders(cfg, None, 32, policy=child_loader_policy(cfg, resolve_child(cfg)),
+                           train=False)
+    assert _transforms(val)[0] == "Resize(size=36, interpolation=bicubic)"
+    for key, value, message in (("DATASET.CROP_PCT", "1.5", "CROP_PCT must be in"),
+                                ("DATASET.TRAIN_INTERPOLATION", "cubic", "TRAIN_INTERPOLATION: unknown"),
+                                ("DATASET.EVAL_INTERPOLATION", "box2", "EVAL_INTERPOLATION: unknown")):
+        cfg = _cfg(tmp_path, "NET.MODEL", "peleenet", key, value, data_dir=demo_data_dir)
+        with pytest.raises(ConfigError, match=message):
+            build_loaders(cfg, None, 32, policy=child_loader_policy(cfg, resolve_child(cfg)))
 
 
 def test_build_loaders_errors_name_data_dir_and_fix(tmp_path, demo_data_dir):
@@ -182,3 +209,66 @@ def test_checkpoint_saver_keeps_checkpoint_hist_best_epochs(tmp_path):
     assert saver("EVAL_METRICS", "ema_loss", folder="ema_loss").decreasing
     with pytest.raises(ConfigError, match="CHECKPOINT_HIST must be >= 1"):
         saver("CHECKPOINT_HIST", "0")
+
+
+def _cifar_cfg(tmp_path, data_dir, *overrides):
+    return _cfg(tmp_path, "DATASET.NAME", "cifar10", "DATASET.NUM_CLASSES", "10", "DATASET.IMAGE_SIZE", "32",
+                "DATASET.BATCH_SIZE", "4", "DATASET.VAL_BATCH_MUL", "1", "DATASET.MEAN", "[0.5, 0.5, 0.5]",
+                "DATASET.STD", "[0.25, 0.25, 0.25]", *overrides, data_dir=data_dir)
+
+
+def test_cifar10_loaders_read_the_batches_with_mean_std_and_cutout(tmp_path, demo_cifar_dir):
+    cfg = _cifar_cfg(tmp_path, demo_cifar_dir, "AUGMENTATION.CUTOUT_LENGTH", "16")
+    train, val = build_loaders(cfg, None, 32, policy=PLAIN)
+    assert len(train) == 30 // 4 and len(val) == 3  # val is test_batch: 10 images, the last batch partial
+    assert [t.__class__.__name__ for t in train.dataset.transform.transforms][:2] == ["RandomCrop",
+                                                                                      "RandomHorizontalFlip"]
+    images, _ = next(iter(val))
+    raw, _ = CIFAR10(demo_cifar_dir, train=False)[0]  # evaluation: normalisation only
+    np.testing.assert_allclose(images[0].numpy(), (np.asarray(raw, np.float32).transpose(2, 0, 1) / 255 - 0.5) / 0.25,
+                               atol=1e-5)
+    # Cutout zeroes a 16 px square of (normalised) training images
+    images, _ = next(iter(train))
+    assert (images.numpy() == 0).all(axis=1).sum(axis=(1, 2)).min() >= 8 * 8
+
+
+def test_dataset_subset_and_open_split(tmp_path, demo_cifar_dir, demo_data_dir):
+    cifar = open_split(_cifar_cfg(tmp_path, demo_cifar_dir), "train")
+    part = dataset_subset(cifar, range(10, 20))
+    assert len(part) == 10 and len(cifar) == 30
+    np.testing.assert_array_equal(part.images, cifar.images[10:20])
+    folder = open_split(_cfg(tmp_path, data_dir=demo_data_dir), "val")
+    part = dataset_subset(folder, [3, 1])
+    assert part.samples == [folder.samples[3], folder.samples[1]] and len(folder) == 16
+
+
+@pytest.mark.parametrize("overrides, error, message", [
+    (["DATASET.NAME", "cifar100"], ConfigError, "DATASET.NAME 'cifar100' is unknown"),
+    (["DATASET.IMAGE_SIZE", "64"], ConfigError, "CIFAR-10 images are 32 px"),
+    (["DATASET.NUM_CLASSES", "4"], RunError, "10 classes but DATASET.NUM_CLASSES is 4"),
+    (["DATASET.MEAN", "[0.5, 0.5]"], ConfigError, "DATASET.MEAN and DATASET.STD need three values"),
+])
+def test_cifar10_settings_errors(tmp_path, demo_cifar_dir, overrides, error, message):
+    cfg = _cifar_cfg(tmp_path, demo_cifar_dir, *overrides)
+    with pytest.raises(error, match=message):
+        build_loaders(cfg, None, int(cfg.DATASET.IMAGE_SIZE), policy=PLAIN)
+
+
+def test_missing_cifar_batches_and_cutout_on_folders_are_named(tmp_path, demo_cifar_dir, demo_data_dir):
+    data = tmp_path / "data"
+    shutil.copytree(demo_cifar_dir, data)
+    os.remove(data / "data_batch_3")
+    with pytest.raises(RunError, match=r"no usable CIFAR-10 train split.*data_batch_3.*make_demo_data.py --cifar"):
+        check_data_splits(_cifar_cfg(tmp_path, data))
+    check_data_splits(_cifar_cfg(tmp_path, data), ("val",))  # test_batch is there
+    cfg = _cfg(tmp_path, "AUGMENTATION.CUTOUT_LENGTH", "16", data_dir=demo_data_dir)
+    with pytest.raises(ConfigError, match="CUTOUT_LENGTH applies to DATASET.NAME cifar10"):
+        build_loaders(cfg, None, 32, policy=PLAIN)
+
+
+def test_gradient_clip_follows_clip_grad(tmp_path):
+    assert gradient_clip(_cfg(tmp_path)) is None
+    clip = gradient_clip(_cfg(tmp_path, "CLIP_GRAD", "5.0"))
+    assert isinstance(clip, paddle.nn.ClipGradByGlobalNorm) and clip.clip_norm == 5.0
+    with pytest.raises(ConfigError, match="CLIP_GRAD must be >= 0"):
+        gradient_clip(_cfg(tmp_path, "CLIP_GRAD", "-1.0"))

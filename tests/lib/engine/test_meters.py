@@ -9,7 +9,7 @@ import pytest
 
 from lib.config import load_config
 from lib.engine.common import RunContext
-from lib.engine.meters import EpochMeters, Meter, record_epoch
+from lib.engine.meters import DivergedError, EpochMeters, Meter, record_epoch
 
 
 class _Scalars:
@@ -102,3 +102,28 @@ def test_record_epoch_writes_the_summary_and_the_plots(tmp_path, monkeypatch, ca
     assert len(warnings) == 1 and "pip install matplotlib" in warnings[0] and "tools/plot.py" in warnings[0]
     with open(tmp_path / "summary.csv") as f:
         assert len(f.read().splitlines()) == 4
+
+
+@pytest.mark.parametrize("on_device", [True, False])
+def test_the_first_non_finite_loss_stops_at_the_next_log_step_with_its_step_and_lr(on_device):
+    meters = EpochMeters(_ctx(log_interval=4), epoch=2, num_batches=8, meters=METERS)
+    losses = [2.0, 1.5, 1.0, float("nan"), float("inf"), 3.0, 2.0, 1.0]
+    with pytest.raises(DivergedError) as stop:
+        for batch_idx, _ in meters.batches(range(8), skip=1):
+            loss = losses[batch_idx]
+            meters.update(4, lr=0.1 * batch_idx, loss=paddle.to_tensor(loss) if on_device else loss)
+            if meters.log_due(batch_idx):
+                meters.log(batch_idx, lr=0.0)
+    assert batch_idx == 4  # the first log step after it
+    assert str(stop.value) == (
+        "training diverged: loss nan at epoch 2, step 3 (LR 3.000e-01); stopped before saving "
+        "anything trained after it, so a rerun resumes from the last finite checkpoint. Lower LR "
+        "(or check the data) and run again")
+
+
+def test_finite_losses_pass_the_check_and_an_unwatched_meter_may_be_nan():
+    meters = EpochMeters(_ctx(), epoch=0, num_batches=3, meters=METERS)
+    for batch_idx, _ in meters.batches(range(3)):
+        meters.update(2, lr=0.1, loss=paddle.to_tensor(1.0 + batch_idx), kd=float("nan"))
+        meters.check_finite()
+    assert meters.counts["loss"] == 3

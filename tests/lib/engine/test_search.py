@@ -14,10 +14,12 @@ import paddle
 import pytest
 
 import lib.engine.search as search_engine
+import lib.engine.supernet as supernet_engine
 from lib.config import ConfigError, load_config
 from lib.engine.common import finish_run, prepare_run
-from lib.engine.search import (LinearDecayLRScheduler, SearchOptions, average_gradients,
-                               create_search_optimizer, recalibrated_batch_norm)
+from lib.engine.search import SearchOptions
+from lib.engine.supernet import average_gradients, create_search_optimizer, recalibrated_batch_norm
+from pimm.scheduler import LinearDecayLRScheduler
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments", "configs", "train", "demo.yaml")
 FLOPS_MAX = 115
@@ -32,7 +34,8 @@ def _config(data_dir, save_path, *overrides):
         "DATASET.VAL_BATCH_MUL", "4", "WORKERS", "0", "LOG_INTERVAL", "1",
         "SUPERNET.SLICE", "2", "SUPERNET.POOL_SIZE", str(POOL), "SUPERNET.UPDATE_ITER", "2",
         "SUPERNET.META_STA_EPOCH", "-1", "SUPERNET.VAL_PATHS", "2", "SUPERNET.HOW_TO_PROB", "teacher",
-        "SUPERNET.FLOPS_MAXIMUM", str(FLOPS_MAX), "SUPERNET.TEACHER_MIN_PREC1", "0.0", "LR", "0.02",
+        "SUPERNET.FLOPS_MAXIMUM", str(FLOPS_MAX), "SUPERNET.TEACHER_MIN_PREC1", "0.0", "SUPERNET.WARMUP_STEPS", "2",
+        "LR", "0.02",
         *overrides])
 
 
@@ -228,9 +231,14 @@ def test_only_the_sampled_path_moves(demo_data_factory, tmp_path):
             assert moments and all(float(m.abs().max()) == 0.0 for m in moments)
 
 
-def test_distillation_waits_for_teachers_better_than_the_threshold(demo_data_factory, tmp_path):
+def test_distillation_waits_for_teachers_better_than_the_threshold(demo_data_factory, tmp_path, monkeypatch):
     data = demo_data_factory(num_classes=4, train_per_class=6, val_per_class=2, image_size=32)
-    result, run_dir = _run(_config(data, str(tmp_path), "SUPERNET.TEACHER_MIN_PREC1", "101.0"))
+    schedules = []
+    monkeypatch.setattr(supernet_engine, "LinearDecayLRScheduler",
+                        lambda *args, **kwargs: schedules.append(kwargs) or LinearDecayLRScheduler(*args, **kwargs))
+    result, run_dir = _run(_config(data, str(tmp_path), "SUPERNET.TEACHER_MIN_PREC1", "101.0",
+                                   "SUPERNET.WARMUP_STEPS", "3"))
+    assert schedules == [{"warmup_t": 3}]  # SUPERNET.WARMUP_STEPS reaches the schedule
     assert result["train"]["kd_steps"] == 0 and result["train"]["meta_updates"] == 0
     state = paddle.load(os.path.join(run_dir, "last.pdparams"))
     assert state["teachers_ready"] is False and len(state["board"]["entries"]) == POOL
@@ -244,37 +252,6 @@ def test_distillation_waits_for_teachers_better_than_the_threshold(demo_data_fac
     assert not ready(search, {"best_prec1": 10.0}) and search.teachers_ready  # never stops again
     search.teachers_ready, search.opts.distills = False, False  # PICK_METHOD none: nothing to start
     assert not ready(search, {"best_prec1": 50.0})
-
-
-def test_linear_decay_reaches_zero_and_never_goes_negative():
-    weight = paddle.create_parameter([1], "float32")
-    optimizer = paddle.optimizer.Momentum(learning_rate=0.5, parameters=[
-        {"params": [weight], "learning_rate": 0.01}])
-    scheduler = LinearDecayLRScheduler(optimizer, total_updates=10)
-    rates = []
-    for t in range(1, 14):
-        scheduler.step_update(t)
-        rates.append(optimizer.get_lr())
-    # the reference's multiplier (LR - t / ITERS) would be 0.5 - 0.6 < 0 at t = 6 for LR 0.5
-    np.testing.assert_allclose(rates, [0.5 * max(0.0, 1 - t / 10) for t in range(1, 14)], atol=1e-12)
-    state = scheduler.state_dict()
-    resumed = LinearDecayLRScheduler(paddle.optimizer.Momentum(learning_rate=0.5, parameters=[weight]), 10)
-    resumed.load_state_dict(state)
-    assert resumed.optimizer.get_lr() == rates[-1]
-
-
-def test_warm_up_rises_linearly_to_lr_then_decays():
-    weight = paddle.create_parameter([1], "float32")
-    optimizer = paddle.optimizer.Momentum(learning_rate=0.4, parameters=[weight])
-    scheduler = LinearDecayLRScheduler(optimizer, total_updates=20, warmup_updates=4)
-    rates = [optimizer.get_lr()]  # the first update's rate
-    for t in range(1, 21):
-        scheduler.step_update(t)
-        rates.append(optimizer.get_lr())
-    expected = [0.4 * min(1, (t + 1) / 4) * (1 - t / 20) for t in range(21)]
-    np.testing.assert_allclose(rates, expected, atol=1e-12)
-    assert rates[0] == pytest.approx(0.1) and rates[3] == pytest.approx(0.4 * (1 - 3 / 20))
-    assert rates.index(max(rates)) == 3 and rates[-1] == 0.0
 
 
 @pytest.fixture(scope="module")

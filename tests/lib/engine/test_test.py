@@ -38,6 +38,30 @@ def test_weights_are_ema_when_present_and_plain_otherwise(tmp_path):
         load_weights_for_test(build_childnet(14, num_classes=5), only, spec, use_ema=True)
 
 
+def test_weights_of_the_peleenet_reproduction_layout_and_misfit_hints(tmp_path):
+    from pimm.models import create_model
+
+    spec = ChildSpec(None, 224, -1, "model peleenet", model="peleenet")
+    plain, ema = create_model("peleenet", num_classes=3), create_model("peleenet", num_classes=3)
+    with paddle.no_grad():
+        ema.classifier.bias.set_value(ema.classifier.bias + 1.0)
+    path = str(tmp_path / "reproduction.pdparams")  # the PaddlePaddle reproduction's keys
+    paddle.save({"model": plain.state_dict(), "model_ema": ema.state_dict(),
+                 "args": {"NET": {"MODEL": "peleenet"}}}, path)
+    for use_ema, expected, source in ((True, "model_ema", ema), (False, "model", plain)):
+        model = create_model("peleenet", num_classes=3)
+        assert load_weights_for_test(model, path, spec, use_ema=use_ema) == expected
+        np.testing.assert_array_equal(model.classifier.bias.numpy(), source.classifier.bias.numpy())
+    with pytest.raises(RunError, match=r"does not fit model peleenet .*: shape mismatch classifier.weight.* Set NET.MODEL and "
+                                       "DATASET.NUM_CLASSES"):
+        load_weights_for_test(create_model("peleenet", num_classes=4), path, spec, use_ema=True)
+    with pytest.raises(RunError, match=r"does not fit selection 14 \(it was trained with NET.MODEL "
+                                       r"peleenet\): .* Set NET.SELECTION \(or NET.INPUT_ARCH\)"):
+        load_weights_for_test(build_childnet(14, num_classes=3), path,
+                              ChildSpec(CREAM_ARCHS[14].arch_list(), 64, 14, "selection 14"),
+                              use_ema=True)
+
+
 def _size(exported):
     return exported[1].info["preprocess"]["image_size"]
 

@@ -3,7 +3,8 @@ import paddle
 import pytest
 
 from pimm.utils.profile import profile
-from lib.spos import NUM_CHOICES, RELEASED_ARCH, arch_flops, build_childnet, fixed_flops, layer_flops_table
+from lib.spos import (NUM_CHOICES, RELEASED_ARCH, Widths, arch_flops, build_childnet, fixed_flops,
+                      layer_flops_table, spos_path_space)
 from lib.spos.space import layer_specs
 
 # The official search's get_cand_flops for these paths (224 px, 1000 classes).
@@ -47,3 +48,24 @@ _CONV_AND_LINEAR_ONLY = {paddle.nn.BatchNorm2D: lambda *_: 0, paddle.nn.Adaptive
 def test_table_equals_a_count_of_the_built_network(arch):
     macs, _ = profile(build_childnet(arch), custom_ops=_CONV_AND_LINEAR_ONLY)
     assert macs == arch_flops(arch)
+
+
+NARROW = Widths((24, 32, 64, 96), 128)
+
+
+@pytest.mark.parametrize("arch", [RELEASED_ARCH, (3, 2, 1, 0) * 5])
+def test_narrower_widths_count_the_network_built_with_them(arch):
+    macs, _ = profile(build_childnet(arch, num_classes=10, widths=NARROW), custom_ops=_CONV_AND_LINEAR_ONLY)
+    assert macs == arch_flops(arch, num_classes=10, widths=NARROW) < arch_flops(arch) / 10
+    assert spos_path_space(NARROW, num_classes=10, flops_unit=1e6).flops(arch) == pytest.approx(macs / 1e6)
+
+
+@pytest.mark.parametrize("stages, message", [
+    ((24, 32, 64), "4 stage widths"),
+    ((24, 33, 64, 96), "even"),
+    ((16, 32, 64, 96), "wider than its input"),
+    ((24, 64, 48, 96), "wider than its input"),
+])
+def test_invalid_widths_are_refused(stages, message):
+    with pytest.raises(ValueError, match=message):
+        Widths(stages, 128)

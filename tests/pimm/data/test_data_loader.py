@@ -97,6 +97,18 @@ def test_workers_are_deterministic_and_zero_workers_match_one(demo_data_dir):
     np.testing.assert_array_equal(two_a[0][0], one[0][0])
 
 
+def test_loaders_iterated_together_in_process_draw_what_each_draws_alone(demo_data_dir):
+    # two in-process loaders (the P-DARTS search's two halves) decode on Paddle's reader threads at
+    # the same time; their augmentation must not depend on how those threads interleave
+    kw = dict(num_workers=0, re_prob=0.5, re_mode="pixel")
+    alone = [_batches(_train_loader(demo_data_dir, seed=s, **kw)) for s in (1, 2)]
+    first, second = (_train_loader(demo_data_dir, seed=s, **kw) for s in (1, 2))
+    together = [(a[0].numpy(), b[0].numpy()) for a, b in zip(first, second)]
+    for (x1, x2), (a1, _), (a2, _) in zip(together, *alone):
+        np.testing.assert_array_equal(x1, a1)
+        np.testing.assert_array_equal(x2, a2)
+
+
 def test_batch_random_erasing_in_prefetcher(demo_data_dir):
     plain = _batches(_train_loader(demo_data_dir, auto_augment=None))
     erased = _batches(_train_loader(demo_data_dir, auto_augment=None, re_prob=1.0, re_mode="const"))

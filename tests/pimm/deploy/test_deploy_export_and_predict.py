@@ -62,7 +62,8 @@ def test_export_writes_program_weights_and_info(exported):
     assert info == {"source": "test", "input_shape": [3, 16, 16], "num_classes": 3,
                     "class_names": ["a", "b", "c"], "preprocess": eval_preprocess(16)}
     assert info["preprocess"] == {"image_size": 16, "interpolation": "bilinear", "crop_pct": 0.875,
-                                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+                                  "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225],
+                                  "max_pixel_value": 255.0, "color_order": "rgb"}
     assert read_export_info(prefix) == info
 
 
@@ -77,6 +78,14 @@ def test_info_records_any_models_classes_and_preprocessing(tmp_path):
     # the recorded transform gives the predictor's input shape
     image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (30, 40, 3), np.uint8))
     assert eval_transform_from_info(info)(image).shape == (3, 12, 20)
+    # files exported before max_pixel_value / color_order were recorded: 0-255 RGB, as then
+    older = {"preprocess": {k: v for k, v in info["preprocess"].items() if k not in ("max_pixel_value", "color_order")}}
+    np.testing.assert_array_equal(eval_transform_from_info(older)(image), eval_transform_from_info(info)(image))
+    raw_bgr = {"preprocess": eval_preprocess([12, 20], interpolation="bicubic", crop_pct=1.0, mean=(0, 0, 0),
+                                             std=(1, 1, 1), max_pixel_value=1.0, color_order="bgr")}
+    plain = eval_preprocess([12, 20], interpolation="bicubic", crop_pct=1.0, mean=(0, 0, 0), std=(1, 1, 1))
+    np.testing.assert_allclose(eval_transform_from_info(raw_bgr)(image),
+                               eval_transform_from_info({"preprocess": plain})(image)[::-1] * 255.0, rtol=1e-6)
     with pytest.raises(ValueError, match="2 class names given for a network with 3 classes"):
         export_model(TinyNet(3), str(tmp_path / "bad"), 16, class_names=["a", "b"])
     with pytest.raises(ValueError, match="no 'preprocess' entry"):

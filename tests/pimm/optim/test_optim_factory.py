@@ -207,3 +207,13 @@ def test_load_optimizer_state_names_the_mismatch():
     state["not_a_param_velocity_0"] = state.pop(key)
     with pytest.raises(ValueError, match="1 missing .*1 unexpected.*unique_name.guard"):
         load_optimizer_state(opt, state)
+
+
+def test_a_model_with_its_own_layers_attribute_is_not_taken_for_a_wrapper():
+    # the DARTS networks keep their cell count as ``_layers``, paddle.DataParallel's name for the
+    # wrapped model
+    model = paddle.nn.Sequential(paddle.nn.Linear(4, 3), paddle.nn.BatchNorm1D(3))
+    model._layers = 20
+    optimizer = create_optimizer(argparse.Namespace(opt="momentum", lr=0.1, weight_decay=1e-4), model)
+    params = [p for group in optimizer._param_groups for p in group["params"]]
+    assert len(params) == 4

@@ -7,8 +7,8 @@ import paddle
 import pytest
 from yacs.config import CfgNode
 
-from pimm.scheduler import (CosineLRScheduler, PlateauLRScheduler, StepLRScheduler,
-                            create_scheduler)
+from pimm.scheduler import (CosineLRScheduler, LinearDecayLRScheduler, PlateauLRScheduler,
+                            StepLRScheduler, create_scheduler)
 
 
 def make_optimizer(lr=0.064, multiplier=None):
@@ -98,6 +98,42 @@ def test_per_update_stepping():
     assert opt.get_lr() == pytest.approx(0.05)
     sched.step_update(250)
     assert opt.get_lr() == pytest.approx(0.1 * 0.25)
+
+
+def test_cosine_on_updates_is_the_peleenet_reference_schedule():
+    # Robert-JunWang/PeleeNet's main.py sets, before update k of E * U (U updates per epoch),
+    # lr = 0.5 * LR * (1 + cos(pi * k / (E * U))); the loop calls step_update(k) after update k
+    opt = make_optimizer(lr=0.18)
+    cfg = cream_cfg(SCHED="cosine", SCHED_ON_UPDATES=True, EPOCHS=3, LR=0.18, WARMUP_EPOCHS=0,
+                    MIN_LR=0.0, COOLDOWN_EPOCHS=0)
+    sched, num_epochs = create_scheduler(cfg, opt, updates_per_epoch=4)
+    assert num_epochs == 3 and not sched.t_in_epochs
+    lrs = [opt.get_lr()]
+    for update in range(1, 12):
+        sched.step_update(update)
+        if update % 4 == 0:
+            sched.step(update // 4)  # the epoch-end call leaves a per-update schedule alone
+        lrs.append(opt.get_lr())
+    expected = [0.5 * 0.18 * (1 + math.cos(math.pi * k / 12)) for k in range(12)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12)
+
+
+def test_on_updates_counts_warmup_decay_and_noise_in_updates():
+    opt = make_optimizer(lr=0.1)
+    sched, _ = create_scheduler(cream_cfg(SCHED="step", SCHED_ON_UPDATES=True, LR=0.1,
+                                          WARMUP_EPOCHS=1, WARMUP_LR=0.0, DECAY_EPOCHS=2,
+                                          DECAY_RATE=0.5, LR_NOISE=[0.5, 0.6], EPOCHS=10),
+                                opt, updates_per_epoch=10)
+    assert (sched.warmup_t, sched.decay_t, sched.noise_range_t) == (10, 20, [50, 60])
+    sched.step_update(5)
+    assert opt.get_lr() == pytest.approx(0.05)
+    sched.step_update(45)
+    assert opt.get_lr() == pytest.approx(0.1 * 0.5 ** 2)
+    with pytest.raises(ValueError, match="updates_per_epoch >= 1"):
+        create_scheduler(cream_cfg(SCHED="cosine", SCHED_ON_UPDATES=True), make_optimizer())
+    with pytest.raises(ValueError, match="SCHED='plateau'"):
+        create_scheduler(cream_cfg(SCHED="plateau", SCHED_ON_UPDATES=True), make_optimizer(),
+                         updates_per_epoch=10)
 
 
 def test_noise_is_deterministic_bounded_and_ranged():
@@ -232,3 +268,38 @@ def test_factory_errors():
     opt = paddle.optimizer.SGD(paddle_sched, parameters=[paddle.create_parameter([1], "float32")])
     with pytest.raises(TypeError, match="float learning_rate"):
         StepLRScheduler(opt, decay_t=1)
+
+
+def test_linear_decay_reaches_zero_and_never_goes_negative():
+    weight = paddle.create_parameter([1], "float32")
+    optimizer = paddle.optimizer.Momentum(learning_rate=0.5, parameters=[
+        {"params": [weight], "learning_rate": 0.01}])
+    scheduler = LinearDecayLRScheduler(optimizer, total_updates=10)
+    rates = []
+    for t in range(1, 14):
+        scheduler.step_update(t)
+        rates.append(optimizer.get_lr())
+    # the reference's multiplier (LR - t / ITERS) would be 0.5 - 0.6 < 0 at t = 6 for LR 0.5
+    np.testing.assert_allclose(rates, [0.5 * max(0.0, 1 - t / 10) for t in range(1, 14)], atol=1e-12)
+    state = scheduler.state_dict()
+    resumed = LinearDecayLRScheduler(paddle.optimizer.Momentum(learning_rate=0.5, parameters=[weight]), 10)
+    resumed.load_state_dict(state)
+    assert resumed.optimizer.get_lr() == rates[-1]
+
+
+def test_linear_schedule_from_the_config_counts_updates_with_warmup():
+    # SPOS's retrain: linear to 0 over EPOCHS x updates per epoch, after WARMUP_EPOCHS of warmup
+    opt = make_optimizer(lr=0.5)
+    sched, num_epochs = create_scheduler(cream_cfg(SCHED="linear", EPOCHS=4, WARMUP_EPOCHS=1, WARMUP_LR=0.1),
+                                         opt, updates_per_epoch=5)
+    assert isinstance(sched, LinearDecayLRScheduler) and num_epochs == 4
+    assert opt.get_lr() == pytest.approx(0.1)
+    rates = []
+    for t in range(1, 21):
+        sched.step_update(t)
+        sched.step(t // 5)  # epoch ends do not move a per-update schedule
+        rates.append(opt.get_lr())
+    expected = [0.1 + t * 0.4 / 5 if t < 5 else 0.5 * (1 - t / 20) for t in range(1, 21)]
+    np.testing.assert_allclose(rates, expected, atol=1e-12)
+    with pytest.raises(ValueError, match="updates_per_epoch"):
+        create_scheduler(cream_cfg(SCHED="linear"), make_optimizer())

@@ -10,7 +10,7 @@ from yacs.config import CfgNode
 
 from pimm.optim import create_optimizer
 from pimm.scheduler import StepLRScheduler
-from pimm.utils import CheckpointSaver, ModelEma
+from pimm.utils import CheckpointSaver, ModelEma, NonFiniteStateError
 
 
 def build_run():
@@ -229,11 +229,13 @@ def test_crash_between_write_and_rename_leaves_previous_files(tmp_path, monkeypa
             assert "epoch" in paddle.load(str(tmp_path / "ckpt" / name)), name
     with open(tmp_path / "ckpt" / "checkpoint_index.json") as f:
         assert [c["epoch"] for c in json.load(f)["checkpoints"]] == [1, 0]
+    # the next saver (a resumed run, which continues after epoch 2) finishes that save
     restarted = make_saver(tmp_path, model, opt)
-    assert [m for _, m in restarted.checkpoint_files] == [7.0, 5.0]
-    restarted.save_checkpoint(2, 9.0)
+    assert [m for _, m in restarted.checkpoint_files] == [9.0, 7.0, 5.0]
     assert ckpt_epochs(tmp_path) == [0, 1, 2]
     assert epoch_of(tmp_path / "ckpt" / "model_best.pdparams") == 2
+    with open(tmp_path / "ckpt" / "checkpoint_index.json") as f:
+        assert json.load(f)["last_epoch"] == 2
 
 
 def test_stale_temp_files_from_a_crash_are_removed(tmp_path):
@@ -245,3 +247,52 @@ def test_stale_temp_files_from_a_crash_are_removed(tmp_path):
     foreign.write_bytes(b"not ours")
     make_saver(tmp_path)
     assert not stale.exists() and foreign.exists()
+
+
+def test_resume_falls_back_from_a_damaged_last_to_the_newest_intact_file(tmp_path, caplog):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    model, opt = build_run()
+    saver = CheckpointSaver(model, opt, checkpoint_dir=str(folder), recovery_dir=str(folder))
+    for epoch, metric in enumerate([5.0, 7.0, 6.0]):
+        saver.save_checkpoint(epoch, metric)
+    last = saver.last_path
+    with open(last, "rb") as f:
+        intact = f.read()
+    os.remove(last)  # last was a hard link of checkpoint-2: write a damaged copy in its place
+    with open(last, "wb") as f:
+        f.write(intact[:len(intact) // 2])  # truncated
+    with caplog.at_level("WARNING", logger="pimm.utils.checkpoint_saver"):
+        assert CheckpointSaver.resume_file(str(folder)) == str(folder / "checkpoint-2.pdparams")
+    assert f"cannot resume from {last}" in caplog.text
+    assert f"resuming from {folder / 'checkpoint-2.pdparams'} instead" in caplog.text
+    # a recovery point within epoch 2 is older than checkpoint-2; one of epoch 3 is newer
+    saver.save_recovery(2, batch_idx=4)
+    assert CheckpointSaver.resume_file(str(folder)) == str(folder / "checkpoint-2.pdparams")
+    recovery = saver.save_recovery(3, batch_idx=1)
+    assert CheckpointSaver.resume_file(str(folder)) == recovery
+    # garbage everywhere: one error naming the folder and last
+    for name in os.listdir(folder):
+        if name.endswith(".pdparams"):
+            os.remove(folder / name)
+            (folder / name).write_bytes(b"\x80\x04garbage")
+    with pytest.raises(ValueError, match=r"cannot resume from the run folder .*last.pdparams is "
+                                         r"unreadable .* no other checkpoint there is intact"):
+        CheckpointSaver.resume_file(str(folder))
+
+
+def test_a_diverged_state_is_never_written(tmp_path):
+    model, opt = build_run()
+    saver = make_saver(tmp_path, model, opt)
+    saver.save_checkpoint(0, 1.0)
+    with paddle.no_grad():
+        model[0].weight.set_value(paddle.full_like(model[0].weight, float("nan")))
+    before = {name: (tmp_path / "ckpt" / name).read_bytes() for name in os.listdir(tmp_path / "ckpt")}
+    with pytest.raises(NonFiniteStateError, match=r"training diverged: the weights of epoch 1 "
+                       r"are not finite \(state_dict entry '0.weight' holds NaN or Inf\); "
+                       r"refusing to save them"):
+        saver.save_checkpoint(1, 2.0)
+    with pytest.raises(NonFiniteStateError, match="the weights of epoch 1, batch 3 are not"):
+        saver.save_recovery(1, batch_idx=3)
+    assert {n: (tmp_path / "ckpt" / n).read_bytes() for n in os.listdir(tmp_path / "ckpt")} == before
+    assert not os.path.exists(tmp_path / "rec") or os.listdir(tmp_path / "rec") == []

@@ -1,6 +1,7 @@
 """accuracy, AverageMeter, reduce_tensor (one process), update_summary, logging, out dirs."""
 import csv
 import logging
+import os
 
 import numpy as np
 import paddle
@@ -56,6 +57,21 @@ def test_update_summary_writes_header_once_and_rows(tmp_path):
     assert rows == [["epoch", "train_loss", "eval_loss", "eval_prec1"],
                     ["0", "2.5", "2.0", "10.0"],
                     ["1", "1.5", "1.25", "20.0"]]
+
+
+def test_update_summary_replaces_a_rerun_epoch_and_drops_the_rows_after_it(tmp_path):
+    """A run resumed after a crash between the summary and the checkpoint trains that epoch
+    again: its row is replaced, not repeated, and a new column appears empty in older rows."""
+    path = str(tmp_path / "summary.csv")
+    for epoch in range(3):
+        update_summary(epoch, {"loss": 3.0 - epoch}, {"prec1": 10.0 * epoch}, path)
+    update_summary(1, {"loss": 1.75, "skipped_images": 2}, {"prec1": 12.5}, path)
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [["epoch", "train_loss", "eval_prec1", "train_skipped_images"],
+                    ["0", "3.0", "0.0", ""],
+                    ["1", "1.75", "12.5", "2"]]
+    assert [name for name in os.listdir(tmp_path)] == ["summary.csv"]  # no temporary left
 
 
 def test_setup_logger_rank0_file_and_quiet_ranks(tmp_path, capsys):

@@ -1,13 +1,16 @@
-"""pimm.utils.plots: training curves and the board as PNG files; matplotlib stays optional."""
+"""pimm.utils.plots: line plots, training curves and the board as PNG files, written atomically;
+matplotlib stays optional."""
 import csv
 import json
 import math
+import os
 import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
+import pimm.utils.plots as plots
 from pimm.utils import update_summary
 from pimm.utils.plots import (BOARD_PLOT_FILE, CURVES_FILE, PlotsUnavailable, plot_board, plot_run,
                               read_summary)
@@ -36,6 +39,23 @@ def _is_png(path):
         return image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
 
 
+def test_plot_lines_writes_a_png_with_matplotlib(tmp_path):
+    pytest.importorskip("matplotlib")
+    path = str(tmp_path / "curve.png")
+    series = {"best": ([0, 1, 2], [10.0, 12.5, 12.5]), "mean": ([0, 1, 2], [8.0, 9.0, 11.0])}
+    assert plots.plot_lines(path, series, title="t", xlabel="generation", ylabel="top-1", integer_x=True) == path
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert os.listdir(tmp_path) == ["curve.png"]  # no temporary file left behind
+
+
+def test_without_matplotlib_plot_lines_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setattr(plots, "plotting_available", lambda: False)
+    path = str(tmp_path / "curve.png")
+    assert plots.plot_lines(path, {"a": ([0], [1.0])}, title="t", xlabel="x", ylabel="y") is None
+    assert not os.path.exists(path) and "pip install matplotlib" in plots.PLOT_HINT
+
+
 def test_read_summary_takes_the_last_row_of_a_repeated_epoch(tmp_path):
     path = tmp_path / "summary.csv"
     with open(path, "w", newline="") as f:
@@ -52,7 +72,8 @@ def test_plot_run_draws_curves_and_board(tmp_path):
     written = plot_run(str(tmp_path), num_classes=10)
     assert written == [str(tmp_path / CURVES_FILE), str(tmp_path / BOARD_PLOT_FILE)]
     assert all(_is_png(path) for path in written)
-    assert not list(tmp_path.glob("*.tmp.png"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["board.json", "summary.csv", CURVES_FILE,
+                                                                 BOARD_PLOT_FILE])  # no temporaries left
     # a retrain folder has no board.json: the curves only
     retrain = tmp_path / "retrain"
     retrain.mkdir()
