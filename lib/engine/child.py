@@ -46,6 +46,9 @@ class ChildSpec:
     model: str = ""  # NET.MODEL: the pimm model's registered name ('' for a searched child net)
     # (MFLOPs, M params) as the search counted them (board.json: the budget's count), if known
     search_cost: Optional[Tuple[float, float]] = None
+    # a Cream path built exactly as listed (a board path: as the supernet ran it), not with the
+    # reference's template blocks for single-layer stages (lib.models.effective_arch)
+    exact: bool = False
 
     @property
     def arch_json(self) -> Any:
@@ -154,7 +157,8 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
         entry = entry_from_board(board)
         counted = entry.get("flops") is not None and entry.get("params") is not None
         return ChildSpec(entry["arch"], size, -1, f"best path of {board}",
-                         search_cost=(float(entry["flops"]), float(entry["params"])) if counted else None)
+                         search_cost=(float(entry["flops"]), float(entry["params"])) if counted else None,
+                         exact=True)
     if not input_arch:
         raise ConfigError("NET.SELECTION -1 needs NET.INPUT_ARCH (e.g. "
                           f"\"{CREAM_ARCHS[14].arch_list()}\") or NET.BOARD_JSON")
@@ -200,7 +204,8 @@ def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
                                    drop_rate=float(cfg.NET.DROPOUT_RATE), widths=spos_widths(cfg))
     options = dict(num_classes=num_classes, drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
     if not spec.model:
-        return build_childnet(spec.arch, zero_classifier=bool(cfg.NET.ZERO_INIT_CLASSIFIER), **options)
+        return build_childnet(spec.arch, zero_classifier=bool(cfg.NET.ZERO_INIT_CLASSIFIER), exact=spec.exact,
+                              **options)
     try:
         return create_model(spec.model, **options)
     except ValueError as err:  # e.g. a pooling the network does not have

@@ -85,6 +85,8 @@ def test_the_best_path_is_retrained_and_tested(demo):
     assert metrics["arch"] == best and metrics["images"] == 500
     assert 0.5 < metrics["params_m"] < 2 and metrics["mflops"] < metrics["mflops_224"]
     assert (metrics["search_mflops"], metrics["search_params_m"]) == (entry["flops"], entry["params"])
+    # the retrained network is the board's path itself: thop's count agrees with the search's table
+    assert abs(metrics["mflops_224"] - entry["flops"]) < 0.03 * entry["flops"]
     assert metrics["search_mflops"] <= 100
     assert metrics["top1"] > 15.0  # one epoch from scratch
 

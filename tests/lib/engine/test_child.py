@@ -53,6 +53,26 @@ def test_board_path_is_the_best_one_within_the_flops_range(tmp_path):
         entry_from_board(_board(tmp_path, board=[]))
 
 
+def test_a_board_path_is_built_as_the_search_ran_it(tmp_path):
+    """In a space of one layer per searched stage the reference's rule (a single-layer stage keeps
+    its template block) would make every board path the same network; the search's paths are
+    built choice by choice, a NET.INPUT_ARCH list as the reference builds it."""
+    cheap, large = [[0], [0], [0], [2], [0], [0], [0]], [[0], [4], [4], [4], [4], [4], [0]]
+    sizes = {}
+    for name, arch in (("cheap", cheap), ("large", large)):
+        board = _board(tmp_path, paths=[{"arch": arch, "flops": 90.0, "prec1": 50.0}], flops_minimum=0,
+                       flops_maximum=100)
+        cfg = load_config(None, ["NET.SELECTION", "-1", "NET.BOARD_JSON", board, "DATASET.NUM_CLASSES", "10"])
+        spec = resolve_child(cfg)
+        assert spec.exact and spec.arch == arch
+        sizes[name] = count_parameters(create_child_model(cfg, spec))
+    listed = load_config(None, ["NET.SELECTION", "-1", "NET.INPUT_ARCH", str(large), "DATASET.NUM_CLASSES", "10"])
+    spec = resolve_child(listed)
+    assert not spec.exact
+    template = count_parameters(create_child_model(listed, spec))
+    assert len({sizes["cheap"], sizes["large"], template}) == 3  # three different networks
+
+
 def _pdarts(*overrides):
     return load_config(None, ["METHOD", "pdarts", "DATASET.IMAGE_SIZE", "32", "DATASET.NUM_CLASSES", "10",
                               *map(str, overrides)])

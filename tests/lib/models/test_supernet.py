@@ -88,13 +88,16 @@ def _copy_path_into_child(supernet, child, path):
     [[0], [4], [2, 5], [3], [0, 3], [1, 4], [0]],
     [[0], [5], [0, 1], [2], [5, 5], [3, 0], [0]],
 ])
-def test_path_forward_equals_the_child_net_with_the_same_weights(child_arch):
+@pytest.mark.parametrize("exact", [False, True])
+def test_path_forward_equals_the_child_net_with_the_same_weights(child_arch, exact):
     supernet = _small_supernet()
     _randomize(supernet)
     supernet.eval()
-    # the child net keeps single-layer stages at their template block: follow the same path
-    path = effective_arch(child_arch)
-    child = build_childnet(child_arch, num_classes=10)
+    # the reference's child net keeps single-layer stages at their template block: follow the same
+    # path; an exact child net (a board path's) is the listed path itself
+    path = effective_arch(child_arch, exact)
+    assert (path == child_arch) == exact  # both archs have single-layer stages off their template
+    child = build_childnet(child_arch, num_classes=10, exact=exact)
     _copy_path_into_child(supernet, child, path)
     child.eval()
     x = paddle.to_tensor(np.random.RandomState(1).randn(2, 3, 48, 48).astype("float32"))
