@@ -103,6 +103,12 @@ def get_default_config() -> CN:
     # (added) retrain the best path of a search's board.json (with SELECTION -1), e.g.
     # ./experiments/workspace/train/Supernet_Training/board.json
     c.NET.BOARD_JSON = ""
+    # (added) True builds every choice a NET.INPUT_ARCH lists; False (the reference) builds a stage
+    # with a single layer from its template block whatever its choice, which the released nets
+    # depend on. The best path of a NET.BOARD_JSON is always built exactly: in a space of one layer
+    # per searched stage the reference's rule makes every path the same network. A correlation
+    # study trains paths alone with True: the networks the supernet ran
+    c.NET.EXACT_ARCH = False
     c.NET.GP = "avg"
     c.NET.DROPOUT_RATE = 0.0
     # (added) start the classifier at zero weights; the reference's init (uniform +-1/sqrt(classes))
@@ -290,6 +296,27 @@ def get_default_config() -> CN:
     # the evolution.json at EVOLUTION_JSON, or with neither the officially released path
     c.SPOS.ARCH = []
     c.SPOS.EVOLUTION_JSON = ""
+    # (added) ``correlation`` mode: how well a supernet ranks paths (lib/engine/correlation.py)
+    c.CORRELATION = CN()
+    # the supernet checkpoint (a search's last.pdparams or model_best.pdparams); the supernet's
+    # keys (SUPERNET.FLOPS_*/SLICE/RESUNIT/DIL_CONV, DATASET.NUM_CLASSES/IMAGE_SIZE, NET.GP,
+    # BATCHNORM.*) come from the run config stored in it, this config's when it stores none
+    c.CORRELATION.CHECKPOINT = ""
+    # the accuracies of the same paths trained alone: run folders of retrain (or test) runs, glob
+    # patterns allowed, e.g. ['./experiments/workspace/retrain/corr_path_*'] ...
+    c.CORRELATION.RUNS = []
+    # ... or a CSV file with the columns arch (an arch list) and top1
+    c.CORRELATION.CSV = ""
+    # without stand-alone accuracies, the paths to evaluate and to retrain: 'random' (NUM_PATHS
+    # distinct random paths inside the FLOPs range, drawn with SEED) or 'board' (BOARD_JSON's paths)
+    c.CORRELATION.PATHS = "random"
+    c.CORRELATION.NUM_PATHS = 30
+    c.CORRELATION.BOARD_JSON = ""
+    # training batches that recalibrate each path's batch norm before it is evaluated (SPOS's
+    # recalibration, shared with the search's validation); 0 keeps the supernet's running statistics
+    c.CORRELATION.BN_BATCHES = 10
+    # the retrain config of the commands written for the paths (retrain_paths.sh)
+    c.CORRELATION.RETRAIN_CONFIG = "./experiments/configs/retrain/searched.yaml"
     return c
 
 

@@ -1,12 +1,15 @@
-"""Cream of the Crop and SPOS: search (train; evolve), retrain a child network, or test a checkpoint.
+"""Cream of the Crop, SPOS and P-DARTS: search (train; evolve), retrain a child network, test a
+checkpoint, or measure how well a supernet ranks paths (correlation).
 
     python tools/main.py train   experiments/configs/train/train.yaml
     python tools/main.py retrain experiments/configs/retrain/14.yaml DATA_DIR ./data/imagenet
     python tools/main.py test    experiments/configs/test/test.yaml NET.SELECTION 14 \\
         RESUME_PATH ./experiments/workspace/ckps/14.pth.tar
     python tools/main.py evolve  experiments/configs/spos/evolve.yaml SPOS.SUPERNET supernet.pdparams
+    python tools/main.py correlation experiments/configs/correlation/subimagenet.yaml \\
+        CORRELATION.CHECKPOINT ./experiments/workspace/train/subimagenet/last.pdparams
 
-The config's METHOD ('cream' or 'spos') picks the engine of the mode (lib.engine.ENGINES).
+The config's METHOD ('cream', 'spos' or 'pdarts') picks the engine of the mode (lib.engine.ENGINES).
 
 KEY VALUE pairs after the config override its entries (yacs syntax, e.g. DATASET.BATCH_SIZE 64).
 Several processes (--nproc N, or NUM_GPU N on a machine with at least N GPUs) run through
@@ -38,7 +41,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("mode", choices=MODES,
                         help="train (search / supernet training), evolve (SPOS's evolutionary search), "
-                             "retrain or test")
+                             "retrain, test or correlation")
     parser.add_argument("cfg", help="YAML config, e.g. experiments/configs/retrain/14.yaml")
     parser.add_argument("overrides", nargs="*", metavar="KEY VALUE",
                         help="config overrides, e.g. NET.SELECTION 43 DATASET.BATCH_SIZE 64")

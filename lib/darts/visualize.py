@@ -3,7 +3,7 @@
 Each cell is a DAG: the two inputs ``c_{k-2}`` and ``c_{k-1}`` bottom left, the intermediate
 nodes 0..n-1 along the top, the output ``c_{k}`` (the concatenation, dashed arrows) on the right;
 every kept edge is an arrow labelled with its operation. matplotlib is optional: :func:`plot_genotype` raises
-``ModuleNotFoundError`` without it and callers say how to get it (:data:`MATPLOTLIB_HINT`).
+``ModuleNotFoundError`` without it and callers say how to get it (``pimm.utils.plots.PLOT_HINT``).
 """
 from __future__ import annotations
 
@@ -15,9 +15,7 @@ from pimm.utils.file_io import atomic_write_bytes
 
 from .genotypes import PRIMITIVES, Genotype, validate_genotype
 
-__all__ = ["MATPLOTLIB_HINT", "plot_genotype"]
-
-MATPLOTLIB_HINT = "pip install matplotlib (or pip install -e .[plot]) to get the picture"
+__all__ = ["plot_genotype"]
 
 _COLOURS = dict(zip(PRIMITIVES, ("#9e9e9e", "#1f77b4", "#17becf", "#7f7f7f", "#d62728", "#ff7f0e",
                                  "#2ca02c", "#9467bd")))

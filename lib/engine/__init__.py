@@ -19,7 +19,8 @@ __all__ = ["ENGINES", "MODES", "METHODS", "engine_for"]
 #: (Cream: supernet training with prioritized paths; SPOS: supernet training with uniform paths;
 #: P-DARTS: the progressive differentiable search), ``evolve`` SPOS's evolutionary search of a
 #: trained supernet (SPOS's or Cream's), ``retrain`` trains a child network from scratch, ``test``
-#: evaluates a checkpoint.
+#: evaluates a checkpoint, ``correlation`` compares how a supernet ranks paths with their
+#: accuracies trained alone.
 ENGINES: Dict[Tuple[str, str], str] = {
     ("train", "cream"): "lib.engine.search",
     ("retrain", "cream"): "lib.engine.retrain",
@@ -32,6 +33,7 @@ ENGINES: Dict[Tuple[str, str], str] = {
     ("evolve", "cream"): "lib.engine.evolve",
     ("retrain", "spos"): "lib.engine.retrain",
     ("test", "spos"): "lib.engine.test",
+    ("correlation", "cream"): "lib.engine.correlation",
 }
 MODES: Tuple[str, ...] = tuple(sorted({mode for mode, _ in ENGINES}))
 METHODS: Tuple[str, ...] = tuple(sorted({method for _, method in ENGINES}))

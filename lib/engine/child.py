@@ -46,8 +46,8 @@ class ChildSpec:
     model: str = ""  # NET.MODEL: the pimm model's registered name ('' for a searched child net)
     # (MFLOPs, M params) as the search counted them (board.json: the budget's count), if known
     search_cost: Optional[Tuple[float, float]] = None
-    # a Cream path built exactly as listed (a board path: as the supernet ran it), not with the
-    # reference's template blocks for single-layer stages (lib.models.effective_arch)
+    # a Cream path built exactly as listed (a board path, or NET.EXACT_ARCH: as the supernet ran
+    # it), not with the reference's template blocks for single-layer stages (effective_arch)
     exact: bool = False
 
     @property
@@ -144,9 +144,10 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
                 f"NET.SELECTION {selection} is not a released Cream net; choose one of "
                 f"{sorted(CREAM_ARCHS)}, or -1 with NET.INPUT_ARCH (an arch list) or "
                 "NET.BOARD_JSON (a search's board.json)")
-        if board or input_arch:
+        if board or input_arch or cfg.NET.EXACT_ARCH:
             raise ConfigError(f"NET.SELECTION {selection} conflicts with NET.INPUT_ARCH/"
-                              "NET.BOARD_JSON: set NET.SELECTION -1 to use a searched path")
+                              "NET.BOARD_JSON/NET.EXACT_ARCH: set NET.SELECTION -1 to use a searched "
+                              "path (the released nets are built as published)")
         arch, published_size = resolve_arch(selection)
         if cfg.DATASET.SELECTION_IMAGE_SIZE:
             size = published_size
@@ -166,7 +167,7 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
         arch = validate_arch(input_arch)
     except ValueError as err:
         raise ConfigError(f"NET.INPUT_ARCH: {err}") from None
-    return ChildSpec(arch, size, -1, "NET.INPUT_ARCH")
+    return ChildSpec(arch, size, -1, "NET.INPUT_ARCH", exact=bool(cfg.NET.EXACT_ARCH))
 
 
 def _named_model(model: str, board: str, input_arch: list, size: int) -> ChildSpec:
@@ -190,9 +191,9 @@ def checkpoint_misfit(what: str, spec: ChildSpec, err: Exception, hint: str = ""
 
 
 def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
-    """The child network with the config's classes: Cream's or a ``NET.MODEL`` with its dropout and
-    pooling, SPOS's with its dropout (it pools by average), a DARTS network with ``DARTS.INIT_CHANNELS``,
-    ``LAYERS`` and ``AUXILIARY``."""
+    """The child network with the config's classes: Cream's (``NET.EXACT_ARCH``: every listed
+    choice) or a ``NET.MODEL`` with its dropout and pooling, SPOS's with its dropout (it pools by
+    average), a DARTS network with ``DARTS.INIT_CHANNELS``, ``LAYERS`` and ``AUXILIARY``."""
     num_classes = int(cfg.DATASET.NUM_CLASSES)
     if spec.method == "pdarts":
         d = cfg.DARTS

@@ -37,6 +37,7 @@ from lib.config import ConfigError
 from lib.engine import MODES
 from pimm.data import CIFAR10, CifarFormatError, ImageDataset, PixelNormalization, create_loader
 from pimm.data.transforms import pil_interpolation
+from pimm.layers import convert_sync_batchnorm
 from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
@@ -497,8 +498,9 @@ def wrap_model(model: paddle.nn.Layer, ctx: RunContext) -> paddle.nn.Layer:
     if not ctx.distributed:
         return model
     if ctx.cfg.BATCHNORM.SYNC_BN:
-        model = paddle.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        ctx.logger.info("converted batch norm layers to SyncBatchNorm")
+        # pimm's conversion: Paddle's SyncBatchNorm stores the biased running variance, torch's the unbiased
+        model = convert_sync_batchnorm(model)
+        ctx.logger.info("converted batch norm layers to SyncBatchNorm2d")
     # DataParallel broadcasts rank 0's parameters and buffers, so all ranks start identical
     return paddle.DataParallel(model)
 

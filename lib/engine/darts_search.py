@@ -60,7 +60,8 @@ from lib.darts import (PRIMITIVES, Genotype, SearchNetwork, SearchStage, derive_
                        genotype_to_dict, ops_in_play, plan_stages, prune_switches, save_genotypes,
                        skip_dropout_rate)
 from lib.darts.space import Switches, check_switches, full_switches, steps_for_edges
-from lib.darts.visualize import MATPLOTLIB_HINT, plot_genotype
+from lib.darts.visualize import plot_genotype
+from pimm.utils.plots import PLOT_HINT
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, check_data_splits,
                                check_replicas, create_split_loader, dataset_subset, find_resume_checkpoint,
                                gradient_clip, open_split, record_config, seed_epoch, skipped_images)
@@ -553,7 +554,7 @@ class _Search:
                 ctx.logger.info("cells of the recommended genotype drawn in %s", picture)
             except ModuleNotFoundError:
                 picture = None
-                ctx.logger.info("no cells.png: matplotlib is not installed (%s)", MATPLOTLIB_HINT)
+                ctx.logger.info("no cells.png: matplotlib is not installed (%s)", PLOT_HINT)
         ctx.logger.info("genotypes written to %s; retrain the recommended one with METHOD pdarts "
                         "DARTS.GENOTYPE %s (or %s:max_skip_N)", path, path, path)
         return {"genotypes": {name: genotype_to_dict(g) for name, g in genotypes.items()},

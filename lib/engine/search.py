@@ -23,6 +23,9 @@ the first four are shared with SPOS's supernet training (``lib.engine.supernet``
 * multi-process runs average the path's gradients with one all-reduce per step instead of wrapping
   the supernet in ``paddle.DataParallel`` (the meta step's double ``paddle.grad`` must not trigger
   its hooks either). All ranks draw the same path (same sampler seed);
+* ``PICK_METHOD top1`` takes no meta-matching updates (nothing to learn: the KD weight is fixed);
+  the reference's update differentiated w.r.t. the teacher path's weights there and raised unless
+  the student was the top-1 path itself (README, "What differs from the reference");
 * the logged LR is the student's (the reference averaged in the meta layer's groups);
 * checkpoints hold the board, the path sampler and the scheduler, so AUTO_RESUME continues the
   same search (the reference saved neither board nor scheduler).
@@ -168,11 +171,13 @@ def search_step(parts: SearchParts, images: paddle.Tensor, targets: paddle.Tenso
     if meta_update:
         meta_info = meta.update(supernet, optimizer, images, targets, arch, board, loss_fn,
                                 lr=optimizer.get_lr())
+    teacher_index = rho = None
+    if distill:  # before the student's forward: the running statistics see the passes in the reference's order
+        teacher_index, rho = meta.select_teacher(supernet, arch, board, parts.pick_method)
     output = supernet(images, arch)
     loss = loss_fn(output, targets)
-    kd_loss = rho = None
+    kd_loss = None
     if distill:
-        teacher_index, rho = meta.select_teacher(supernet, arch, board, parts.pick_method)
         with paddle.no_grad():
             soft_target = softmax(supernet(images, board.entries[teacher_index].arch), axis=-1)
         kd_loss = soft_target_cross_entropy(output, soft_target)

@@ -39,21 +39,23 @@ def effective_arch(selection_or_arch: Union[int, Sequence[Sequence[int]]], exact
 
     The reference builds a stage that has a single layer from the stage's template and ignores
     its choice (net 14 lists choice 3 for stage 1 but runs k3e4). The released weights depend on
-    it, so the child networks keep it unless ``exact``; this function makes it explicit, e.g. for
-    14: ``[[0],[3],[3,3],[3,3],[3],[3],[0]] -> [[0],[0],[3,3],[3,3],[1],[3],[0]]``. ``exact``
-    builds every choice as listed, as the supernet ran the path: in a space with one layer per
-    searched stage the reference's rule would make every path the same network.
+    it, so the child networks keep it; this function makes it explicit, e.g. for 14:
+    ``[[0],[3],[3,3],[3,3],[3],[3],[0]] -> [[0],[0],[3,3],[3,3],[1],[3],[0]]``. ``exact`` builds
+    every listed choice instead: the network the supernet runs for that path (the correlation study
+    trains paths alone this way).
     """
     arch, _ = resolve_arch(selection_or_arch)
     if exact:
-        return [list(choices) for choices in arch]
+        return arch
     return [[template_choice(stage)] if len(choices) == 1 else list(choices)
             for stage, choices in enumerate(arch)]
 
 
-def childnet_arch_def(selection_or_arch: Union[int, Sequence[Sequence[int]]], exact: bool = False) -> List[List[str]]:
-    """The child network's stages as block strings (``exact``: see ``effective_arch``), e.g. for
-    14 stage 2: ``['ir_r1_k5_s2_e6_c40_se0.25', 'ir_r1_k5_s2_e6_c40_se0.25']``."""
+def childnet_arch_def(selection_or_arch: Union[int, Sequence[Sequence[int]]], exact: bool = False
+                      ) -> List[List[str]]:
+    """The child network's stages as block strings, e.g. for 14 stage 2:
+    ``['ir_r1_k5_s2_e6_c40_se0.25', 'ir_r1_k5_s2_e6_c40_se0.25']`` (``exact``: see
+    :func:`effective_arch`)."""
     return [[layer_block_string(stage, choice if stage in SEARCHED_STAGES else None) for choice in choices]
             for stage, choices in enumerate(effective_arch(selection_or_arch, exact))]
 
@@ -70,13 +72,13 @@ def zero_init_classifier(model: nn.Layer) -> None:
 
 
 def build_childnet(selection_or_arch: Union[int, Sequence[Sequence[int]]], num_classes: int = 1000,
-                   drop_rate: float = 0.0, global_pool: str = "avg", zero_classifier: bool = False,
-                   exact: bool = False, **kwargs: Any) -> MobileNetV3:
+                   drop_rate: float = 0.0, global_pool: str = "avg", exact: bool = False,
+                   zero_classifier: bool = False, **kwargs: Any) -> MobileNetV3:
     """A Cream child network: a released selection (14, 43, 114, 287, 481, 604) or an arch list
-    ``[[0], [...] x5, [0]]``.
+    ``[[0], [...] x5, [0]]``; ``exact`` builds every listed choice, also of single-layer stages
+    (see :func:`effective_arch`): a search's paths as the supernet ran them; the released nets
+    and the reference's checkpoints need False.
 
-    ``exact`` builds the choices of single-layer stages too (``effective_arch``): for the paths of
-    this repository's search; the released nets and the reference's checkpoints need False.
     ``zero_classifier`` starts the classifier at zero (``zero_init_classifier``). Further keyword
     arguments go to ``MobileNetV3`` (``drop_path_rate``, ``in_chans``) or to its batch norms
     (``bn_momentum``, ``bn_eps``, ``bn_tf``). The model is built inside

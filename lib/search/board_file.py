@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 from lib.models import validate_arch
 from pimm.utils import atomic_write_text
 
-__all__ = ["BOARD_FILE", "write_board_file", "best_board_entry"]
+__all__ = ["BOARD_FILE", "write_board_file", "best_board_entry", "board_paths"]
 
 BOARD_FILE = "board.json"
 
@@ -44,6 +44,19 @@ def _checked(entry: Dict[str, Any], field: str, path: str) -> Dict[str, Any]:
     return dict(entry, arch=validate_arch(entry["arch"]))
 
 
+def _read_board(path: str) -> Dict[str, Any]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            board = json.load(f)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as err:
+        raise ValueError(f"cannot read {path} as JSON ({err})") from err
+    if not isinstance(board, dict) or not isinstance(board.get("paths"), list):
+        raise ValueError(f"{path} has no 'paths' list; it is not a Cream board.json")
+    return board
+
+
 def best_board_entry(path: str) -> Dict[str, Any]:
     """The best path of a ``board.json`` whose FLOPs lie in the board's own
     ``[flops_minimum, flops_maximum]``: ``best_in_range`` when present, else the first such
@@ -53,22 +66,13 @@ def best_board_entry(path: str) -> Dict[str, Any]:
     Raises FileNotFoundError for a missing file and ValueError, naming the file, for one that is
     not a usable board.
     """
-    try:
-        with open(path, encoding="utf-8") as f:
-            board = json.load(f)
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError) as err:
-        raise ValueError(f"cannot read {path} as JSON ({err})") from err
-    best = board.get("best_in_range") if isinstance(board, dict) else None
+    board = _read_board(path)
+    best = board.get("best_in_range")
     if isinstance(best, dict) and best.get("arch"):
         return _checked(best, "best_in_range", path)
-    paths = board.get("paths") if isinstance(board, dict) else None
-    if not isinstance(paths, list):
-        raise ValueError(f"{path} has no 'paths' list; it is not a Cream board.json")
     low = _number(board.get("flops_minimum", -math.inf), "flops_minimum", path)
     high = _number(board.get("flops_maximum", math.inf), "flops_maximum", path)
-    for i, entry in enumerate(paths):
+    for i, entry in enumerate(board["paths"]):
         if not isinstance(entry, dict):
             raise ValueError(f"{path}: paths[{i}] is not an object with 'arch' and 'flops'")
         flops = entry.get("flops")
@@ -77,3 +81,12 @@ def best_board_entry(path: str) -> Dict[str, Any]:
             return _checked(entry, f"paths[{i}]", path)
     raise ValueError(f"no path in {path} lies within its FLOPs range [{low}, {high}]; give the path "
                      "you want as NET.SELECTION -1 with NET.INPUT_ARCH")
+
+
+def board_paths(path: str) -> List[List[List[int]]]:
+    """Every path of a ``board.json``, best first (same errors as :func:`best_board_entry`)."""
+    board = _read_board(path)
+    try:
+        return [validate_arch(entry["arch"]) for entry in board["paths"]]
+    except (KeyError, TypeError) as err:
+        raise ValueError(f"{path}: a 'paths' entry has no arch list ({err})") from err

@@ -1,5 +1,5 @@
 """Data pipeline (timm 0.1.20 semantics on Paddle): folder and CIFAR-10 datasets, transforms, loader, mixup,
-demo data."""
+demo data, class and image subsets of a tree (subImageNet)."""
 from .auto_augment import (
     AugmentOp,
     AutoAugment,
@@ -21,6 +21,7 @@ from .loader import (ImageLoader, ShardedBatchSampler, UnreadableImagesError, cr
 from .mixup import Mixup, mixup_target, one_hot
 from .random_erasing import RandomErasing
 from .random_state import AugRandom, augmentation_rng, seed_augmentation
+from .subset import SUBSET_MANIFEST, SubsetError, SubsetSummary, make_image_subset, read_subset_lists
 from .transforms import (
     COLOR_ORDERS,
     CenterCrop,
@@ -74,6 +75,9 @@ __all__ = [
     "RandomErasing",
     "RandomHorizontalFlip",
     "RandomResizedCropAndInterpolation",
+    "SUBSET_MANIFEST",
+    "SubsetError",
+    "SubsetSummary",
     "Resize",
     "ShardedBatchSampler",
     "ToNormalizedArray",
@@ -94,6 +98,8 @@ __all__ = [
     "one_hot",
     "rand_augment_transform",
     "read_cifar_batch",
+    "read_subset_lists",
+    "make_image_subset",
     "seed_augmentation",
     "transforms_cifar_eval",
     "transforms_cifar_train",

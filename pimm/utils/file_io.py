@@ -49,11 +49,27 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _new_file_mode() -> int:
+    # what open() gives a new file under this process's umask (read once: os.umask can only be
+    # read by setting it)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_NEW_FILE_MODE = _new_file_mode()
+
+
 def _temp_path_for(path: str) -> str:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=_TEMP_SUFFIX,
                                dir=folder)
-    os.close(fd)
+    try:
+        # mkstemp makes the file private (0600); the renamed file should be readable like any
+        # other the user writes (a shared run folder, a web server showing the plots)
+        os.fchmod(fd, _NEW_FILE_MODE)
+    finally:
+        os.close(fd)
     return tmp
 
 

@@ -1,8 +1,10 @@
-"""PNG plots of run folders. matplotlib is optional (``pip install matplotlib``, or the package's
-``[plot]`` extra): without it nothing is drawn; ``plot_lines`` returns None and the run-folder
-plots raise ``PlotsUnavailable``, so that callers can say how to get them and carry on.
+"""PNG plots of run results. matplotlib is optional (``pip install matplotlib``, or the package's
+``[plot]`` extra): without it nothing is drawn; ``plot_lines`` and ``save_scatter_plot`` return
+None and the run-folder plots raise ``PlotsUnavailable``, so that callers can say how to get them
+(:data:`PLOT_HINT`) and carry on.
 
-* ``plot_lines``: one figure of labelled lines (e.g. an evolution's best top-1 per generation).
+* ``plot_lines``: one figure of labelled lines (e.g. an evolution's best top-1 per generation);
+  ``save_scatter_plot``: annotated points (e.g. a correlation study).
 * ``training_curves.png``: per epoch, the losses (train, validation, KD when present) and the
   top-1 accuracies (train; validation, i.e. the mean of the validated paths in a search; the
   board's best path; the EMA weights'), with the chance level when the number of classes is known.
@@ -25,13 +27,12 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pimm.utils.file_io import atomic_write_bytes
 
-__all__ = ["PlotsUnavailable", "INSTALL_HINT", "PLOT_HINT", "CURVES_FILE", "BOARD_PLOT_FILE",
-           "plotting_available", "plot_lines", "read_summary", "plot_training_curves", "plot_board",
+__all__ = ["PlotsUnavailable", "PLOT_HINT", "CURVES_FILE", "BOARD_PLOT_FILE", "plotting_available",
+           "plot_lines", "save_scatter_plot", "read_summary", "plot_training_curves", "plot_board",
            "plot_run"]
 
-INSTALL_HINT = "python -m pip install matplotlib"
 #: what to tell a user who wants the plots
-PLOT_HINT = f"install matplotlib ({INSTALL_HINT}) for PNG plots"
+PLOT_HINT = "install matplotlib (python -m pip install matplotlib, or pip install -e .[plot]) for PNG plots"
 CURVES_FILE = "training_curves.png"
 BOARD_PLOT_FILE = "board.png"
 SUMMARY_FILE = "summary.csv"
@@ -56,16 +57,21 @@ def plotting_available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
 
 
-def _figure(figsize: Tuple[float, float]):
-    """A matplotlib Figure on the Agg canvas; ``PlotsUnavailable`` without matplotlib."""
-    if not plotting_available():
-        raise PlotsUnavailable(f"plots need matplotlib: {INSTALL_HINT}")
+def _figure(size: Tuple[float, float], dpi: int = 100):
+    """A matplotlib Figure on the Agg canvas (matplotlib must be there)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=figsize, dpi=100)
+    figure = Figure(figsize=size, dpi=dpi, tight_layout=True)
     FigureCanvasAgg(figure)
     return figure
+
+
+def _run_folder_figure(size: Tuple[float, float]):
+    """``_figure`` for the run-folder plots: ``PlotsUnavailable`` without matplotlib."""
+    if not plotting_available():
+        raise PlotsUnavailable(PLOT_HINT)
+    return _figure(size)
 
 
 def _number(text: str) -> float:
@@ -113,14 +119,31 @@ def plot_lines(path: str, series: Mapping[str, Series], *, title: str, xlabel: s
         axes.xaxis.set_major_locator(MaxNLocator(integer=True))
     if len(series) > 1:
         axes.legend()
-    figure.tight_layout()
+    return _save(figure, path)
+
+
+def save_scatter_plot(path: str, x: Sequence[float], y: Sequence[float], *, xlabel: str, ylabel: str,
+                      title: str, labels: Optional[Sequence[str]] = None) -> Optional[str]:
+    """Write ``path`` (PNG, atomically): a scatter plot of ``(x, y)`` with each point annotated by
+    ``labels`` (if given). Returns ``path``, or None when matplotlib is missing."""
+    if not plotting_available():
+        return None
+    figure = _figure((5.5, 4.5), 120)
+    axes = figure.add_subplot()
+    axes.scatter(x, y, s=28, color="tab:blue", zorder=2)
+    for i, label in enumerate(labels or ()):
+        axes.annotate(label, (x[i], y[i]), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_title(title, fontsize=9)
+    axes.grid(True, alpha=0.3, zorder=1)
     return _save(figure, path)
 
 
 def plot_training_curves(summary: Mapping[str, Sequence[float]], path: str, title: str = "",
                          num_classes: Optional[int] = None) -> str:
     """Loss and top-1 per epoch (see the module doc) into ``path``; returns ``path``."""
-    fig = _figure((10, 4))
+    fig = _run_folder_figure((10, 4))
     from matplotlib.ticker import MaxNLocator
 
     epochs = list(summary.get("epoch", []))
@@ -147,7 +170,6 @@ def plot_training_curves(summary: Mapping[str, Sequence[float]], path: str, titl
             ax.legend(fontsize=8)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, path)
 
 
@@ -161,7 +183,7 @@ def plot_board(board: Mapping, path: str, title: str = "") -> str:
     ``flops_minimum``/``flops_maximum`` and, when present, ``validated``: paths with their
     validation top-1) into ``path``; returns ``path``. The chosen path is drawn at its validation
     top-1 when it has one (``val_prec1``), beside the validated random paths."""
-    fig = _figure((7, 5.2))
+    fig = _run_folder_figure((7, 5.2))
     ax = fig.subplots()
     validated = board.get("validated") or []
     paths = board.get("paths") or []
@@ -193,7 +215,6 @@ def plot_board(board: Mapping, path: str, title: str = "") -> str:
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2)  # below: no point hidden
     epoch = board.get("epoch")
     ax.set_title(title or (f"prioritized board after epoch {epoch}" if epoch is not None else "board"))
-    fig.tight_layout()
     return _save(fig, path)
 
 

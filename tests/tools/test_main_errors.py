@@ -147,3 +147,8 @@ def test_board_json_that_names_no_usable_path(main, tmp_path, demo_data_dir, ent
     code, err = main("retrain", RETRAIN_14, "DATA_DIR", demo_data_dir, "DATASET.NUM_CLASSES", 4,
                      "NET.SELECTION", -1, "NET.BOARD_JSON", board)
     assert code == 2 and "NET.BOARD_JSON" in _one_line(err) and message in err
+def test_correlation_without_its_checkpoint(main, tmp_path, demo_data_dir):
+    config = os.path.join(REPO, "experiments", "configs", "correlation", "demo.yaml")
+    code, err = main("correlation", config, "DATA_DIR", demo_data_dir, "WORKERS", 0,
+                     "CORRELATION.CHECKPOINT", tmp_path / "none.pdparams")
+    assert code == 2 and "CORRELATION.CHECKPOINT: no file at" in _one_line(err)

@@ -277,6 +277,9 @@ def test_validated_path_gets_its_own_batch_norm_statistics(supernet):
         hook.remove()
         means = [x.mean(axis=(0, 2, 3)) for x in captured]
         np.testing.assert_allclose(stem._mean.numpy(), np.mean(means, axis=0), rtol=1e-4, atol=1e-6)
+        # torch's unbiased batch variances, averaged (what SPOS's recalibration stores)
+        variances = [x.astype(np.float64).var(axis=(0, 2, 3), ddof=1) for x in captured]
+        np.testing.assert_allclose(stem._variance.numpy(), np.mean(variances, axis=0), rtol=1e-5)
         np.testing.assert_array_equal(off_path._mean.numpy(), before["blocks.1.0.0.bn1._mean"])
         assert not supernet.training  # the caller's mode
         recalibrated = supernet(paddle.to_tensor(batches[0]), arch).numpy()
@@ -328,6 +331,18 @@ def test_average_gradients_is_a_no_op_in_one_process():
 def test_bad_search_settings_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):
         SearchOptions.from_config(load_config(DEMO, overrides))
+
+
+@pytest.mark.parametrize("pick_method, update_2nd, distills, meta_updates", [
+    ("meta", "True", True, True),
+    ("meta", "False", True, False),  # distillation with a fixed meta layer
+    ("top1", "True", True, False),  # no matching score to learn (README: what differs from the reference)
+    ("none", "True", False, False),
+])
+def test_only_meta_matching_takes_meta_updates(pick_method, update_2nd, distills, meta_updates):
+    opts = SearchOptions.from_config(load_config(DEMO, ["SUPERNET.PICK_METHOD", pick_method,
+                                                        "SUPERNET.UPDATE_2ND", update_2nd]))
+    assert (opts.distills, opts.meta_updates) == (distills, meta_updates)
 
 
 @pytest.mark.parametrize("name", ["train.yaml", "spos.yaml", "demo.yaml"])

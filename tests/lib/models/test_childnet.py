@@ -95,3 +95,36 @@ def test_logits_match_the_reference(cream14_dir, use_ema, logits_file):
     model.eval()
     logits = model(paddle.to_tensor(np.load(os.path.join(cream14_dir, "input.npy")))).numpy()
     assert _relative_error(logits, np.load(os.path.join(cream14_dir, logits_file))) <= 1e-5
+
+
+def test_exact_child_network_is_the_supernet_path():
+    """``exact=True`` builds every listed choice, single-layer stages included: with the supernet's
+    weights of the path it computes the same logits as the supernet running that path."""
+    import re
+
+    from lib.models import build_supernet
+
+    arch = [[0], [5], [2], [4], [1], [3], [0]]  # the [0, 100] space: one layer per searched stage
+    assert effective_arch(arch) != arch and effective_arch(arch, exact=True) == arch
+    paddle.seed(1)
+    supernet, _, _ = build_supernet(0, 100, num_classes=5)
+    child = build_childnet(arch, num_classes=5, exact=True)
+    weights = supernet.state_dict()
+
+    def supernet_name(name):
+        m = re.match(r"blocks\.(\d+)\.(\d+)\.(.*)", name)
+        return f"blocks.{m[1]}.{m[2]}.{arch[int(m[1])][int(m[2])]}.{m[3]}" if m else name
+
+    child.set_state_dict({k: weights[supernet_name(k)] for k in child.state_dict()})
+    with paddle.no_grad():
+        supernet.classifier.weight.set_value(supernet.classifier.weight * 300.0)  # decisive logits
+        child.classifier.weight.set_value(supernet.classifier.weight)
+    supernet.eval()
+    child.eval()
+    x = paddle.randn([2, 3, 64, 64])
+    expected = supernet(x, arch).numpy()
+    assert abs(expected).max() > 0.1
+    np.testing.assert_allclose(child(x).numpy(), expected, rtol=1e-5, atol=1e-6)
+    # the reference's child network (template blocks in single-layer stages) is another network
+    assert sum(int(p.size) for p in build_childnet(arch, num_classes=5).parameters()) != \
+        sum(int(p.size) for p in child.parameters())

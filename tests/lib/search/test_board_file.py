@@ -7,7 +7,7 @@ import pytest
 
 from lib.models import CREAM_ARCHS
 from lib.search.board import PrioritizedBoard
-from lib.search.board_file import BOARD_FILE, best_board_entry, write_board_file
+from lib.search.board_file import BOARD_FILE, best_board_entry, board_paths, write_board_file
 
 
 def test_written_board_reads_back_its_best_path(tmp_path):
@@ -35,3 +35,13 @@ def test_unreadable_boards_name_the_file(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read .*bad.json as JSON"):
         best_board_entry(str(bad))
+
+
+def test_board_paths_lists_every_path_best_first(tmp_path):
+    paths = [[[0], [c], [1], [2], [3], [4], [0]] for c in (5, 0)]
+    write_board_file(str(tmp_path), {"paths": [{"arch": p, "flops": 50.0, "prec1": 10.0} for p in paths],
+                                     "best_in_range": None, "flops_minimum": 0, "flops_maximum": 100})
+    assert board_paths(str(tmp_path / "board.json")) == paths
+    (tmp_path / "bad.json").write_text('{"paths": [{"flops": 1.0}]}')
+    with pytest.raises(ValueError, match="no arch list"):
+        board_paths(str(tmp_path / "bad.json"))

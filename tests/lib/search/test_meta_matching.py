@@ -220,3 +220,30 @@ def test_batch_too_small_for_the_meta_step():
     with pytest.raises(ValueError, match="BATCH_SIZE"):
         MetaMatchingNetwork(SLICE).meta_gradients(model, images[:3], targets[:3], STUDENT, board,
                                                   LabelSmoothingCrossEntropy(0.0), 0.1)
+
+
+def _running_statistics(model):
+    return {k: v.numpy().copy() for k, v in model.state_dict().items() if k.endswith(("_mean", "_variance"))}
+
+
+def test_an_entry_is_scored_with_its_own_batch_statistics():
+    """An entry's score is the same whatever else is on the board, and the running statistics
+    end as after the reference's one forward pass per entry, in board order."""
+    model, board, _, _, _ = _setup(6)
+    _patch_arch(model)
+    start = _running_statistics(model)
+    with paddle.no_grad():
+        scores = matching_scores(model, STUDENT, board).numpy()
+    after_scoring = _running_statistics(model)
+    for k, v in start.items():
+        model.state_dict()[k].set_value(v)
+    entries = board.entries
+    with paddle.no_grad():
+        for i, entry in enumerate(entries):
+            alone = PrioritizedBoard(pool_size=4, flops_minimum=0, flops_maximum=100)
+            alone.consider(entry.arch, entry.prec1, entry.flops, entry.params, entry.images, entry.features)
+            np.testing.assert_allclose(matching_scores(model, STUDENT, alone).numpy(), scores[i:i + 1],
+                                       rtol=1e-5, atol=1e-6)
+    for k, v in _running_statistics(model).items():
+        np.testing.assert_allclose(v, after_scoring[k], rtol=1e-5, atol=1e-7, err_msg=k)
+    assert not np.allclose(after_scoring["bn1._variance"], start["bn1._variance"])  # they did move

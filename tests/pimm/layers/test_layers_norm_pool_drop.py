@@ -2,8 +2,8 @@ import numpy as np
 import paddle
 import pytest
 
-from pimm.layers import (BatchNorm2d, DropPath, SelectAdaptivePool2d, drop_path, dropout,
-                         make_divisible, set_layer_modes)
+from pimm.layers import (BatchNorm2d, DropPath, SelectAdaptivePool2d, SyncBatchNorm2d,
+                         convert_sync_batchnorm, drop_path, dropout, make_divisible, set_layer_modes)
 
 
 @pytest.mark.parametrize("v,divisor,min_value,expected", [
@@ -72,15 +72,73 @@ def test_batchnorm_train_and_eval_follow_formulas(second_order, affine):
     # the input gets a gradient with or without learnt parameters
     (out * paddle.to_tensor(x_np)).sum().backward()
     assert float(x.grad.abs().sum()) > 0
-    # torch momentum 0.1: running = 0.9 * running + 0.1 * batch (biased variance, Paddle's rule)
+    # torch momentum 0.1: running = 0.9 * running + 0.1 * batch, with torch's unbiased variance
+    n = 6 * 4 * 5
     np.testing.assert_allclose(bn._mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(bn._variance.numpy(), 0.9 + 0.1 * var, rtol=1e-5)
+    np.testing.assert_allclose(bn._variance.numpy(), 0.9 + 0.1 * var * n / (n - 1), rtol=1e-5)
     bn.eval()
     run_mean, run_var = bn._mean.numpy(), bn._variance.numpy()
     out = bn(paddle.to_tensor(x_np)).numpy()
     np.testing.assert_allclose(out, (x_np - expand(run_mean)) / np.sqrt(expand(run_var) + 1e-5) * expand(w)
                                + expand(b), rtol=1e-4, atol=1e-4)
     np.testing.assert_array_equal(bn._mean.numpy(), run_mean)  # eval does not update
+
+
+@pytest.mark.parametrize("second_order", [False, True])
+def test_batchnorm_running_statistics_are_torch_unbiased_ones_in_float64(second_order):
+    """Five training steps of varying shapes (n = 2 values per channel included) against float64
+    numpy: the running variance is torch's unbiased update in both modes (to 1e-6: Paddle's fused
+    kernel takes its momentum as a float32 attribute; the biased update would be off by > 1 %)."""
+    previous = paddle.get_default_dtype()
+    paddle.set_default_dtype("float64")
+    try:
+        bn = BatchNorm2d(4, momentum=0.3)
+        set_layer_modes(bn, second_order=second_order)
+        bn.train()
+        rng = np.random.RandomState(1)
+        mean, var = np.zeros(4), np.ones(4)
+        for shape in ((3, 4, 5, 2), (2, 4, 1, 1), (5, 4, 3, 3), (1, 4, 2, 3), (4, 4, 2, 2)):
+            x = rng.randn(*shape) * rng.uniform(0.1, 5.0, (1, 4, 1, 1)) + rng.randn(1, 4, 1, 1)
+            out = bn(paddle.to_tensor(x, stop_gradient=False))
+            out.sum().backward()  # the fused kernel's backward still runs after the variance fix
+            mean = 0.7 * mean + 0.3 * x.mean(axis=(0, 2, 3))
+            var = 0.7 * var + 0.3 * x.var(axis=(0, 2, 3), ddof=1)
+        np.testing.assert_allclose(bn._mean.numpy(), mean, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(bn._variance.numpy(), var, rtol=1e-6)
+        with pytest.raises(ValueError, match="more than 1 value per channel"):
+            bn(paddle.ones([1, 4, 1, 1]))  # torch refuses it too: the unbiased variance is undefined
+        bn.eval()
+        assert bn(paddle.ones([1, 4, 1, 1])).shape == [1, 4, 1, 1]
+    finally:
+        paddle.set_default_dtype(previous)
+
+
+def test_batchnorm_modes_store_the_same_statistics():
+    x = paddle.to_tensor(np.random.RandomState(2).randn(4, 3, 3, 3).astype("float32") * 2.0)
+    layers = [BatchNorm2d(3), BatchNorm2d(3)]
+    set_layer_modes(layers[1], second_order=True)
+    for bn in layers:
+        bn.train()
+        for _ in range(3):
+            bn(x)
+    np.testing.assert_allclose(layers[0]._variance.numpy(), layers[1]._variance.numpy(), rtol=1e-6)
+    np.testing.assert_allclose(layers[0]._mean.numpy(), layers[1]._mean.numpy(), rtol=1e-6, atol=1e-7)
+
+
+def test_sync_batchnorm_conversion_shares_state_and_keeps_names():
+    """What runs on CPU of the GPU-only synchronized batch norm: the conversion."""
+    model = paddle.nn.Sequential(paddle.nn.Conv2D(3, 4, 1), BatchNorm2d(4, momentum=0.2, eps=1e-3),
+                                 paddle.nn.Sequential(BatchNorm2d(4, affine=False)))
+    names = list(model.state_dict())
+    bn = model[1]
+    converted = convert_sync_batchnorm(model)
+    sync = converted[1]
+    assert isinstance(sync, SyncBatchNorm2d) and isinstance(converted[2][0], SyncBatchNorm2d)
+    assert sync._momentum == pytest.approx(0.8) and sync._epsilon == 1e-3
+    assert sync.weight is bn.weight and sync._variance is bn._variance and sync._mean is bn._mean
+    # Paddle's synchronized kernel needs a scale and shift: a non-affine layer gets frozen 1 and 0
+    assert converted[2][0].weight.stop_gradient and float(converted[2][0].weight.sum()) == 4.0
+    assert [n for n in converted.state_dict() if n not in ("2.0.weight", "2.0.bias")] == names
 
 
 def test_pooling_uses_paddle_pool_sublayers_for_profilers():
