@@ -217,8 +217,9 @@ def get_default_config() -> CN:
     # smallest choice (lib.models.supernet.align_choice_init); False: independent random blocks
     # (the reference)
     c.SUPERNET.ALIGNED_INIT = False
-    # (added) the search's learning rate rises linearly from 0 to LR over this many steps before
-    # its linear decay; 0: no warm-up (the reference)
+    # (added) supernet training (Cream's search, SPOS's supernet): the learning rate rises linearly
+    # from 0 to LR over this many steps, then follows the linear decay to 0 (whose clock counts
+    # them); 0: no warm-up (both references)
     c.SUPERNET.WARMUP_STEPS = 0
 
     # (added) DARTS / P-DARTS (METHOD 'pdarts'; README "P-DARTS"). retrain and test build the
