@@ -234,7 +234,8 @@ def child_cost(model: paddle.nn.Layer, spec: ChildSpec) -> Dict[str, Any]:
         cost["aux_params_m"] = count_parameters(aux) / 1e6
         params -= count_parameters(aux)
     cost["params_m"] = params / 1e6
-    text += f", {cost['params_m']:.3g} M params" + (" (without the auxiliary head)" if aux is not None else "")
+    params_text = f"{cost['params_m']:.2f}" if cost["params_m"] >= 0.1 else f"{cost['params_m']:.3f}"
+    text += f", {params_text} M params" + (" (without the auxiliary head)" if aux is not None else "")
     if spec.search_cost is not None:
         cost["search_mflops"], cost["search_params_m"] = spec.search_cost
         text += f" (the search's count: {spec.search_cost[0]:.1f} MFLOPs, {spec.search_cost[1]:.2f} M params)"
