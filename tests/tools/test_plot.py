@@ -22,4 +22,5 @@ def test_plot_tool_errors(tmp_path, capsys, load_tool, monkeypatch):
     update_summary(0, {"loss": 2.0}, {"loss": 1.9}, str(tmp_path / "summary.csv"))
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     assert tool.main([str(tmp_path)]) == 2
-    assert capsys.readouterr().err.strip() == "error: plots need matplotlib: python -m pip install matplotlib"
+    assert capsys.readouterr().err.strip() == (
+        "error: install matplotlib (python -m pip install matplotlib, or pip install -e .[plot]) for PNG plots")
