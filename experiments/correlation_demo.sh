@@ -4,7 +4,7 @@
 # sampling) on the demo, NUM_PATHS random paths of the space trained alone for a few epochs, and
 # Kendall's tau / Spearman's rho / Pearson's r of each supernet's ranking of them.
 #   sh experiments/correlation_demo.sh
-# Environment: SEARCH_EPOCHS (default: demo.yaml's 10), STANDALONE_EPOCHS (default 4), NUM_PATHS
+# Environment: SEARCH_EPOCHS (default 10; demo.yaml trains 8), STANDALONE_EPOCHS (default 4), NUM_PATHS
 # (default 8), WORK (default ./experiments/workspace/correlation_demo). Run from anywhere; a
 # second run reuses what the first one finished (AUTO_RESUME).
 set -e

@@ -42,6 +42,9 @@ def get_default_config() -> CN:
     c.SEED = 42
     c.LOG_INTERVAL = 50
     c.RECOVERY_INTERVAL = 0
+    # (added) checkpoints kept besides last.pdparams and model_best.pdparams: the best epochs by
+    # EVAL_METRICS (checkpoint-<epoch>.pdparams; timm's --checkpoint-hist)
+    c.CHECKPOINT_HIST = 10
     c.WORKERS = 4
     c.NUM_GPU = 1
     c.SAVE_IMAGES = False
@@ -106,12 +109,17 @@ def get_default_config() -> CN:
     # (added) retrain the best path of a search's board.json (with SELECTION -1), e.g.
     # ./experiments/workspace/train/Supernet_Training/board.json
     c.NET.BOARD_JSON = ""
-    # (added) True builds every choice a searched arch lists; False (the reference) builds a stage
+    # (added) True builds every choice a NET.INPUT_ARCH lists; False (the reference) builds a stage
     # with a single layer from its template block whatever its choice, which the released nets
-    # depend on. A correlation study trains paths alone with True: the networks the supernet ran
+    # depend on. The best path of a NET.BOARD_JSON is always built exactly: in a space of one layer
+    # per searched stage the reference's rule makes every path the same network. A correlation
+    # study trains paths alone with True: the networks the supernet ran
     c.NET.EXACT_ARCH = False
     c.NET.GP = "avg"
     c.NET.DROPOUT_RATE = 0.0
+    # (added) start the classifier at zero weights; the reference's init (uniform +-1/sqrt(classes))
+    # makes large first logits with few classes, so the first steps overshoot
+    c.NET.ZERO_INIT_CLASSIFIER = False
     c.NET.EMA = CN()
     c.NET.EMA.USE = True
     c.NET.EMA.FORCE_CPU = False
@@ -202,6 +210,23 @@ def get_default_config() -> CN:
     # this many of the epoch's last training batches (SPOS's recalibration; the reference used the
     # running statistics, which mix all paths); 0 keeps the running statistics
     c.SUPERNET.VAL_BN_BATCHES = 4
+    # (added) with HOW_TO_PROB 'teacher', this share of each draw's probability is uniform over the
+    # choices and the rest follows the board's choice frequencies, so no choice stops training
+    # (the reference's 'teacher' probabilities gave choices missing from the board zero; it
+    # sampled uniformly only because of a bug). 0 is the frequencies alone
+    c.SUPERNET.UNIFORM_MIX = 0.5
+    # (added) distillation and meta-matching updates wait (after META_STA_EPOCH) until the board's
+    # best path reaches this validation top-1 (%) at the end of an epoch: a teacher no better than
+    # chance only pulls the student towards a uniform prediction. 0: no wait (the reference)
+    c.SUPERNET.TEACHER_MIN_PREC1 = 0.0
+    # (added) every candidate block of a searched layer starts as the same function, that of the
+    # smallest choice (lib.models.supernet.align_choice_init); False: independent random blocks
+    # (the reference)
+    c.SUPERNET.ALIGNED_INIT = False
+    # (added) supernet training (Cream's search, SPOS's supernet): the learning rate rises linearly
+    # from 0 to LR over this many steps, then follows the linear decay to 0 (whose clock counts
+    # them); 0: no warm-up (both references)
+    c.SUPERNET.WARMUP_STEPS = 0
 
     # (added) DARTS / P-DARTS (METHOD 'pdarts'; README "P-DARTS"). retrain and test build the
     # evaluation network of GENOTYPE: a published name (PDARTS, DARTS_V1, DARTS_V2), a

@@ -1,7 +1,7 @@
 """Write the synthetic demo dataset: ImageNet-style OUT/train/<class>/*.JPEG and OUT/val/<class>/*.JPEG,
 or with --cifar CIFAR-10 python batches of 32 px images (OUT/data_batch_1..5, OUT/test_batch).
 
-    python tools/make_demo_data.py data/demo --classes 10 --train-per-class 100 --val-per-class 20
+    python tools/make_demo_data.py data/demo --classes 10 --train-per-class 500 --val-per-class 50
     python tools/make_demo_data.py data/demo_cifar --cifar --classes 10 --train-per-class 40 --val-per-class 10
 """
 import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
@@ -16,9 +16,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", help="output folder (created; left alone if it already holds this demo tree)")
     parser.add_argument("--classes", type=int, default=10, help="number of classes, 1-12 (default 10)")
-    parser.add_argument("--train-per-class", type=int, default=100, help="training images per class (default 100)")
-    parser.add_argument("--val-per-class", type=int, default=20, help="validation images per class (default 20)")
-    parser.add_argument("--size", type=int, default=64, help="image side in pixels (default 64)")
+    parser.add_argument("--train-per-class", type=int, default=500, help="training images per class (default 500)")
+    parser.add_argument("--val-per-class", type=int, default=50, help="validation images per class (default 50)")
+    parser.add_argument("--size", type=int, default=32, help="image side in pixels (default 32)")
     parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
     parser.add_argument("--cifar", action="store_true",
                         help="write CIFAR-10 python batches of 32 px images instead (DATASET.NAME cifar10; "

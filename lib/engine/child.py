@@ -8,7 +8,7 @@ method adds to the retrain loop."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import paddle
 from yacs.config import CfgNode
@@ -19,14 +19,16 @@ from lib.engine.common import LoaderPolicy, RunError, pixel_normalization
 from lib.engine.spos import spos_child_arch, spos_widths
 from lib.models import CREAM_ARCHS, build_childnet, resolve_arch, validate_arch
 from lib.models.childnet import EVAL_INTERPOLATION
-from lib.search.board_file import best_board_arch
+from lib.models.space import SEARCH_RESOLUTION
+from lib.search.board_file import best_board_entry
 from lib.spos import build_childnet as build_spos_childnet
 from pimm.deploy import eval_preprocess
 from pimm.models import create_model, model_entrypoint
+from pimm.utils.profile import count_parameters, profile
 
 __all__ = ["ChildSpec", "ChildTraining", "DARTS_NETWORKS", "resolve_child", "create_child_model",
-           "checkpoint_misfit", "arch_from_board", "eval_interpolation", "child_loader_policy",
-           "child_training", "child_eval_preprocess"]
+           "checkpoint_misfit", "entry_from_board", "child_cost", "eval_interpolation",
+           "child_loader_policy", "child_training", "child_eval_preprocess"]
 
 #: DARTS.NETWORK -> (evaluation network, the image size its auxiliary head is built for)
 DARTS_NETWORKS = {"cifar": (NetworkCIFAR, 32), "imagenet": (NetworkImageNet, 224)}
@@ -42,6 +44,11 @@ class ChildSpec:
     source: str  # where the arch came from, for logs and metrics.json
     method: str = "cream"
     model: str = ""  # NET.MODEL: the pimm model's registered name ('' for a searched child net)
+    # (MFLOPs, M params) as the search counted them (board.json: the budget's count), if known
+    search_cost: Optional[Tuple[float, float]] = None
+    # a Cream path built exactly as listed (a board path, or NET.EXACT_ARCH: as the supernet ran
+    # it), not with the reference's template blocks for single-layer stages (effective_arch)
+    exact: bool = False
 
     @property
     def arch_json(self) -> Any:
@@ -80,11 +87,11 @@ class ChildTraining:
     start_epoch: Optional[Callable[[paddle.nn.Layer, int, int], Dict[str, float]]] = None
 
 
-def arch_from_board(path: str) -> List[List[int]]:
-    """``NET.BOARD_JSON``'s best path within its FLOPs range (``lib.search.board_file``); a
-    missing or unusable file is a RunError naming the key."""
+def entry_from_board(path: str) -> Dict[str, Any]:
+    """``NET.BOARD_JSON``'s best path within its FLOPs range, its board entry
+    (``lib.search.board_file``); a missing or unusable file is a RunError naming the key."""
     try:
-        return best_board_arch(path)
+        return best_board_entry(path)
     except FileNotFoundError:
         raise RunError(f"NET.BOARD_JSON: no file at {path}; point it at the board.json a search "
                        "wrote into its run folder") from None
@@ -148,7 +155,11 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
     if board and input_arch:
         raise ConfigError("NET.INPUT_ARCH and NET.BOARD_JSON are both set: keep one of them")
     if board:
-        return ChildSpec(arch_from_board(board), size, -1, f"best path of {board}")
+        entry = entry_from_board(board)
+        counted = entry.get("flops") is not None and entry.get("params") is not None
+        return ChildSpec(entry["arch"], size, -1, f"best path of {board}",
+                         search_cost=(float(entry["flops"]), float(entry["params"])) if counted else None,
+                         exact=True)
     if not input_arch:
         raise ConfigError("NET.SELECTION -1 needs NET.INPUT_ARCH (e.g. "
                           f"\"{CREAM_ARCHS[14].arch_list()}\") or NET.BOARD_JSON")
@@ -156,7 +167,7 @@ def resolve_child(cfg: CfgNode) -> ChildSpec:
         arch = validate_arch(input_arch)
     except ValueError as err:
         raise ConfigError(f"NET.INPUT_ARCH: {err}") from None
-    return ChildSpec(arch, size, -1, "NET.INPUT_ARCH")
+    return ChildSpec(arch, size, -1, "NET.INPUT_ARCH", exact=bool(cfg.NET.EXACT_ARCH))
 
 
 def _named_model(model: str, board: str, input_arch: list, size: int) -> ChildSpec:
@@ -194,12 +205,42 @@ def create_child_model(cfg: CfgNode, spec: ChildSpec) -> paddle.nn.Layer:
                                    drop_rate=float(cfg.NET.DROPOUT_RATE), widths=spos_widths(cfg))
     options = dict(num_classes=num_classes, drop_rate=float(cfg.NET.DROPOUT_RATE), global_pool=str(cfg.NET.GP))
     if not spec.model:
-        return build_childnet(spec.arch, exact=bool(cfg.NET.EXACT_ARCH), **options)
+        return build_childnet(spec.arch, zero_classifier=bool(cfg.NET.ZERO_INIT_CLASSIFIER), exact=spec.exact,
+                              **options)
     try:
         return create_model(spec.model, **options)
     except ValueError as err:  # e.g. a pooling the network does not have
         raise ConfigError(f"NET.MODEL {spec.model!r}: {err} (check NET.GP, NET.DROPOUT_RATE, "
                           "DATASET.NUM_CLASSES)") from None
+
+
+def child_cost(model: paddle.nn.Layer, spec: ChildSpec) -> Dict[str, Any]:
+    """What the network costs (thop multiply-adds; parameters without an auxiliary head, which
+    only trains, as the papers count them): ``mflops`` at its image size, ``params_m``,
+    ``aux_params_m`` when there is an auxiliary head; for a Cream child net ``mflops_224`` at
+    224 px (the size a search's FLOPs budget refers to) and, for a board path, the search's own
+    count (``search_mflops``, ``search_params_m``: the FLOPs table's, by which the budget was
+    applied); ``text``: all of it in one phrase."""
+    macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
+    aux = getattr(model, "auxiliary_head", None)
+    cost: Dict[str, Any] = {"mflops": macs / 1e6}
+    text = f"{cost['mflops']:.1f} MFLOPs at {spec.image_size} px"
+    if spec.method == "cream" and not spec.model:
+        cost["mflops_224"] = cost["mflops"]
+        if spec.image_size != SEARCH_RESOLUTION:
+            cost["mflops_224"] = profile(model, (1, 3, SEARCH_RESOLUTION, SEARCH_RESOLUTION))[0] / 1e6
+            text += f" ({cost['mflops_224']:.1f} at {SEARCH_RESOLUTION} px)"
+    if aux is not None:
+        cost["aux_params_m"] = count_parameters(aux) / 1e6
+        params -= count_parameters(aux)
+    cost["params_m"] = params / 1e6
+    params_text = f"{cost['params_m']:.2f}" if cost["params_m"] >= 0.1 else f"{cost['params_m']:.3f}"
+    text += f", {params_text} M params" + (" (without the auxiliary head)" if aux is not None else "")
+    if spec.search_cost is not None:
+        cost["search_mflops"], cost["search_params_m"] = spec.search_cost
+        text += f" (the search's count: {spec.search_cost[0]:.1f} MFLOPs, {spec.search_cost[1]:.2f} M params)"
+    cost["text"] = text
+    return cost
 
 
 def _raise_drop_path(final: float) -> Callable[[paddle.nn.Layer, int, int], Dict[str, float]]:

@@ -76,6 +76,7 @@ __all__ = [
     "find_resume_checkpoint",
     "ResumePoint",
     "resume_training",
+    "create_checkpoint_saver",
     "finish_run",
     "create_amp",
     "amp_extra_state",
@@ -611,6 +612,20 @@ def _resume_candidate(ctx: RunContext, extension: str) -> Optional[str]:
         ctx.logger.info("AUTO_RESUME: nothing to resume in %s and no file at RESUME_PATH=%s; "
                         "starting from scratch", ctx.run_dir, resume_path)
     return None
+
+
+def create_checkpoint_saver(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any,
+                            **kwargs: Any) -> CheckpointSaver:
+    """The run folder's checkpoints: ``last``, ``model_best`` and the ``CHECKPOINT_HIST`` best
+    epochs by ``EVAL_METRICS`` (lower is better for a loss). ``kwargs`` go to ``CheckpointSaver``
+    (``model_ema``, ``scheduler``, ``arch``). Create it on the primary rank only."""
+    keep = int(ctx.cfg.CHECKPOINT_HIST)
+    if keep < 1:
+        raise ConfigError(f"CHECKPOINT_HIST must be >= 1 (the best epochs kept besides last.pdparams), "
+                          f"got {keep}")
+    return CheckpointSaver(model, optimizer, args=ctx.cfg, checkpoint_dir=ctx.run_dir,
+                           recovery_dir=ctx.run_dir, max_history=keep,
+                           decreasing=str(ctx.cfg.EVAL_METRICS).endswith("loss"), **kwargs)
 
 
 @dataclass

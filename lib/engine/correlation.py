@@ -184,7 +184,7 @@ def read_standalone_run(folder: str) -> StandAlone:
         spec = resolve_child(run_cfg)
     except (ConfigError, RunError) as err:
         raise RunError(f"CORRELATION.RUNS: cannot tell which path {folder} trained: {err}") from err
-    built = effective_arch(spec.arch, exact=bool(run_cfg.NET.EXACT_ARCH))
+    built = effective_arch(spec.arch, exact=spec.exact)
     if built != spec.arch:
         raise RunError(f"CORRELATION.RUNS: {folder} trained {built}, not the path {spec.arch}: stages "
                        "with a single layer were built from their template block. Retrain the path "

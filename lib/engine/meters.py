@@ -15,10 +15,17 @@ Divergence: the watched meter (``loss``) must stay finite. Each step folds "is i
 a few device scalars (no host sync); every log step, and :meth:`EpochMeters.check_finite` before a
 checkpoint is written, looks at them and raises :class:`DivergedError` naming the first non-finite
 step, its value and learning rate, so nothing trained after it is saved.
+
+On a terminal, the primary rank also shows a progress bar for the epoch (batches done, speed, time
+left, the epoch's loss and Prec@1 as of the last log step; it stays as the epoch's line), with the
+log lines above it. :func:`record_epoch` ends an epoch: ``summary.csv`` and the PNG plots of the run folder.
 """
 from __future__ import annotations
 
+import logging
 import math
+import os
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -27,10 +34,18 @@ from typing import (Any, Callable, Dict, Iterable, Iterator, Mapping, Optional, 
 
 import paddle
 import paddle.distributed as dist
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lib.engine.common import RunContext, RunError
+from pimm.utils import update_summary
+from pimm.utils.plots import PlotsUnavailable, plot_run
 
-__all__ = ["Meter", "EpochMeters", "DivergedError"]
+__all__ = ["Meter", "EpochMeters", "DivergedError", "record_epoch", "SUMMARY_FILE"]
+
+SUMMARY_FILE = "summary.csv"
+# the meters a progress bar shows, when the loop has them
+_BAR_METERS = ("loss", "prec1")
 
 Value = Union[float, paddle.Tensor]
 
@@ -104,11 +119,17 @@ class EpochMeters:
     ``update(batch_size, lr=..., name=value, ...)`` records a step (``None`` values are skipped, so
     a meter counts only the steps that measured it); ``log_due(batch_idx)`` says when to ``log``.
     ``watch`` names the meter that must stay finite (see the module doc; None: no check).
+    ``progress_bar``: show the epoch's bar (None: on the primary rank when stdout and stderr are
+    terminals).
     """
 
     def __init__(self, ctx: RunContext, epoch: int, num_batches: int, meters: Sequence[Meter],
-                 title: str = "Train", watch: Optional[str] = "loss") -> None:
+                 title: str = "Train", watch: Optional[str] = "loss",
+                 progress_bar: Optional[bool] = None) -> None:
         self.ctx, self.epoch, self.num_batches, self.title = ctx, epoch, num_batches, title
+        if progress_bar is None:
+            progress_bar = ctx.is_primary and sys.stdout.isatty() and sys.stderr.isatty()
+        self.progress_bar = bool(progress_bar)
         self.meters = {m.name: m for m in meters}
         self.counts: Dict[str, int] = {name: 0 for name in self.meters}
         self._sums: Dict[str, Value] = {name: 0.0 for name in self.meters}
@@ -120,6 +141,7 @@ class EpochMeters:
         self._images_since_log = 0
         self._steps_since_log = 0
         self._data_seconds = 0.0
+        self._bar: Optional[tqdm] = None
         self._watch = watch
         self._finite = _FiniteWatch()
         self._batch_idx = 0
@@ -130,6 +152,25 @@ class EpochMeters:
         Skipped batches are still drawn, so the later ones get the uninterrupted epoch's order
         and augmentation (a run resumed from a mid-epoch recovery point); ``skipped(batch_idx,
         batch)`` sees each of them (e.g. to keep what the epoch's end needs from them)."""
+        if not self.progress_bar:
+            yield from self._timed(loader, skip, skipped)
+            return
+        epochs = int(self.ctx.cfg.EPOCHS)
+        self._bar = tqdm(total=self.num_batches, initial=skip, unit="batch", dynamic_ncols=True,
+                         desc=f"{self.title} {self.epoch + 1}/{epochs}")
+        try:
+            # log lines go above the bar instead of through it
+            with logging_redirect_tqdm(loggers=[self.ctx.logger, logging.getLogger("lib"),
+                                                logging.getLogger("pimm")]):
+                for batch_idx, batch in self._timed(loader, skip, skipped):
+                    yield batch_idx, batch
+                    self._bar.update(1)
+        finally:
+            self._bar.close()
+            self._bar = None
+
+    def _timed(self, loader: Iterable, skip: int,
+               skipped: Optional[Callable[[int, Any], None]]) -> Iterator[Tuple[int, Any]]:
         tick = time.time()
         for batch_idx, batch in enumerate(loader):
             if batch_idx >= skip:
@@ -230,6 +271,9 @@ class EpochMeters:
             ctx.writer.add_scalar("train/lr", lr, step)
             for tag, value in (scalars or {}).items():
                 ctx.writer.add_scalar(tag, value, step)
+        if self._bar is not None:
+            self._bar.set_postfix({self.meters[name].label or name: f"{self._averages[name]:.4f}"
+                                   for name in _BAR_METERS if self.counts.get(name)}, refresh=False)
         self._since_log = time.time()
         self._images_since_log = self._steps_since_log = 0
         self._data_seconds = 0.0
@@ -239,3 +283,22 @@ class EpochMeters:
         """The epoch means over all ranks as of the last log step (the last batch always logs);
         NaN for a meter that recorded nothing."""
         return OrderedDict(self._averages)
+
+
+_plots_unavailable_said = set()
+
+
+def record_epoch(ctx: RunContext, epoch: int, train_metrics: Mapping[str, Any],
+                 eval_metrics: Mapping[str, Any]) -> None:
+    """The end of an epoch, on the primary rank: append it to the run folder's ``summary.csv`` and
+    re-draw the folder's plots (``pimm.utils.plots``). Without matplotlib the run goes on and the
+    log says once how to get the plots."""
+    if not ctx.is_primary:
+        return
+    update_summary(epoch, train_metrics, eval_metrics, os.path.join(ctx.run_dir, SUMMARY_FILE))
+    try:
+        plot_run(ctx.run_dir, num_classes=int(ctx.cfg.DATASET.NUM_CLASSES))
+    except PlotsUnavailable as err:
+        if ctx.run_dir not in _plots_unavailable_said:
+            _plots_unavailable_said.add(ctx.run_dir)
+            ctx.logger.warning("no plots: %s (then python tools/plot.py %s draws them)", err, ctx.run_dir)

@@ -26,19 +26,19 @@ import paddle
 from lib.config import ConfigError
 from lib.engine.common import (RunContext, RunError, amp_extra_state, broadcast_buffers,
                                build_loaders, check_data_splits, check_replicas, create_amp,
-                               from_config, gradient_clip, resume_amp, resume_training, seed_epoch,
-                               skipped_images, unwrap_model, wrap_model)
-from lib.engine.child import (ChildSpec, checkpoint_misfit, child_loader_policy, child_training, create_child_model,
-                              resolve_child)
+                               create_checkpoint_saver, from_config, gradient_clip, resume_amp,
+                               resume_training, seed_epoch, skipped_images, unwrap_model, wrap_model)
+from lib.engine.child import (ChildSpec, checkpoint_misfit, child_cost, child_loader_policy, child_training,
+                              create_child_model, resolve_child)
 from lib.engine.evaluate import EVAL_METRIC_NAMES, evaluate, topk_correct
-from lib.engine.meters import EpochMeters, Meter
+from lib.engine.meters import EpochMeters, Meter, record_epoch
 from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.models import CheckpointMismatchError, load_checkpoint
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
-from pimm.utils import CheckpointSaver, ModelEma, update_summary
+from pimm.utils import CheckpointSaver, ModelEma
 from pimm.utils.amp import Amp
-from pimm.utils.profile import count_parameters, format_count, profile
+from pimm.utils.profile import format_count
 
 __all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step", "TRAIN_METERS",
            "record_train_batch"]
@@ -124,17 +124,18 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
     return metrics
 
 
-def _log_model(ctx: RunContext, model: paddle.nn.Layer, spec: ChildSpec) -> None:
-    macs, params = profile(model, (1, 3, spec.image_size, spec.image_size))
+def _log_model(ctx: RunContext, spec: ChildSpec, cost: Dict[str, Any]) -> None:
+    """The network's line, counted as the reference's logs did (thop's format; ``cost`` from
+    ``child_cost``)."""
     if spec.method == "cream":
         name, what = spec.model or spec.selection, f"{spec.name} ({spec.source})"
     else:
         name, what = spec.method, spec.source
-    aux = getattr(model, "auxiliary_head", None)  # trains only; papers count without it
-    without_aux = (f" ({format_count(params - count_parameters(aux))} without the auxiliary head)"
-                   if aux is not None else "")
-    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s%s", name, what,
-                    spec.image_size, format_count(macs), format_count(params), without_aux)
+    params = cost["params_m"] * 1e6
+    aux = cost.get("aux_params_m")  # trains only; papers count without it
+    without_aux = (f" ({format_count(params)} without the auxiliary head)" if aux is not None else "")
+    ctx.logger.info("[Model-%s] %s, %d px: Flops: %s Params: %s%s", name, what, spec.image_size,
+                    format_count(cost["mflops"] * 1e6), format_count(params + (aux or 0.0) * 1e6), without_aux)
     if spec.method != "cream":
         ctx.logger.info("%s", spec.arch)
 
@@ -184,8 +185,9 @@ def run(ctx: RunContext) -> Dict[str, Any]:
 
     model = create_child_model(cfg, spec)  # same SEED on every rank: identical initial weights
     initial = load_initial_weights(model, cfg, spec)
+    cost = child_cost(model, spec)
     if ctx.is_primary:
-        _log_model(ctx, model, spec)
+        _log_model(ctx, spec, cost)
         if initial:
             ctx.logger.info("starting from the weights of %s", initial)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
@@ -204,9 +206,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     resume_amp(ctx, amp, resume)
     saver = None
     if ctx.is_primary:
-        saver = CheckpointSaver(model, optimizer, args=cfg, model_ema=model_ema,
-                                checkpoint_dir=ctx.run_dir, recovery_dir=ctx.run_dir,
-                                decreasing=eval_metric == "loss", scheduler=scheduler)
+        saver = create_checkpoint_saver(ctx, model, optimizer, model_ema=model_ema, scheduler=scheduler)
     ctx.logger.info("scheduled epochs: %d (starting at %d); %d train batches of %d per process, "
                     "%d process(es)", num_epochs, resume.start_epoch, len(train_loader),
                     int(cfg.DATASET.BATCH_SIZE), ctx.world_size)
@@ -243,8 +243,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         scheduler.step(epoch + 1, ranked[eval_metric])
         if ctx.is_primary:
             saver.check_finite(f"epoch {epoch}")  # no summary row of NaN weights
-            update_summary(epoch, train_metrics, eval_metrics,
-                           os.path.join(ctx.run_dir, "summary.csv"))
+            record_epoch(ctx, epoch, train_metrics, eval_metrics)
             for name in EVAL_METRIC_NAMES:
                 ctx.writer.add_scalar(f"eval/{name}", eval_metrics[name], epoch)
                 if model_ema is not None:
@@ -253,5 +252,10 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                                                             extra_state=amp_extra_state(amp))
             ctx.logger.info("*** epoch %d: %s %.4f; best %s (epoch %s)", epoch, eval_metric,
                             ranked[eval_metric], best_metric, best_epoch)
+    if eval_metrics:
+        ctx.logger.info("summary: %s (%s), %s: validation Prec@1 %.2f %% after epoch %d; best %s %.4f "
+                        "(epoch %s, %s)", spec.name, spec.source, cost["text"], eval_metrics["prec1"],
+                        num_epochs - 1, eval_metric, best_metric, best_epoch,
+                        os.path.join(ctx.run_dir, "model_best.pdparams"))
     return {"best_metric": best_metric, "best_epoch": best_epoch, "eval": dict(eval_metrics),
-            "epochs": num_epochs}
+            "epochs": num_epochs, "cost": {k: v for k, v in cost.items() if k != "text"}}

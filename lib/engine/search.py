@@ -32,6 +32,7 @@ the first four are shared with SPOS's supernet training (``lib.engine.supernet``
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -47,7 +48,7 @@ from lib.engine.supernet import (SupernetTraining, check_supernet_settings, run_
 from lib.models import FlopsEst, SuperNet, build_supernet
 from lib.search import (PICK_METHODS, SAMPLING_MODES, MetaMatchingNetwork, MetaUpdate, PathSampler,
                         PrioritizedBoard)
-from lib.search.board_file import write_board_file
+from lib.search.board_file import BOARD_FILE, write_board_file
 from pimm.loss import soft_target_cross_entropy, softmax
 from pimm.utils import ModelEma, accuracy
 from pimm.utils.amp import Amp
@@ -78,6 +79,8 @@ class SearchOptions:
     val_paths: int
     flops_minimum: float
     flops_maximum: float
+    uniform_mix: float
+    teacher_min_prec1: float
 
     @classmethod
     def from_config(cls, cfg) -> "SearchOptions":
@@ -87,7 +90,8 @@ class SearchOptions:
                    meta_start_epoch=int(s.META_STA_EPOCH), update_iter=int(s.UPDATE_ITER),
                    meta_updates=str(s.PICK_METHOD) == "meta" and bool(s.UPDATE_2ND),
                    slice=int(s.SLICE), pool_size=int(s.POOL_SIZE), val_paths=int(s.VAL_PATHS),
-                   flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM))
+                   flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM),
+                   uniform_mix=float(s.UNIFORM_MIX), teacher_min_prec1=float(s.TEACHER_MIN_PREC1))
         problems = check_supernet_settings(cfg)
         if opts.pick_method not in PICK_METHODS:
             problems.append(f"SUPERNET.PICK_METHOD must be one of {PICK_METHODS}, got {opts.pick_method!r}")
@@ -101,6 +105,8 @@ class SearchOptions:
         if opts.meta_updates and batch < 2 * opts.slice:
             problems.append(f"the meta-matching update uses 2 x SUPERNET.SLICE = {2 * opts.slice} images of "
                             f"each batch: DATASET.BATCH_SIZE ({batch}) must be at least that")
+        if not 0.0 <= opts.uniform_mix <= 1.0:
+            problems.append(f"SUPERNET.UNIFORM_MIX must be in [0, 1], got {opts.uniform_mix}")
         if problems:
             raise ConfigError("; ".join(problems))
         return opts
@@ -119,7 +125,8 @@ def build_search_supernet(cfg) -> Tuple[SuperNet, List[int], int]:
             flops_minimum=float(s.FLOPS_MINIMUM), flops_maximum=float(s.FLOPS_MAXIMUM),
             num_classes=int(cfg.DATASET.NUM_CLASSES), drop_rate=float(cfg.NET.DROPOUT_RATE),
             global_pool=str(cfg.NET.GP), slice=int(s.SLICE), resunit=bool(s.RESUNIT),
-            dil_conv=bool(s.DIL_CONV), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
+            dil_conv=bool(s.DIL_CONV), aligned_init=bool(s.ALIGNED_INIT),
+            zero_classifier=bool(cfg.NET.ZERO_INIT_CLASSIFIER), bn_momentum=float(cfg.BATCHNORM.BN_MOMENTUM),
             bn_eps=float(cfg.BATCHNORM.BN_EPS))
     except ValueError as err:
         raise ConfigError(str(err)) from err
@@ -187,11 +194,16 @@ def search_step(parts: SearchParts, images: paddle.Tensor, targets: paddle.Tenso
     return SearchStep(output.detach(), loss, kd_loss, rho, meta_info)
 
 
-def _validation_paths(sampler_seed: int, sta_num: List[int], num_choices: int, count: int) -> List[ArchList]:
+def _validation_paths(sampler_seed: int, sta_num: List[int], num_choices: int, count: int,
+                      cost: Callable[[ArchList], float], low: float, high: float) -> List[ArchList]:
     # drawn once from their own generator: the same paths every epoch (and after a resume), so the
-    # validation curve follows the same networks
+    # validation curve follows the same networks; uniformly among the paths within the budget,
+    # the only ones the search can return
     sampler = PathSampler(sta_num, num_choices, "even", seed=sampler_seed)
-    return [sampler.sample() for _ in range(count)]
+    try:
+        return [sampler.sample_within(cost, low, high) for _ in range(count)]
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
 
 
 class _Search(SupernetTraining):
@@ -215,11 +227,16 @@ class _Search(SupernetTraining):
                         "%d px (training at DATASET.IMAGE_SIZE %d px, as the reference)",
                         sum(int(np.prod(p.shape)) for p in supernet.parameters()), self.sta_num,
                         self.num_choices, resolution, int(cfg.DATASET.IMAGE_SIZE))
-        super().__init__(ctx, supernet, _validation_paths(int(cfg.SEED) + 1, self.sta_num, self.num_choices,
-                                                          opts.val_paths))
+        super().__init__(ctx, supernet, _validation_paths(
+            int(cfg.SEED) + 1, self.sta_num, self.num_choices, opts.val_paths,
+            lambda arch: self.path_cost(arch)[0], opts.flops_minimum, opts.flops_maximum))
         self.board = PrioritizedBoard(opts.pool_size, opts.flops_minimum, opts.flops_maximum)
         self.sampler = PathSampler(self.sta_num, self.num_choices, opts.how_to_prob, opts.pre_prob,
-                                   seed=int(cfg.SEED))
+                                   seed=int(cfg.SEED), uniform_mix=opts.uniform_mix)
+        # the board's best path and its validation top-1 at the last validation, for board.json
+        self.validated_best: Optional[Tuple[ArchList, float]] = None
+        # whether the board's paths are good enough to teach (SUPERNET.TEACHER_MIN_PREC1)
+        self.teachers_ready = opts.teacher_min_prec1 <= 0
         self.parts = SearchParts(self.supernet, self.optimizer, self.loss_fn, self.board,
                                  MetaMatchingNetwork(opts.slice, reduce=self.mean_over_ranks),
                                  opts.pick_method, ctx.world_size, self.ema, self.amp)
@@ -236,7 +253,8 @@ class _Search(SupernetTraining):
         return f"{arch[1:-1]} ({self.path_cost(arch)[0]:.1f} MFLOPs)"
 
     def extra_state(self) -> Dict[str, Any]:
-        return {"board": self.board.state_dict(), "path_sampler": self.sampler.state_dict()}
+        return {"board": self.board.state_dict(), "path_sampler": self.sampler.state_dict(),
+                "teachers_ready": self.teachers_ready}
 
     def load_extra_state(self, extra: Dict[str, Any], path: str) -> None:
         if "board" in extra:
@@ -245,6 +263,7 @@ class _Search(SupernetTraining):
             except ValueError as err:
                 raise RunError(f"cannot resume from {path}: {err}") from err
             self.sampler.load_state_dict(extra["path_sampler"])
+            self.teachers_ready = bool(extra.get("teachers_ready", self.teachers_ready))
         else:
             self.ctx.logger.warning("%s has no prioritized board (not written by this search): the "
                                     "board starts empty", path)
@@ -252,7 +271,17 @@ class _Search(SupernetTraining):
 
     # ---- training --------------------------------------------------------------------------
     def _distilling(self, epoch: int) -> bool:
-        return self.opts.distills and epoch > self.opts.meta_start_epoch
+        return self.opts.distills and epoch > self.opts.meta_start_epoch and self.teachers_ready
+
+    def update_teachers_ready(self, eval_metrics: Dict[str, float]) -> bool:
+        """After an epoch's validation: distillation starts once the board's best path reaches
+        SUPERNET.TEACHER_MIN_PREC1 (it never stops again). Returns whether it just started."""
+        best = eval_metrics.get("best_prec1", float("nan"))
+        if (self.teachers_ready or not self.opts.distills or not np.isfinite(best)
+                or best < self.opts.teacher_min_prec1):
+            return False
+        self.teachers_ready = True
+        return True
 
     def train_epoch(self, epoch: int, skip_batches: int = 0) -> Dict[str, float]:
         ctx, opts = self.ctx, self.opts
@@ -311,6 +340,14 @@ class _Search(SupernetTraining):
             meta_val_loss=means["meta_val_loss"], board_entered=entered, board_size=len(self.board))
 
     # ---- validation and export -------------------------------------------------------------
+    def validate(self, epoch: int) -> Dict[str, float]:
+        metrics = super().validate(epoch)
+        if self.update_teachers_ready(metrics):  # every rank: all see the same metrics
+            self.ctx.logger.info("the board's best path reached %.1f %% validation top-1 "
+                                 "(SUPERNET.TEACHER_MIN_PREC1 %.1f): distillation starts",
+                                 metrics["best_prec1"], self.opts.teacher_min_prec1)
+        return metrics
+
     def validate_more(self, model: paddle.nn.Layer, prefix: str, metrics: Dict[str, float]) -> None:
         """The board's best path (NaN while the board is empty)."""
         best = self.board.best()
@@ -318,14 +355,24 @@ class _Search(SupernetTraining):
                   else {"prec1": float("nan"), "prec5": float("nan")})
         metrics[prefix + "best_prec1"] = result["prec1"]
         metrics[prefix + "best_prec5"] = result["prec5"]
+        if not prefix:
+            self.validated_best = (best.arch, result["prec1"]) if best is not None else None
 
     def epoch_note(self, eval_metrics: Dict[str, float]) -> str:
         return f", board best {eval_metrics['best_prec1']:.3f}" if len(self.board) else ""
 
     def board_json(self, epoch: int) -> Dict[str, Any]:
-        """``board.json``: the board's paths best first, the best one within the FLOPs range, the
-        range, the epoch, and the resolution the FLOPs are counted at."""
-        return dict(self.board.to_json(epoch), resolution=self.resolution)
+        """``board.json``: the board's paths best first, the best one within the FLOPs range (with
+        its validation top-1 when it was validated), the range, the epoch, the resolution the
+        FLOPs are counted at, and the validated random paths with their validation top-1."""
+        board = dict(self.board.to_json(epoch), resolution=self.resolution)
+        best = board["best_in_range"]
+        if best is not None and self.validated_best is not None and best["arch"] == self.validated_best[0]:
+            board["best_in_range"] = dict(best, val_prec1=float(self.validated_best[1]))  # paths[0] stays as it is
+        board["validated"] = [{"arch": [list(s) for s in arch], "flops": self.path_cost(arch)[0],
+                               "params": self.path_cost(arch)[1], "prec1": float(result["prec1"])}
+                              for arch, result in self.validated]
+        return board
 
     def after_epoch(self, epoch: int) -> None:
         write_board_file(self.ctx.run_dir, self.board_json(epoch))
@@ -347,7 +394,18 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     train and eval metrics, the final board (``board.json``'s content) and per-epoch timings."""
     opts = SearchOptions.from_config(ctx.cfg)
     search = _Search(ctx, opts)
-    ctx.logger.info("search: PICK_METHOD %s, HOW_TO_PROB %s, distillation and board from epoch %d, meta "
-                    "updates %s", opts.pick_method, opts.how_to_prob, opts.meta_start_epoch + 1,
-                    f"every {opts.update_iter} steps" if opts.meta_updates else "off")
-    return run_supernet_training(search)
+    log = ctx.logger
+    log.info("search: PICK_METHOD %s, HOW_TO_PROB %s, distillation and board from epoch %d%s, meta updates %s",
+             opts.pick_method, opts.how_to_prob, opts.meta_start_epoch + 1,
+             f" (distillation once the board's best path validates at {opts.teacher_min_prec1:g} % top-1)"
+             if opts.distills and opts.teacher_min_prec1 > 0 else "",
+             f"every {opts.update_iter} steps" if opts.meta_updates else "off")
+    result = run_supernet_training(search)
+    best, evaluated = result["board"]["best_in_range"], result["eval"]
+    if best is not None and evaluated:
+        log.info("summary: the board's best path %s (%.1f MFLOPs at %d px, %.2f M params): validation "
+                 "Prec@1 %.2f %%, random paths within the budget %.2f %% (mean of %d); retrain it with "
+                 "tools/main.py retrain <config> NET.BOARD_JSON %s", best["arch"], best["flops"],
+                 search.resolution, best["params"], evaluated["best_prec1"], evaluated["prec1"],
+                 len(search.val_paths), os.path.join(ctx.run_dir, BOARD_FILE))
+    return result

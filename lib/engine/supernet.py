@@ -9,7 +9,8 @@ evolution (``lib.engine.evolve``) uses to score a path.
   (:func:`average_gradients`) instead of wrapping the supernet in ``paddle.DataParallel``, whose
   hooks assume every step uses the same parameters and would hand unsampled blocks zero gradients.
   All ranks draw the same path (same sampler seed).
-* The learning rate decays linearly to 0 over the run's updates (SPOS's schedule).
+* The learning rate decays linearly to 0 over the run's updates (SPOS's schedule), after a linear
+  warm-up over ``SUPERNET.WARMUP_STEPS`` updates (none by default, as in both references).
 * A path is judged with batch-norm statistics of its own (:func:`recalibrated_batch_norm`).
 * :class:`SupernetTraining` holds one run's loaders, optimizer, schedule, EMA, mixed precision
   (``AMP`` O1; the loss scaler's state in its checkpoints), checkpoints, resume and the validation
@@ -17,7 +18,6 @@ evolution (``lib.engine.evolve``) uses to score a path.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
@@ -29,15 +29,15 @@ import paddle.distributed as dist
 from paddle import nn
 
 from lib.engine.common import (LoaderPolicy, RunContext, RunError, amp_extra_state, broadcast_buffers,
-                               build_loaders, check_replicas, create_amp, from_config, resume_amp,
-                               resume_training, seed_epoch, skipped_images)
+                               build_loaders, check_replicas, create_amp, create_checkpoint_saver,
+                               from_config, resume_amp, resume_training, seed_epoch, skipped_images)
 from lib.engine.evaluate import evaluate
-from lib.engine.meters import EpochMeters
+from lib.engine.meters import EpochMeters, record_epoch
 from lib.models import SupernetPath
 from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import LinearDecayLRScheduler
-from pimm.utils import CheckpointSaver, ModelEma, reduce_tensor, update_summary
+from pimm.utils import ModelEma, reduce_tensor
 from pimm.utils.amp import Amp, parse_amp_level
 
 __all__ = ["EVAL_METRICS", "check_supernet_settings", "search_loader_policy", "create_search_loss",
@@ -51,7 +51,7 @@ EVAL_METRICS = ("prec1", "prec5", "loss")
 def check_supernet_settings(cfg) -> List[str]:
     """The problems of the keys every supernet training reads (an empty list when none)."""
     problems = []
-    for key, low in (("VAL_PATHS", 1), ("VAL_BN_BATCHES", 0)):
+    for key, low in (("VAL_PATHS", 1), ("VAL_BN_BATCHES", 0), ("WARMUP_STEPS", 0)):
         if int(cfg.SUPERNET[key]) < low:
             problems.append(f"SUPERNET.{key} must be >= {low}, got {cfg.SUPERNET[key]}")
     if float(cfg.LR) <= 0:
@@ -234,7 +234,8 @@ class SupernetTraining:
             raise RunError(f"DATA_DIR/train has fewer images per process than DATASET.BATCH_SIZE "
                            f"({cfg.DATASET.BATCH_SIZE}): lower the batch size")
         self.optimizer = create_search_optimizer(cfg, supernet)
-        self.scheduler = LinearDecayLRScheduler(self.optimizer, int(cfg.EPOCHS) * len(self.train_loader))
+        self.scheduler = LinearDecayLRScheduler(self.optimizer, int(cfg.EPOCHS) * len(self.train_loader),
+                                                warmup_t=int(cfg.SUPERNET.WARMUP_STEPS))
         self.ema = ModelEma(supernet, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
         self.loss_fn = create_search_loss(cfg)
         self.amp = create_amp(cfg, ctx.device)  # O1 at most (check_supernet_settings)
@@ -243,12 +244,12 @@ class SupernetTraining:
         self.val_paths = list(val_paths)
         self.val_bn_batches = int(cfg.SUPERNET.VAL_BN_BATCHES)
         self.bn_batches: List[np.ndarray] = []  # the epoch's last training batches, for validation
+        # the last validation of the supernet's own weights: (path, its results) per validated path
+        self.validated: List[Tuple[Any, Dict[str, float]]] = []
         self.saver = None
         if ctx.is_primary:
-            self.saver = CheckpointSaver(supernet, self.optimizer, args=cfg, model_ema=self.ema,
-                                         checkpoint_dir=ctx.run_dir, recovery_dir=ctx.run_dir,
-                                         decreasing=str(cfg.EVAL_METRICS) == "loss",
-                                         scheduler=self.scheduler, arch=self.checkpoint_arch)
+            self.saver = create_checkpoint_saver(ctx, supernet, self.optimizer, model_ema=self.ema,
+                                                 scheduler=self.scheduler, arch=self.checkpoint_arch)
 
     # ---- hooks of the method -----------------------------------------------------------------
     def train_epoch(self, epoch: int, skip_batches: int = 0) -> Dict[str, float]:
@@ -337,6 +338,8 @@ class SupernetTraining:
             for i, (arch, result) in enumerate(zip(self.val_paths, results)):
                 self.ctx.logger.info("Validation %spath %d %s: Prec@1 %.3f", prefix, i, self.describe_path(arch),
                                      result["prec1"])
+            if not prefix:
+                self.validated = list(zip(self.val_paths, results))
             for key in EVAL_METRICS:
                 metrics[prefix + key] = float(np.mean([r[key] for r in results]))
             self.validate_more(model, prefix, metrics)
@@ -348,7 +351,8 @@ class SupernetTraining:
 
 
 def run_supernet_training(training: SupernetTraining) -> Dict[str, Any]:
-    """The epoch loop: per-epoch seeding, training, validation, ``summary.csv`` and checkpoints;
+    """The epoch loop: per-epoch seeding, training, validation, ``summary.csv`` and the plots
+    (``record_epoch``) and checkpoints;
     returns the best eval metric, the last epoch's train and eval metrics, per-epoch timings and
     :meth:`SupernetTraining.result`."""
     ctx, cfg, log = training.ctx, training.cfg, training.ctx.logger
@@ -375,7 +379,7 @@ def run_supernet_training(training: SupernetTraining) -> Dict[str, Any]:
         if ctx.is_primary:
             training.saver.check_finite(f"epoch {epoch}")  # no board or summary row of NaN weights
             training.after_epoch(epoch)
-            update_summary(epoch, train_metrics, eval_metrics, os.path.join(ctx.run_dir, "summary.csv"))
+            record_epoch(ctx, epoch, train_metrics, eval_metrics)
             best_metric, best_epoch = training.saver.save_checkpoint(
                 epoch, metric=eval_metrics[eval_metric], extra_state=training.checkpoint_state())
     return dict({"best_metric": best_metric, "best_epoch": best_epoch, "train": dict(train_metrics),

@@ -17,7 +17,7 @@ from yacs.config import CfgNode
 
 from lib.config import ConfigError
 from lib.deploy import LOGITS_TOLERANCE, export_child_network, exported_logits_difference
-from lib.engine.child import (ChildSpec, checkpoint_misfit, child_loader_policy, create_child_model,
+from lib.engine.child import (ChildSpec, checkpoint_misfit, child_cost, child_loader_policy, create_child_model,
                               resolve_child)
 from lib.engine.common import (RunContext, RunError, build_loaders, check_data_splits, checkpoint_named_by,
                                device_type, record_config)
@@ -153,8 +153,12 @@ def run(ctx: RunContext) -> Dict[str, Any]:
     if spec.selection in CREAM_ARCHS:
         entry = CREAM_ARCHS[spec.selection]
         metrics["published_top1"], metrics["published_top5"] = entry.top1, entry.top5
+    cost = child_cost(model, spec)
+    metrics.update((key, value) for key, value in cost.items() if key != "text")
     ctx.logger.info("* Prec@1 %.3f  Prec@5 %.3f  Loss %.4f  (%d images, %.1f s)", metrics["top1"],
                     metrics["top5"], metrics["loss"], metrics["images"], metrics["seconds"])
+    ctx.logger.info("summary: %s (%s), %s: Prec@1 %.2f %% on %s", spec.name, spec.source, cost["text"],
+                    metrics["top1"], os.path.join(str(cfg.DATA_DIR), "val"))
     if ctx.is_primary:
         atomic_write_text(json.dumps(metrics, indent=2), os.path.join(ctx.run_dir, "metrics.json"))
         for name in EVAL_METRIC_NAMES:

@@ -19,7 +19,7 @@ from lib.models.archs import CREAM_ARCHS, ArchList, resolve_arch
 from lib.models.space import SEARCHED_STAGES, layer_block_string, template_choice
 
 __all__ = ["CREAM_NETWORK_KWARGS", "EVAL_INTERPOLATION", "build_childnet", "childnet_arch_def",
-           "effective_arch"]
+           "effective_arch", "zero_init_classifier"]
 
 # What every Cream network (child nets and the supernet) shares besides its blocks.
 CREAM_NETWORK_KWARGS: Dict[str, Any] = dict(
@@ -60,23 +60,39 @@ def childnet_arch_def(selection_or_arch: Union[int, Sequence[Sequence[int]]], ex
             for stage, choices in enumerate(effective_arch(selection_or_arch, exact))]
 
 
+def zero_init_classifier(model: nn.Layer) -> None:
+    """Start ``model.classifier`` at zero weights (uniform predictions, loss ln(classes)).
+
+    The reference's initialisation (timm's) draws the classifier from U(+-1/sqrt(classes)): right
+    for 1000 classes, but ten times larger for 10, where the first steps then overshoot (loss well
+    above ln(10) for the first epoch of the demo).
+    """
+    with paddle.no_grad():
+        model.classifier.weight.set_value(paddle.zeros_like(model.classifier.weight))
+
+
 def build_childnet(selection_or_arch: Union[int, Sequence[Sequence[int]]], num_classes: int = 1000,
                    drop_rate: float = 0.0, global_pool: str = "avg", exact: bool = False,
-                   **kwargs: Any) -> MobileNetV3:
+                   zero_classifier: bool = False, **kwargs: Any) -> MobileNetV3:
     """A Cream child network: a released selection (14, 43, 114, 287, 481, 604) or an arch list
     ``[[0], [...] x5, [0]]``; ``exact`` builds every listed choice, also of single-layer stages
-    (see :func:`effective_arch`).
+    (see :func:`effective_arch`): a search's paths as the supernet ran them; the released nets
+    and the reference's checkpoints need False.
 
-    Further keyword arguments go to ``MobileNetV3`` (``drop_path_rate``, ``in_chans``) or to its
-    batch norms (``bn_momentum``, ``bn_eps``, ``bn_tf``). The model is built inside
+    ``zero_classifier`` starts the classifier at zero (``zero_init_classifier``). Further keyword
+    arguments go to ``MobileNetV3`` (``drop_path_rate``, ``in_chans``) or to its batch norms
+    (``bn_momentum``, ``bn_eps``, ``bn_tf``). The model is built inside
     ``paddle.utils.unique_name.guard()`` so its parameter names are the same in every process.
     """
     norm_kwargs = resolve_bn_args(kwargs)
     block_args = decode_arch_def(childnet_arch_def(selection_or_arch, exact))
     with paddle.utils.unique_name.guard():
-        return MobileNetV3(block_args, num_classes=num_classes, drop_rate=drop_rate,
-                           global_pool=global_pool, norm_kwargs=norm_kwargs,
-                           **CREAM_NETWORK_KWARGS, **kwargs)
+        model = MobileNetV3(block_args, num_classes=num_classes, drop_rate=drop_rate,
+                            global_pool=global_pool, norm_kwargs=norm_kwargs,
+                            **CREAM_NETWORK_KWARGS, **kwargs)
+    if zero_classifier:
+        zero_init_classifier(model)
+    return model
 
 
 def _register_released_net(selection: int) -> None:

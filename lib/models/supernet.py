@@ -12,17 +12,18 @@ import copy
 import functools
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
+import numpy as np
 import paddle
 from paddle import nn
 
 from pimm.layers import BatchNorm2d, ModeAware, SelectAdaptivePool2d, create_conv2d, dropout
 from pimm.models import EfficientNetBuilder, decode_arch_def, efficientnet_init_weights, resolve_bn_args
 from pimm.models.efficientnet_builder import BlockArgs
-from lib.models.childnet import CREAM_NETWORK_KWARGS
+from lib.models.childnet import CREAM_NETWORK_KWARGS, zero_init_classifier
 from lib.models.flops_table import FlopsEst
 from lib.models.space import CHOICES, SEARCHED_STAGES, search_for_layer, supernet_stage_strings
 
-__all__ = ["SuperNet", "SupernetPath", "build_supernet", "layer_flops_table"]
+__all__ = ["SuperNet", "SupernetPath", "align_choice_init", "build_supernet", "layer_flops_table"]
 
 Arch = Sequence[Sequence[int]]
 
@@ -185,14 +186,52 @@ def layer_flops_table() -> Tuple[Tuple[Tuple[float, float], ...], ...]:
                  for stage in SEARCHED_STAGES)
 
 
+def _embedded(own: np.ndarray, template: np.ndarray) -> np.ndarray:
+    """``own`` with ``template`` written into its leading slice (kernels centred, zero around
+    them) and every weight reading an input beyond the template's inputs set to zero."""
+    out = own.copy()
+    if own.ndim == 4:  # conv weight [out, in, kh, kw]
+        pad = (own.shape[2] - template.shape[2]) // 2
+        t_out, t_in = template.shape[:2]
+        out[:, t_in:] = 0.0
+        out[:t_out, :t_in] = 0.0
+        out[:t_out, :t_in, pad:pad + template.shape[2], pad:pad + template.shape[3]] = template
+    else:  # bias, batch-norm weight/bias [channels]
+        out[:template.shape[0]] = template
+    return out
+
+
+def align_choice_init(model: SuperNet) -> None:
+    """Make every candidate block of a searched layer start as the same function as its first
+    choice (3x3 kernel, expansion 4), the smallest one.
+
+    The first choice's weights are written into each larger candidate: its kernels centred in the
+    5x5/7x7 ones (zero around them), its expansion channels first. The extra channels keep their
+    own random weights, and the weights that read them (the projection, the squeeze-excite
+    layers) start at zero, so they add nothing at first but receive gradients and grow. With
+    independent random candidates, each layer's six blocks start as six unrelated functions and
+    the layers after them must learn to serve all of them before any path can improve; aligned,
+    the supernet starts like one network and the candidates grow apart as they train.
+    """
+    with paddle.no_grad():
+        for stage in SEARCHED_STAGES:
+            for candidates in model.blocks[stage]:
+                template = {name: p.numpy() for name, p in candidates[0].named_parameters()}
+                for block in list(candidates)[1:]:
+                    for name, param in block.named_parameters():
+                        param.set_value(_embedded(param.numpy(), template[name]))
+
+
 def build_supernet(flops_minimum: float = 0, flops_maximum: float = 600, num_classes: int = 1000,
                    drop_rate: float = 0.0, global_pool: str = "avg", slice: int = 4,
-                   resunit: bool = False, dil_conv: bool = False,
-                   **kwargs: Any) -> Tuple[SuperNet, List[int], int]:
+                   resunit: bool = False, dil_conv: bool = False, aligned_init: bool = False,
+                   zero_classifier: bool = False, **kwargs: Any) -> Tuple[SuperNet, List[int], int]:
     """The supernet for a FLOPs range (MFLOPs): ``(model, sta_num, resolution)``.
 
     ``sta_num`` and ``resolution`` come from ``search_for_layer`` with the supernet's own
-    ``layer_flops_table()``. Further keyword
+    ``layer_flops_table()``. ``aligned_init`` starts the candidates of each layer as one
+    function (``align_choice_init``), ``zero_classifier`` the classifier at zero
+    (``lib.models.childnet.zero_init_classifier``). Further keyword
     arguments: ``in_chans`` and the batch-norm options ``bn_momentum``, ``bn_eps``, ``bn_tf``.
     The whole model, meta layer included, is built inside one ``paddle.utils.unique_name.guard()``.
     """
@@ -205,4 +244,8 @@ def build_supernet(flops_minimum: float = 0, flops_maximum: float = 600, num_cla
     with paddle.utils.unique_name.guard():
         model = SuperNet(sta_num, num_classes=num_classes, drop_rate=drop_rate, global_pool=global_pool,
                          slice=slice, norm_kwargs=norm_kwargs, **kwargs)
+    if aligned_init:
+        align_choice_init(model)
+    if zero_classifier:
+        zero_init_classifier(model)
     return model, sta_num, resolution

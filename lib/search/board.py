@@ -19,13 +19,16 @@ Deliberate differences from the reference (microsoft/Cream ``PrioritizedBoard``)
 * path sampling draws with the configured probabilities (the reference passed them to
   ``np.random.choice`` as its ``replace`` argument, so every mode sampled uniformly), and
   'teacher' probabilities count only the searched stages 1-5 (the reference also counted the fixed
-  ``[0]`` of stages 0 and 6, inflating choice 0).
+  ``[0]`` of stages 0 and 6, inflating choice 0);
+* 'teacher' sampling mixes the board's choice frequencies with the uniform distribution
+  (``SUPERNET.UNIFORM_MIX``): a board of cheap paths would otherwise never sample the choices it
+  lacks again, and those blocks would stop training for the rest of the search.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -230,12 +233,16 @@ class PathSampler:
     """
 
     def __init__(self, sta_num: Sequence[int], num_choices: int, mode: str = "even",
-                 pre_prob: Optional[Sequence[float]] = None, seed: int = 0) -> None:
+                 pre_prob: Optional[Sequence[float]] = None, seed: int = 0,
+                 uniform_mix: float = 0.0) -> None:
         if mode not in SAMPLING_MODES:
             raise ValueError(f"SUPERNET.HOW_TO_PROB must be one of {SAMPLING_MODES}, got {mode!r}")
+        if not 0.0 <= uniform_mix <= 1.0:
+            raise ValueError(f"SUPERNET.UNIFORM_MIX must be in [0, 1], got {uniform_mix}")
         self.sta_num = [int(n) for n in sta_num]
         self.num_choices = int(num_choices)
         self.mode = mode
+        self.uniform_mix = float(uniform_mix)
         self.pre_prob = None
         if mode == "pre_prob":
             prob = np.asarray(pre_prob if pre_prob is not None else (), dtype=np.float64)
@@ -249,19 +256,35 @@ class PathSampler:
     def probabilities(self, board: Optional[PrioritizedBoard] = None) -> Optional[np.ndarray]:
         """Per-choice probabilities for the next draw; None means uniform.
 
-        'teacher' is uniform while the board is empty, as in the reference.
+        'teacher' is uniform while the board is empty, as in the reference, and afterwards
+        ``(1 - uniform_mix) * board frequency + uniform_mix / num_choices``, so every choice keeps
+        at least ``uniform_mix / num_choices``.
         """
         if self.mode == "pre_prob":
             return self.pre_prob
         if self.mode == "teacher" and board is not None and len(board):
             counts = board.choice_counts(self.num_choices).astype(np.float64)
-            return counts / counts.sum()
+            return (1.0 - self.uniform_mix) * counts / counts.sum() + self.uniform_mix / self.num_choices
         return None
 
     def sample(self, board: Optional[PrioritizedBoard] = None) -> ArchList:
         prob = self.probabilities(board)
         stages = [self.rng.choice(self.num_choices, size=n, p=prob).tolist() for n in self.sta_num]
         return [[0]] + stages + [[0]]
+
+    def sample_within(self, cost: Callable[[ArchList], float], low: float, high: float,
+                      board: Optional[PrioritizedBoard] = None, tries: int = 10000) -> ArchList:
+        """A path whose ``cost`` (MFLOPs) lies in ``[low, high]``, drawn by rejection.
+
+        The supernet of a budget also holds paths above it (its size is set by the largest
+        choices); such a path can never enter the board, so judging the supernet by it says little.
+        """
+        for _ in range(tries):
+            arch = self.sample(board)
+            if low <= cost(arch) <= high:
+                return arch
+        raise ValueError(f"no path within [{low:g}, {high:g}] MFLOPs in {tries} draws: widen "
+                         f"SUPERNET.FLOPS_MINIMUM/FLOPS_MAXIMUM")
 
     def state_dict(self) -> Dict[str, Any]:
         return {"bit_generator": self.rng.bit_generator.state}

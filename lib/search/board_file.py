@@ -2,8 +2,10 @@
 when a child network is retrained or tested from it (``NET.BOARD_JSON``).
 
 Content (``PrioritizedBoard.to_json`` plus the space's resolution): ``paths`` (best first, each
-with ``arch``, ``flops``, ``params``, ``prec1``), ``best_in_range``, ``flops_minimum``,
-``flops_maximum``, ``epoch``, ``resolution``.
+with ``arch``, ``flops``, ``params``, ``prec1``), ``best_in_range`` (with ``val_prec1``, its
+validation top-1, once validated), ``flops_minimum``, ``flops_maximum``, ``epoch``, ``resolution``,
+and ``validated``: the random paths validated at the end of the epoch, ``prec1`` their validation
+top-1 (``pimm.utils.plots`` draws them beside the board).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Any, Dict, List
 from lib.models import validate_arch
 from pimm.utils import atomic_write_text
 
-__all__ = ["BOARD_FILE", "write_board_file", "best_board_arch", "board_paths"]
+__all__ = ["BOARD_FILE", "write_board_file", "best_board_entry", "board_paths"]
 
 BOARD_FILE = "board.json"
 
@@ -27,11 +29,19 @@ def write_board_file(folder: str, content: Dict[str, Any]) -> str:
     return path
 
 
-def _number(value: Any, field: str, path: str) -> float:
+def _number(value: Any, field: str, path: str, unit: str = "MFLOPs") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{path}: {field} is {value!r}, not a number (MFLOPs); it is not a "
+        raise ValueError(f"{path}: {field} is {value!r}, not a number ({unit}); it is not a "
                          "board.json a search wrote")
     return float(value)
+
+
+def _checked(entry: Dict[str, Any], field: str, path: str) -> Dict[str, Any]:
+    """``entry`` with its ``arch`` validated and its ``flops`` and ``params``, when present, numbers."""
+    for key, unit in (("flops", "MFLOPs"), ("params", "M params")):
+        if entry.get(key) is not None:
+            _number(entry[key], f"{field}.{key}", path, unit)
+    return dict(entry, arch=validate_arch(entry["arch"]))
 
 
 def _read_board(path: str) -> Dict[str, Any]:
@@ -47,10 +57,11 @@ def _read_board(path: str) -> Dict[str, Any]:
     return board
 
 
-def best_board_arch(path: str) -> List[List[int]]:
+def best_board_entry(path: str) -> Dict[str, Any]:
     """The best path of a ``board.json`` whose FLOPs lie in the board's own
     ``[flops_minimum, flops_maximum]``: ``best_in_range`` when present, else the first such
-    entry of ``paths`` (the board lists them best first).
+    entry of ``paths`` (the board lists them best first). Returns the entry (its ``flops``,
+    ``params``, ... as the board has them) with ``arch`` validated.
 
     Raises FileNotFoundError for a missing file and ValueError, naming the file, for one that is
     not a usable board.
@@ -58,7 +69,7 @@ def best_board_arch(path: str) -> List[List[int]]:
     board = _read_board(path)
     best = board.get("best_in_range")
     if isinstance(best, dict) and best.get("arch"):
-        return validate_arch(best["arch"])
+        return _checked(best, "best_in_range", path)
     low = _number(board.get("flops_minimum", -math.inf), "flops_minimum", path)
     high = _number(board.get("flops_maximum", math.inf), "flops_maximum", path)
     for i, entry in enumerate(board["paths"]):
@@ -67,13 +78,13 @@ def best_board_arch(path: str) -> List[List[int]]:
         flops = entry.get("flops")
         if entry.get("arch") and (flops is None
                                   or low <= _number(flops, f"paths[{i}].flops", path) <= high):
-            return validate_arch(entry["arch"])
+            return _checked(entry, f"paths[{i}]", path)
     raise ValueError(f"no path in {path} lies within its FLOPs range [{low}, {high}]; give the path "
                      "you want as NET.SELECTION -1 with NET.INPUT_ARCH")
 
 
 def board_paths(path: str) -> List[List[List[int]]]:
-    """Every path of a ``board.json``, best first (same errors as :func:`best_board_arch`)."""
+    """Every path of a ``board.json``, best first (same errors as :func:`best_board_entry`)."""
     board = _read_board(path)
     try:
         return [validate_arch(entry["arch"]) for entry in board["paths"]]

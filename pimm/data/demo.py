@@ -1,10 +1,12 @@
 """A small synthetic ImageNet-style dataset of drawn shapes and textures, for demos and tests.
 
 ``make_demo_dataset(root)`` writes ``root/train/<class>/*.JPEG`` and ``root/val/<class>/*.JPEG``.
-Each class is one kind of figure (circle, square, ..., stripes, checker, blobs) drawn at a random
-place, size, rotation and colour over a random noisy background, so a small network has to learn
-shape and texture rather than colour. Every image is a pure function of (seed, class, split,
-index): the same arguments give byte-identical files with the same Pillow/libjpeg.
+Each class is a shape (circle, square, triangle, ring, cross, star, zigzag), drawn large near the
+middle at a random size, rotation and offset, or a texture over the whole image (stripes,
+checker, dots, gradient, blobs), in one random colour over another with light noise: colour carries
+no label, shape and texture do, and they are recognisable at 32 px. Every image is a pure function
+of (seed, class, split, index): the same arguments give byte-identical files with the same
+Pillow/libjpeg.
 """
 import hashlib
 import json
@@ -16,7 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 MANIFEST_NAME = "demo_manifest.json"
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2  # 2: large centred figures, whole-image textures
 _SUPERSAMPLE = 2  # draw at twice the size and downsample, for anti-aliased edges
 _SPLITS = ("train", "val")
 
@@ -49,13 +51,16 @@ def _regular_polygon(count: int, radius: float) -> np.ndarray:
 
 
 class _Figure:
-    """Random placement shared by all kinds: centre, radius (as a fraction of the side), rotation."""
+    """Random placement shared by the figure kinds: centre, radius (a fraction of the side), rotation.
+
+    Figures are large and kept near the middle, so a crop of most of the image still shows them
+    and the class is in the shape, not in where it happens to be.
+    """
 
     def __init__(self, rng: np.random.Generator, size: int) -> None:
         self.size = size
-        self.radius = rng.uniform(0.16, 0.34) * size
-        margin = 0.6 * self.radius
-        self.centre = (rng.uniform(margin, size - margin), rng.uniform(margin, size - margin))
+        self.radius = rng.uniform(0.26, 0.38) * size
+        self.centre = tuple(size / 2 + rng.uniform(-0.12, 0.12, size=2) * size)
         self.angle = rng.uniform(0, 2 * np.pi)
 
     def box(self, scale: float = 1.0) -> Tuple[float, float, float, float]:
@@ -73,108 +78,97 @@ def _paint(canvas: Canvas, mask: np.ndarray, colour) -> Canvas:
     return canvas * (1.0 - mask) + mask * colour
 
 
-def _grid(size: int) -> Tuple[np.ndarray, np.ndarray]:
-    return np.mgrid[0:size, 0:size].astype(np.float32)
+def _polygon(fig: _Figure, points: np.ndarray) -> np.ndarray:
+    return _mask(fig.size, lambda d: d.polygon(_rotated(points, fig.angle, fig.centre), fill=255))
 
 
-def _patch_mask(fig: _Figure) -> np.ndarray:
-    corners = _regular_polygon(4, fig.radius * 1.25)
-    return _mask(fig.size, lambda d: d.polygon(_rotated(corners, fig.angle, fig.centre), fill=255))
+def _phase(fig: _Figure, period: float, angle: float) -> np.ndarray:
+    """Distance along direction ``angle`` across the whole image, in units of ``period``."""
+    ys, xs = np.mgrid[0:fig.size, 0:fig.size].astype(np.float32)
+    return (xs * np.cos(angle) + ys * np.sin(angle)) / period
 
 
-def _circle(canvas, rng, fig, fg):
-    return _paint(canvas, _mask(fig.size, lambda d: d.ellipse(fig.box(), fill=255)), fg)
+# Figures: one solid shape.
+def _circle(rng, fig):
+    return _mask(fig.size, lambda d: d.ellipse(fig.box(), fill=255))
 
 
-def _square(canvas, rng, fig, fg):
-    corners = _regular_polygon(4, fig.radius * 1.2)
-    return _paint(canvas, _mask(fig.size, lambda d: d.polygon(_rotated(corners, fig.angle, fig.centre), fill=255)), fg)
+def _square(rng, fig):
+    return _polygon(fig, _regular_polygon(4, fig.radius * 1.15))
 
 
-def _triangle(canvas, rng, fig, fg):
-    corners = _regular_polygon(3, fig.radius * 1.25)
-    return _paint(canvas, _mask(fig.size, lambda d: d.polygon(_rotated(corners, fig.angle, fig.centre), fill=255)), fg)
+def _triangle(rng, fig):
+    return _polygon(fig, _regular_polygon(3, fig.radius * 1.3))
 
 
-def _ring(canvas, rng, fig, fg):
-    width = max(2, int(fig.radius * rng.uniform(0.22, 0.35)))
-    return _paint(canvas, _mask(fig.size, lambda d: d.ellipse(fig.box(), outline=255, width=width)), fg)
+def _ring(rng, fig):
+    width = max(2, int(round(fig.radius * rng.uniform(0.3, 0.4))))
+    return _mask(fig.size, lambda d: d.ellipse(fig.box(), outline=255, width=width))
 
 
-def _cross(canvas, rng, fig, fg):
-    arm, half = fig.radius * 1.1, fig.radius * 0.28
-    horizontal = np.array([[-arm, -half], [arm, -half], [arm, half], [-arm, half]])
-    bars = [horizontal, horizontal[:, ::-1]]
-
-    def draw(d):
-        for bar in bars:
-            d.polygon(_rotated(bar, fig.angle, fig.centre), fill=255)
-
-    return _paint(canvas, _mask(fig.size, draw), fg)
+def _cross(rng, fig):
+    arm, half = fig.radius * 1.15, fig.radius * 0.3
+    bar = np.array([[-arm, -half], [arm, -half], [arm, half], [-arm, half]])
+    return np.maximum(_polygon(fig, bar), _polygon(fig, bar[:, ::-1]))
 
 
-def _star(canvas, rng, fig, fg):
-    outer = _regular_polygon(5, fig.radius * 1.2)
-    # Inner vertices sit half-way (36 degrees) between the outer ones.
+def _star(rng, fig):
+    outer = _regular_polygon(5, fig.radius * 1.25)
+    # inner vertices half-way (36 degrees) between the outer ones
     inner = _regular_polygon(10, fig.radius * 0.5)[1::2]
-    points = np.stack([outer, inner], axis=1).reshape(-1, 2)
-    return _paint(canvas, _mask(fig.size, lambda d: d.polygon(_rotated(points, fig.angle, fig.centre), fill=255)), fg)
+    return _polygon(fig, np.stack([outer, inner], axis=1).reshape(-1, 2))
 
 
-def _stripes(canvas, rng, fig, fg):
-    ys, xs = _grid(fig.size)
-    period = rng.uniform(0.07, 0.14) * fig.size
-    phase = (xs * np.cos(fig.angle) + ys * np.sin(fig.angle)) / period
-    texture = (np.floor(phase) % 2)[..., None]
-    return _paint(canvas, _patch_mask(fig) * texture, fg)
+# Textures: a pattern over the whole image, no single figure.
+def _stripes(rng, fig):
+    phase = _phase(fig, rng.uniform(0.2, 0.3) * fig.size, fig.angle)
+    return (np.floor(phase) % 2)[..., None]
 
 
-def _checker(canvas, rng, fig, fg):
-    ys, xs = _grid(fig.size)
-    cell = rng.uniform(0.07, 0.13) * fig.size
-    cos, sin = np.cos(fig.angle), np.sin(fig.angle)
-    u, v = (xs * cos + ys * sin) / cell, (-xs * sin + ys * cos) / cell
-    texture = ((np.floor(u) + np.floor(v)) % 2)[..., None]
-    return _paint(canvas, _patch_mask(fig) * texture, fg)
+def _checker(rng, fig):
+    cell = rng.uniform(0.14, 0.2) * fig.size
+    u, v = _phase(fig, cell, fig.angle), _phase(fig, cell, fig.angle + np.pi / 2)
+    return ((np.floor(u) + np.floor(v)) % 2)[..., None]
 
 
-def _dots(canvas, rng, fig, fg):
-    count = int(rng.integers(7, 15))
-    radius = rng.uniform(0.035, 0.06) * fig.size
-    centres = rng.uniform(radius, fig.size - radius, size=(count, 2))
+def _dots(rng, fig):
+    # a jittered lattice, so the dots cover the image without merging
+    cells = int(rng.integers(3, 5))
+    step = fig.size / cells
+    radius = step * rng.uniform(0.16, 0.24)
+    grid = (np.stack(np.meshgrid(np.arange(cells), np.arange(cells)), -1).reshape(-1, 2) + 0.5) * step
+    centres = grid + rng.uniform(-0.2, 0.2, size=grid.shape) * step
 
     def draw(d):
         for cx, cy in centres.tolist():
             d.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), fill=255)
 
-    return _paint(canvas, _mask(fig.size, draw), fg)
+    return _mask(fig.size, draw)
 
 
-def _gradient(canvas, rng, fig, fg):
-    ys, xs = _grid(fig.size)
-    ramp = (xs * np.cos(fig.angle) + ys * np.sin(fig.angle)) / fig.size
-    ramp = ((ramp - ramp.min()) / (ramp.max() - ramp.min()))[..., None]
-    # Replaces most of the background by a smooth ramp towards the figure colour.
-    return _paint(canvas, ramp * 0.9, fg)
+def _gradient(rng, fig):
+    ramp = _phase(fig, fig.size, fig.angle)
+    return ((ramp - ramp.min()) / (ramp.max() - ramp.min()))[..., None]
 
 
-def _blobs(canvas, rng, fig, fg):
-    coarse = rng.standard_normal((5, 5)).astype(np.float32)
-    field = np.asarray(Image.fromarray(coarse).resize((fig.size, fig.size), Image.BICUBIC))
-    mask = (field > np.quantile(field, 0.62)).astype(np.float32)[..., None]
-    return _paint(canvas, mask, fg)
-
-
-def _zigzag(canvas, rng, fig, fg):
-    turns = int(rng.integers(4, 7))
-    xs = np.linspace(-1.3, 1.3, turns) * fig.radius
-    ys = np.where(np.arange(turns) % 2 == 0, -0.5, 0.5) * fig.radius
-    width = max(2, int(fig.size * 0.06))
+def _zigzag(rng, fig):
+    turns = int(rng.integers(4, 6))
+    xs = np.linspace(-1.4, 1.4, turns) * fig.radius
+    ys = np.where(np.arange(turns) % 2 == 0, -0.6, 0.6) * fig.radius
+    width = max(2, int(round(fig.size * 0.08)))
     points = _rotated(np.stack([xs, ys], axis=1), fig.angle, fig.centre)
-    return _paint(canvas, _mask(fig.size, lambda d: d.line(points, fill=255, width=width, joint="curve")), fg)
+    return _mask(fig.size, lambda d: d.line(points, fill=255, width=width, joint="curve"))
 
 
-DEMO_KINDS: Dict[str, Callable] = {
+def _blobs(rng, fig):
+    coarse = rng.standard_normal((4, 4)).astype(np.float32)
+    field = np.asarray(Image.fromarray(coarse).resize((fig.size, fig.size), Image.BICUBIC))
+    return (field > np.quantile(field, 0.6)).astype(np.float32)[..., None]
+
+
+# kind -> mask of the foreground colour in [0, 1], [S, S, 1]. The first ten are the default
+# classes: six shapes and four textures, each recognisable at 32 px whatever the colours.
+DEMO_KINDS: Dict[str, Callable[[np.random.Generator, _Figure], np.ndarray]] = {
     "circle": _circle,
     "square": _square,
     "triangle": _triangle,
@@ -183,10 +177,10 @@ DEMO_KINDS: Dict[str, Callable] = {
     "ring": _ring,
     "cross": _cross,
     "dots": _dots,
-    "gradient": _gradient,
-    "blobs": _blobs,
     "star": _star,
+    "gradient": _gradient,
     "zigzag": _zigzag,
+    "blobs": _blobs,
 }
 
 
@@ -198,12 +192,14 @@ def demo_class_names(num_classes: int) -> List[str]:
 
 
 def render_demo_image(kind: str, size: int, rng: np.random.Generator) -> Image.Image:
-    """One image of ``kind``: noisy background, the figure, downsampled to ``size`` pixels."""
+    """One image of ``kind``: the kind's figure or texture in one random colour over another
+    (far enough apart to stay visible), light noise, downsampled to ``size`` pixels."""
     big = size * _SUPERSAMPLE
     background = _colour(rng)
-    canvas = np.broadcast_to(background, (big, big, 3)).astype(np.float32)
-    canvas = DEMO_KINDS[kind](canvas, rng, _Figure(rng, big), _contrasting(rng, background))
-    canvas = canvas + rng.normal(0.0, rng.uniform(4.0, 14.0), size=canvas.shape).astype(np.float32)
+    foreground = _contrasting(rng, background)
+    mask = DEMO_KINDS[kind](rng, _Figure(rng, big))
+    canvas = _paint(np.broadcast_to(background, (big, big, 3)).astype(np.float32), mask, foreground)
+    canvas = canvas + rng.normal(0.0, rng.uniform(2.0, 8.0), size=canvas.shape).astype(np.float32)
     img = Image.fromarray(np.clip(canvas + 0.5, 0, 255).astype(np.uint8))
     return img.resize((size, size), Image.BOX)
 
@@ -236,9 +232,9 @@ def _write_split(staging: str, split_id: int, classes: List[str], per_class: int
 def make_demo_dataset(
     root: str,
     num_classes: int = 10,
-    train_per_class: int = 100,
-    val_per_class: int = 20,
-    image_size: int = 64,
+    train_per_class: int = 500,
+    val_per_class: int = 50,
+    image_size: int = 32,
     seed: int = 0,
     jpeg_quality: int = 90,
 ) -> str:

@@ -17,7 +17,8 @@ def test_two_process_search_with_board_kd_and_meta_updates(tmp_path, demo_data_f
              "WORKERS", 0, "LOG_INTERVAL", 1, "LR", 0.02, "DATASET.NUM_CLASSES", 3,
              "DATASET.IMAGE_SIZE", 32, "DATASET.BATCH_SIZE", 4, "SUPERNET.SLICE", 2,
              "SUPERNET.POOL_SIZE", 3, "SUPERNET.UPDATE_ITER", 1, "SUPERNET.META_STA_EPOCH", -1,
-             "SUPERNET.VAL_PATHS", 1, "SUPERNET.FLOPS_MAXIMUM", 115, "--nproc", 2, cwd=tmp_path)
+             "SUPERNET.VAL_PATHS", 1, "SUPERNET.FLOPS_MAXIMUM", 115, "SUPERNET.TEACHER_MIN_PREC1", 0.0,
+             "--nproc", 2, cwd=tmp_path)
     run_dir = tmp_path / "two"
     with open(run_dir / "summary.csv", newline="") as f:
         rows = list(csv.DictReader(f))

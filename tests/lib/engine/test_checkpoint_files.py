@@ -44,7 +44,8 @@ def run_dirs(tmp_path_factory, demo_data_dir):
         "DATASET.BATCH_SIZE", "4", "DATASET.VAL_BATCH_MUL", "4", "SUPERNET.SLICE", "2",
         "SUPERNET.POOL_SIZE", "3", "SUPERNET.UPDATE_ITER", "2", "SUPERNET.META_STA_EPOCH", "-1",
         "SUPERNET.VAL_PATHS", "2", "SUPERNET.HOW_TO_PROB", "teacher",
-        "SUPERNET.FLOPS_MAXIMUM", "115", "LR", "0.02", "RECOVERY_INTERVAL", "3", *COMMON])
+        "SUPERNET.FLOPS_MAXIMUM", "115", "SUPERNET.VAL_BN_BATCHES", "4", "LR", "0.02", "RECOVERY_INTERVAL", "3",
+        *COMMON])
     return {"retrain": _run(retrain_cfg, "retrain", retrain),
             "search": _run(search_cfg, "train", search_engine)}
 

@@ -6,7 +6,8 @@ import pytest
 
 from lib.config import ConfigError, load_config
 from lib.darts import DARTS_V1, DARTS_V2, PDARTS, NetworkCIFAR, NetworkImageNet, save_genotypes
-from lib.engine.child import ChildTraining, arch_from_board, child_training, create_child_model, resolve_child
+from lib.engine.child import (ChildTraining, child_training, create_child_model, entry_from_board,
+                              resolve_child)
 from lib.engine.common import RunError
 from lib.models import CREAM_ARCHS
 from pimm.utils import count_parameters
@@ -43,13 +44,33 @@ def test_board_path_is_the_best_one_within_the_flops_range(tmp_path):
              {"arch": ARCH_43, "flops": 42.4, "prec1": 60.0},
              {"arch": CREAM_ARCHS[14].arch_list(), "flops": 13.8, "prec1": 50.0}]
     board = _board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100)
-    assert arch_from_board(board) == ARCH_43
-    assert arch_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100,
-                                  best_in_range={"arch": ARCH_114})) == ARCH_114
+    assert entry_from_board(board) == paths[1]
+    assert entry_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=100,
+                                   best_in_range={"arch": ARCH_114}))["arch"] == ARCH_114
     with pytest.raises(RunError, match=r"FLOPs range \[0.0, 10.0\]"):
-        arch_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=10))
+        entry_from_board(_board(tmp_path, paths=paths, flops_minimum=0, flops_maximum=10))
     with pytest.raises(RunError, match="no 'paths' list"):
-        arch_from_board(_board(tmp_path, board=[]))
+        entry_from_board(_board(tmp_path, board=[]))
+
+
+def test_a_board_path_is_built_as_the_search_ran_it(tmp_path):
+    """In a space of one layer per searched stage the reference's rule (a single-layer stage keeps
+    its template block) would make every board path the same network; the search's paths are
+    built choice by choice, a NET.INPUT_ARCH list as the reference builds it."""
+    cheap, large = [[0], [0], [0], [2], [0], [0], [0]], [[0], [4], [4], [4], [4], [4], [0]]
+    sizes = {}
+    for name, arch in (("cheap", cheap), ("large", large)):
+        board = _board(tmp_path, paths=[{"arch": arch, "flops": 90.0, "prec1": 50.0}], flops_minimum=0,
+                       flops_maximum=100)
+        cfg = load_config(None, ["NET.SELECTION", "-1", "NET.BOARD_JSON", board, "DATASET.NUM_CLASSES", "10"])
+        spec = resolve_child(cfg)
+        assert spec.exact and spec.arch == arch
+        sizes[name] = count_parameters(create_child_model(cfg, spec))
+    listed = load_config(None, ["NET.SELECTION", "-1", "NET.INPUT_ARCH", str(large), "DATASET.NUM_CLASSES", "10"])
+    spec = resolve_child(listed)
+    assert not spec.exact
+    template = count_parameters(create_child_model(listed, spec))
+    assert len({sizes["cheap"], sizes["large"], template}) == 3  # three different networks
 
 
 def _pdarts(*overrides):
@@ -109,6 +130,8 @@ def test_pdarts_training_hooks_raise_drop_path_and_weigh_the_auxiliary_loss():
     assert child_training(_pdarts("DARTS.AUXILIARY", False), resolve_child(_pdarts())).aux_weight == 0.0
     cream = load_config(None, [])
     assert child_training(cream, resolve_child(cream)) == ChildTraining()
+
+
 def test_net_model_names_any_registered_network_at_the_dataset_size():
     cfg = load_config(None, ["NET.MODEL", "peleenet", "DATASET.IMAGE_SIZE", "96",
                              "DATASET.NUM_CLASSES", "7", "NET.DROPOUT_RATE", "0.05"])

@@ -215,6 +215,32 @@ def test_loss_scaler_state_survives_the_checkpoint_readers(tmp_path):
         resume_amp(ctx, Amp("O1", "float16"), point)
 
 
+def test_checkpoint_saver_keeps_checkpoint_hist_best_epochs(tmp_path):
+    from lib.engine.common import create_checkpoint_saver
+
+    model = paddle.nn.Linear(2, 2)
+    optimizer = paddle.optimizer.SGD(parameters=model.parameters())
+
+    def saver(*overrides, folder="run"):
+        cfg = _cfg(tmp_path, *overrides)
+        ctx = RunContext(cfg=cfg, mode="retrain", run_dir=str(tmp_path / folder),
+                         logger=logging.getLogger("cream.test_common"), writer=None, rank=0,
+                         world_size=1, distributed=False)
+        return create_checkpoint_saver(ctx, model, optimizer)
+
+    kept = saver("CHECKPOINT_HIST", "1")
+    for epoch, metric in enumerate([10.0, 30.0, 20.0]):
+        kept.save_checkpoint(epoch, metric=metric)
+    names = sorted(os.listdir(tmp_path / "run"))
+    assert [n for n in names if n.endswith(".pdparams")] == [
+        "checkpoint-1.pdparams", "last.pdparams", "model_best.pdparams"]
+    assert saver().max_history == 10 and not saver().decreasing
+    assert saver("EVAL_METRICS", "loss", folder="loss").decreasing
+    assert saver("EVAL_METRICS", "ema_loss", folder="ema_loss").decreasing
+    with pytest.raises(ConfigError, match="CHECKPOINT_HIST must be >= 1"):
+        saver("CHECKPOINT_HIST", "0")
+
+
 def _cifar_cfg(tmp_path, data_dir, *overrides):
     return _cfg(tmp_path, "DATASET.NAME", "cifar10", "DATASET.NUM_CLASSES", "10", "DATASET.IMAGE_SIZE", "32",
                 "DATASET.BATCH_SIZE", "4", "DATASET.VAL_BATCH_MUL", "1", "DATASET.MEAN", "[0.5, 0.5, 0.5]",

@@ -1,13 +1,15 @@
 """lib.engine.meters: weighted epoch means, the latest batch, counts, the log line, TensorBoard."""
+import importlib.util
 import logging
 import math
+import sys
 
 import paddle
 import pytest
 
 from lib.config import load_config
 from lib.engine.common import RunContext
-from lib.engine.meters import DivergedError, EpochMeters, Meter
+from lib.engine.meters import DivergedError, EpochMeters, Meter, record_epoch
 
 
 class _Scalars:
@@ -65,6 +67,41 @@ def test_a_meter_without_steps_shows_a_dash(caplog):
         meters.log(0, lr=1.0)
     assert "KD: -" in caplog.records[0].getMessage()
     assert meters.averages()["loss"] == 2.0
+
+
+def test_progress_bar_counts_the_epoch_and_shows_the_logged_means(capsys, caplog):
+    meters = EpochMeters(_ctx(log_interval=2), epoch=1, num_batches=5, meters=METERS, progress_bar=True)
+    with caplog.at_level(logging.INFO, logger="cream.test_meters"):
+        for batch_idx, _ in meters.batches(range(5), skip=1):
+            meters.update(2, loss=float(batch_idx))
+            if meters.log_due(batch_idx):
+                meters.log(batch_idx, lr=0.1)
+    bar = capsys.readouterr().err
+    assert "Train 2/200" in bar and "5/5" in bar  # epoch 2 of EPOCHS, all batches (1 skipped)
+    assert "Loss=2.5000" in bar  # the epoch's mean at the last log step
+    assert len(caplog.records) == 2  # the log lines are still written
+    # off by default where the output is not a terminal (here: captured)
+    assert not EpochMeters(_ctx(), epoch=0, num_batches=1, meters=METERS).progress_bar
+
+
+def test_record_epoch_writes_the_summary_and_the_plots(tmp_path, monkeypatch, caplog):
+    ctx = _ctx()
+    ctx.run_dir = str(tmp_path)
+    record_epoch(ctx, 0, {"loss": 2.0, "prec1": 20.0}, {"loss": 1.9, "prec1": 30.0})
+    with open(tmp_path / "summary.csv") as f:
+        assert f.read().splitlines() == ["epoch,train_loss,train_prec1,eval_loss,eval_prec1",
+                                         "0,2.0,20.0,1.9,30.0"]
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert (tmp_path / "training_curves.png").stat().st_size > 1000
+    # without matplotlib the run goes on and says once how to get the plots
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with caplog.at_level(logging.WARNING, logger="cream.test_meters"):
+        record_epoch(ctx, 1, {"loss": 1.5, "prec1": 40.0}, {"loss": 1.4, "prec1": 45.0})
+        record_epoch(ctx, 2, {"loss": 1.2, "prec1": 50.0}, {"loss": 1.1, "prec1": 55.0})
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "pip install matplotlib" in warnings[0] and "tools/plot.py" in warnings[0]
+    with open(tmp_path / "summary.csv") as f:
+        assert len(f.read().splitlines()) == 4
 
 
 @pytest.mark.parametrize("on_device", [True, False])

@@ -7,16 +7,19 @@ import csv
 import json
 import os
 import re
+from types import SimpleNamespace
 
 import numpy as np
 import paddle
 import pytest
 
 import lib.engine.search as search_engine
+import lib.engine.supernet as supernet_engine
 from lib.config import ConfigError, load_config
 from lib.engine.common import finish_run, prepare_run
 from lib.engine.search import SearchOptions
 from lib.engine.supernet import average_gradients, create_search_optimizer, recalibrated_batch_norm
+from pimm.scheduler import LinearDecayLRScheduler
 
 DEMO = os.path.join(os.path.dirname(__file__), "..", "..", "..", "experiments", "configs", "train", "demo.yaml")
 FLOPS_MAX = 115
@@ -24,15 +27,16 @@ POOL = 3
 
 
 def _config(data_dir, save_path, *overrides):
-    # batches of 4 images: the demo's LR would diverge to NaN within an epoch; 0.02 did in its
-    # second epoch with MKL's AVX2 kernels and pimm's channel-blocked depthwise kernel
+    # batches of 4 images: the demo's LR would diverge to NaN within an epoch
     return load_config(DEMO, [
         "DATA_DIR", data_dir, "SAVE_PATH", save_path, "MODEL", "search", "EPOCHS", "2",
         "DATASET.NUM_CLASSES", "4", "DATASET.IMAGE_SIZE", "32", "DATASET.BATCH_SIZE", "4",
         "DATASET.VAL_BATCH_MUL", "4", "WORKERS", "0", "LOG_INTERVAL", "1",
         "SUPERNET.SLICE", "2", "SUPERNET.POOL_SIZE", str(POOL), "SUPERNET.UPDATE_ITER", "2",
         "SUPERNET.META_STA_EPOCH", "-1", "SUPERNET.VAL_PATHS", "2", "SUPERNET.HOW_TO_PROB", "teacher",
-        "SUPERNET.FLOPS_MAXIMUM", str(FLOPS_MAX), "LR", "0.01", *overrides])
+        "SUPERNET.FLOPS_MAXIMUM", str(FLOPS_MAX), "SUPERNET.TEACHER_MIN_PREC1", "0.0", "SUPERNET.WARMUP_STEPS", "2",
+        "LR", "0.02",
+        *overrides])
 
 
 class _Spy:
@@ -118,7 +122,11 @@ def test_board_fills_sorted_within_the_flops_range(runs):
         assert 0 <= p["flops"] <= FLOPS_MAX
         assert len(p["arch"]) == 7 and p["arch"][0] == [0] and p["arch"][-1] == [0]
         assert 0.5 < p["params"] < 5
-    assert board["best_in_range"] == paths[0]
+    assert {k: v for k, v in board["best_in_range"].items() if k != "val_prec1"} == paths[0]
+    assert 0 <= board["best_in_range"]["val_prec1"] <= 100  # validated at the end of the epoch
+    # the validated random paths, drawn within the budget, with their validation top-1
+    assert len(board["validated"]) == 2
+    assert all(0 <= p["flops"] <= FLOPS_MAX and 0 <= p["prec1"] <= 100 for p in board["validated"])
     assert runs["a"]["board"] == board
 
 
@@ -223,6 +231,29 @@ def test_only_the_sampled_path_moves(demo_data_factory, tmp_path):
             assert moments and all(float(m.abs().max()) == 0.0 for m in moments)
 
 
+def test_distillation_waits_for_teachers_better_than_the_threshold(demo_data_factory, tmp_path, monkeypatch):
+    data = demo_data_factory(num_classes=4, train_per_class=6, val_per_class=2, image_size=32)
+    schedules = []
+    monkeypatch.setattr(supernet_engine, "LinearDecayLRScheduler",
+                        lambda *args, **kwargs: schedules.append(kwargs) or LinearDecayLRScheduler(*args, **kwargs))
+    result, run_dir = _run(_config(data, str(tmp_path), "SUPERNET.TEACHER_MIN_PREC1", "101.0",
+                                   "SUPERNET.WARMUP_STEPS", "3"))
+    assert schedules == [{"warmup_t": 3}]  # SUPERNET.WARMUP_STEPS reaches the schedule
+    assert result["train"]["kd_steps"] == 0 and result["train"]["meta_updates"] == 0
+    state = paddle.load(os.path.join(run_dir, "last.pdparams"))
+    assert state["teachers_ready"] is False and len(state["board"]["entries"]) == POOL
+    # the rule: from the first epoch whose validation finds the board's best at the threshold
+    search = type("Search", (), {"teachers_ready": False,
+                                 "opts": SimpleNamespace(teacher_min_prec1=30.0, distills=True)})()
+    ready = search_engine._Search.update_teachers_ready
+    assert not ready(search, {"prec1": 50.0, "best_prec1": float("nan")})  # board still empty
+    assert not ready(search, {"best_prec1": 29.9}) and not search.teachers_ready
+    assert ready(search, {"best_prec1": 30.0}) and search.teachers_ready
+    assert not ready(search, {"best_prec1": 10.0}) and search.teachers_ready  # never stops again
+    search.teachers_ready, search.opts.distills = False, False  # PICK_METHOD none: nothing to start
+    assert not ready(search, {"best_prec1": 50.0})
+
+
 @pytest.fixture(scope="module")
 def supernet():
     from lib.models import build_supernet
@@ -295,6 +326,8 @@ def test_average_gradients_is_a_no_op_in_one_process():
     (["EVAL_METRICS", "top1"], "EVAL_METRICS"),
     (["SUPERNET.VAL_PATHS", "0"], "VAL_PATHS"),
     (["SUPERNET.VAL_BN_BATCHES", "-1"], "VAL_BN_BATCHES"),
+    (["SUPERNET.UNIFORM_MIX", "1.5"], "UNIFORM_MIX"),
+    (["SUPERNET.WARMUP_STEPS", "-1"], "WARMUP_STEPS"),
 ])
 def test_bad_search_settings_name_the_key(overrides, message):
     with pytest.raises(ConfigError, match=message):

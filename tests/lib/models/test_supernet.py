@@ -88,13 +88,16 @@ def _copy_path_into_child(supernet, child, path):
     [[0], [4], [2, 5], [3], [0, 3], [1, 4], [0]],
     [[0], [5], [0, 1], [2], [5, 5], [3, 0], [0]],
 ])
-def test_path_forward_equals_the_child_net_with_the_same_weights(child_arch):
+@pytest.mark.parametrize("exact", [False, True])
+def test_path_forward_equals_the_child_net_with_the_same_weights(child_arch, exact):
     supernet = _small_supernet()
     _randomize(supernet)
     supernet.eval()
-    # the child net keeps single-layer stages at their template block: follow the same path
-    path = effective_arch(child_arch)
-    child = build_childnet(child_arch, num_classes=10)
+    # the reference's child net keeps single-layer stages at their template block: follow the same
+    # path; an exact child net (a board path's) is the listed path itself
+    path = effective_arch(child_arch, exact)
+    assert (path == child_arch) == exact  # both archs have single-layer stages off their template
+    child = build_childnet(child_arch, num_classes=10, exact=exact)
     _copy_path_into_child(supernet, child, path)
     child.eval()
     x = paddle.to_tensor(np.random.RandomState(1).randn(2, 3, 48, 48).astype("float32"))
@@ -141,6 +144,38 @@ def test_path_parameters_are_exactly_those_that_get_gradients():
     with_grad = {id(p) for p in supernet.parameters() if p.grad is not None}
     assert with_grad == {id(p) for p in params}
     assert supernet.meta_parameters() == [supernet.meta_layer.weight, supernet.meta_layer.bias]
+
+
+def test_aligned_init_starts_every_candidate_as_the_same_function():
+    model, sta_num, _ = build_supernet(0, 150, num_classes=4, aligned_init=True)
+    assert sta_num == [1, 1, 2, 1, 1]  # a stride-1 second layer in stage 3 too
+    model.train()
+    x = paddle.randn([6, 3, 32, 32])
+    reference = model(x, [[0], [0], [0], [0, 0], [0], [0], [0]]).numpy()
+    for choice in range(1, 6):
+        arch = [[0], [choice], [choice], [choice, choice], [choice], [choice], [0]]
+        np.testing.assert_allclose(model(x, arch).numpy(), reference, rtol=1e-4, atol=1e-5)
+    # the larger candidates' extra weights are still their own random ones, and they learn: the
+    # weights reading the extra channels (zero at first) get gradients
+    big = model.blocks[2][0][5]  # 7x7 kernel, expansion 6
+    assert float(paddle.abs(big.conv_pw.weight[96:]).sum()) > 0
+    model(x, [[0], [5], [5], [5, 5], [5], [5], [0]]).sum().backward()
+    assert float(paddle.abs(big.conv_pwl.weight.grad[:, 96:]).sum()) > 0
+    assert float(paddle.abs(big.conv_dw.weight.grad[:96, :, 0]).sum()) > 0  # outside the 3x3 centre
+    # without it, the candidates are unrelated functions
+    plain, _, _ = build_supernet(0, 150, num_classes=4)
+    plain.train()
+    outs = [plain(x, [[0], [c], [c], [c, c], [c], [c], [0]]).numpy() for c in (0, 5)]
+    assert np.abs(outs[0] - outs[1]).max() > 1e-2
+
+
+def test_zero_classifier_starts_at_uniform_predictions():
+    model, _, _ = build_supernet(0, 100, num_classes=10, zero_classifier=True)
+    logits = model(paddle.randn([3, 3, 32, 32]), [[0]] * 7).numpy()
+    np.testing.assert_array_equal(logits, np.zeros_like(logits))
+    child = build_childnet([[0], [1], [1], [1], [1], [1], [0]], num_classes=10, zero_classifier=True)
+    assert not np.any(child.classifier.weight.numpy())
+    assert np.any(build_childnet([[0], [1], [1], [1], [1], [1], [0]], num_classes=10).classifier.weight.numpy())
 
 
 def test_forward_meta_flattens_the_features():

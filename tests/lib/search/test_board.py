@@ -160,6 +160,32 @@ def test_sampler_uses_the_configured_probabilities():
     assert teacher.probabilities(PrioritizedBoard(2, 0, 1)) is None  # empty board: uniform
 
 
+def test_uniform_mix_keeps_every_choice_alive():
+    """A board of cheap paths gave the choices it lacks probability 0, so their blocks stopped
+    training; UNIFORM_MIX keeps a floor of mix / num_choices for each."""
+    board = PrioritizedBoard(pool_size=2, flops_minimum=0, flops_maximum=100)
+    _add(board, _arch([0], [0], [0], [0], [1]), 60, 10)
+    _add(board, _arch([0], [0], [0], [1], [1]), 50, 10)
+    frequencies = np.array([7, 3, 0, 0, 0, 0]) / 10
+    sampler = PathSampler([1] * 5, 6, "teacher", seed=0, uniform_mix=0.5)
+    np.testing.assert_allclose(sampler.probabilities(board), 0.5 * frequencies + 0.5 / 6)
+    np.testing.assert_allclose(_frequencies(sampler, board), 0.5 * frequencies + 0.5 / 6, atol=0.015)
+    assert all(sampler.probabilities(board) >= 0.5 / 6)
+    np.testing.assert_allclose(PathSampler([1] * 5, 6, "teacher", seed=0).probabilities(board), frequencies)
+    with pytest.raises(ValueError, match="UNIFORM_MIX"):
+        PathSampler([1], 6, "teacher", uniform_mix=1.5)
+
+
+def test_sample_within_draws_only_paths_in_the_budget():
+    sampler = PathSampler([1] * 5, 6, "even", seed=3)
+    cost = lambda arch: float(sum(stage[0] for stage in arch[1:-1]))  # noqa: E731
+    paths = [sampler.sample_within(cost, 2, 6) for _ in range(300)]
+    assert all(2 <= cost(p) <= 6 for p in paths)
+    assert len({str(p) for p in paths}) > 50  # still spread over the paths in the budget
+    with pytest.raises(ValueError, match="no path within"):
+        sampler.sample_within(cost, 30, 40, tries=100)
+
+
 def test_sampler_state_resumes_the_same_sequence():
     sampler = PathSampler([2, 2], 6, "even", seed=7)
     sampler.sample()

@@ -7,7 +7,7 @@ import pytest
 
 from lib.models import CREAM_ARCHS
 from lib.search.board import PrioritizedBoard
-from lib.search.board_file import BOARD_FILE, best_board_arch, board_paths, write_board_file
+from lib.search.board_file import BOARD_FILE, best_board_entry, board_paths, write_board_file
 
 
 def test_written_board_reads_back_its_best_path(tmp_path):
@@ -21,20 +21,20 @@ def test_written_board_reads_back_its_best_path(tmp_path):
     with open(path, encoding="utf-8") as f:
         content = json.load(f)
     assert (content["epoch"], content["resolution"], len(content["paths"])) == (7, 224, 3)
-    assert best_board_arch(path) == CREAM_ARCHS[114].arch_list()
+    assert best_board_entry(path)["arch"] == CREAM_ARCHS[114].arch_list()
     del content["best_in_range"]  # an older board: the first path inside the FLOPs range
     content["flops_maximum"] = 100.0
     write_board_file(str(tmp_path), content)
-    assert best_board_arch(path) == CREAM_ARCHS[43].arch_list()
+    assert best_board_entry(path)["arch"] == CREAM_ARCHS[43].arch_list()
 
 
 def test_unreadable_boards_name_the_file(tmp_path):
     with pytest.raises(FileNotFoundError):
-        best_board_arch(str(tmp_path / "missing.json"))
+        best_board_entry(str(tmp_path / "missing.json"))
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read .*bad.json as JSON"):
-        best_board_arch(str(bad))
+        best_board_entry(str(bad))
 
 
 def test_board_paths_lists_every_path_best_first(tmp_path):
