@@ -90,6 +90,7 @@ def test_pdarts_configs_hold_the_official_recipes():
         600, 128, "momentum", 0.025, "cosine", 0.0)
     assert (cifar.WEIGHT_DECAY, cifar.CLIP_GRAD, cifar.AUGMENTATION.CUTOUT_LENGTH, cifar.NET.EMA.USE) == (
         3e-4, 5.0, 16, False)
+    assert not cifar.FILTER_BIAS_AND_BN  # the official SGD decays biases and batch norms too
 
     imagenet = load_config(os.path.join(CONFIGS, "pdarts", "retrain_imagenet.yaml"))
     assert resolve_child(imagenet).image_size == 224
@@ -98,6 +99,7 @@ def test_pdarts_configs_hold_the_official_recipes():
     assert (imagenet.EPOCHS, imagenet.NUM_GPU * imagenet.DATASET.BATCH_SIZE, imagenet.LR, imagenet.SCHED) == (
         250, 256, 0.1, "linear")
     assert (imagenet.AUGMENTATION.SMOOTHING, imagenet.WEIGHT_DECAY, imagenet.CLIP_GRAD) == (0.1, 3e-5, 5.0)
+    assert not imagenet.FILTER_BIAS_AND_BN
 
 
 def test_pdarts_search_refuses_amp():  # its bilevel steps run in float32 only
