@@ -48,7 +48,13 @@ def get_default_config() -> CN:
     c.WORKERS = 4
     c.NUM_GPU = 1
     c.SAVE_IMAGES = False
-    c.AMP = False
+    # mixed precision of training (retrain, search), GPU only: 'O0' float32; 'O1' autocast (white-
+    # listed ops in AMP_DTYPE); 'O2' also AMP_DTYPE parameters with float32 master weights. The
+    # reference's booleans still read: False is 'O0', True 'O1' (pimm.utils.amp)
+    c.AMP = "O0"
+    # (added) the low-precision type of AMP: 'float16' (with dynamic loss scaling, its state kept in
+    # checkpoints) or 'bfloat16' (no loss scaling; Ampere GPUs and later)
+    c.AMP_DTYPE = "float16"
     c.OUTPUT = "output/path/"
     c.EVAL_METRICS = "prec1"
     c.TTA = 0
@@ -327,12 +333,29 @@ def shipped_config(mode: str, name: str) -> str:
     return os.path.join(_SHIPPED_CONFIGS, mode, name)
 
 
+# keys the reference wrote as booleans that now take a level: (value for False, value for True)
+_BOOLEAN_LEVELS = {"AMP": ("O0", "O1")}
+
+
 def _parse_overrides(overrides: Sequence[str]) -> list:
     if len(overrides) % 2:
         raise ConfigError(
             f"overrides come in KEY VALUE pairs, got an odd count: {' '.join(overrides)!r}"
         )
-    return list(overrides)
+    pairs = list(overrides)
+    for i in range(0, len(pairs), 2):
+        levels = _BOOLEAN_LEVELS.get(pairs[i])
+        if levels and str(pairs[i + 1]).strip().lower() in ("true", "false"):
+            pairs[i + 1] = levels[str(pairs[i + 1]).strip().lower() == "true"]
+    return pairs
+
+
+def _read_boolean_levels(content: CN) -> CN:
+    """``content`` with the reference's booleans of _BOOLEAN_LEVELS keys read as levels."""
+    for key, levels in _BOOLEAN_LEVELS.items():
+        if isinstance(content.get(key), bool):
+            content[key] = levels[content[key]]
+    return content
 
 
 def _key_error_text(err: Exception) -> str:
@@ -389,7 +412,7 @@ def load_config(path: Optional[str] = None, overrides: Iterable[str] = ()) -> CN
             raise ConfigError(f"config file not found: {path}")
         content = _read_yaml(path)
         try:
-            cfg.merge_from_other_cfg(content)
+            cfg.merge_from_other_cfg(_read_boolean_levels(content))
         except KeyError as e:
             raise ConfigError(f"{path}: {_key_error_text(e)}") from None
         except ValueError as e:

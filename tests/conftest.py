@@ -9,6 +9,15 @@ import logging  # noqa: E402
 
 import pytest  # noqa: E402
 
+from pimm.utils.runtime import select_mkl_kernels  # noqa: E402
+
+# The engines pick MKL's kernels when they start (pimm.utils.runtime), and MKL reads the choice at a
+# process's first matrix product. Made here, before any test computes, it holds for this process
+# and every subprocess alike; made by the first engine a test runs in-process, it would reach only
+# the subprocesses started after it, whose float32 rounding then differs from this process's in
+# the bit-exact resume comparisons.
+select_mkl_kernels()
+
 _RUN_LOGGERS = ("cream", "pimm", "lib")  # the loggers lib.engine.common.prepare_run configures
 
 

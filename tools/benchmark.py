@@ -8,12 +8,23 @@ one JSON line.
     python tools/benchmark.py --mode search                  # one search step, board and KD
     python tools/benchmark.py --mode search --meta           # ... with the meta-matching update
     python tools/benchmark.py --selection 14 --mode train --data data/demo   # with the real loader
+    python tools/benchmark.py --mode loader --data DIR --transforms retrain --workers 2   # the loader
 
 Fields: model, mode, meta, backend, arch (search: the timed steps' sampled paths), batch_size,
 image_size, threads, data, warmup, steps, images_per_s, ms_per_step (mean; also _median, _best),
 step_ms, peak_rss_mb, mflops (thop multiply-adds of one image; search: mean of the sampled
 paths), gflops_per_s (mflops x 1 for infer or x 3 for train/search, x images/s), and the machine
-(cpu, cpu_cores, device, gpu, paddle, python). docs/BENCHMARKS.md has the measured table.
+(cpu, cpu_cores, device, gpu, paddle, python). The loader mode has no network (model "loader",
+mflops and gflops_per_s null) and adds transforms, workers, worker_peak_rss_mb (the largest
+worker's), worker_cpu_ms_per_image and main_cpu_ms_per_image (CPU time of all workers, and of
+this process, per image over the timed steps) and stage_cpu_ms_per_image (CPU time of each stage
+of the pipeline, in this process);
+the search mode adds board (the paths on the prioritized board the steps used); on a GPU,
+peak_gpu_memory_mb (Paddle's allocator high-water mark) and amp are added.
+
+    python tools/benchmark.py --device gpu --selection 287 --mode train --amp O1
+    python tools/benchmark.py --device gpu --selection 287 --mode infer --backend paddle_inference --tensorrt
+docs/BENCHMARKS.md has the measured table.
 """
 import _entry  # first: the repository root on sys.path, quiet Paddle  # isort: skip
 
@@ -23,12 +34,15 @@ import sys
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from lib.engine.benchmark import BACKENDS, MODES
+    from lib.engine.benchmark import BACKENDS, DEFAULT_LOADER_SELECTION, LOADER_TRANSFORMS, MODES
+    from pimm.utils.amp import AMP_LEVELS
 
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     net = parser.add_mutually_exclusive_group()
-    net.add_argument("--selection", type=int, help="released net: 14, 43, 114, 287, 481 or 604")
+    net.add_argument("--selection", type=int,
+                     help="released net: 14, 43, 114, 287, 481 or 604 (loader: whose recipe and "
+                          f"size; default {DEFAULT_LOADER_SELECTION})")
     net.add_argument("--arch", type=_entry.arch_list,
                      help="arch list of a searched child net (224 px by default)")
     net.add_argument("--supernet", action="store_true", help="the supernet of --flops-range")
@@ -57,11 +71,25 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="time the real loader too: a folder with train/ and val/ class "
                              "folders")
     parser.add_argument("--workers", type=int, default=2,
-                        help="loader processes with --data (default 2)")
+                        help="loader processes with --data (default 2; loader mode: --warmup must "
+                             "be at least this)")
+    parser.add_argument("--transforms", choices=LOADER_TRANSFORMS, default="retrain",
+                        help="loader mode: a child's retraining or evaluation pipeline, or the "
+                             "search's (default retrain)")
     parser.add_argument("--no-ema", action="store_true", help="train without the EMA update")
+    parser.add_argument("--override", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                        help="a config key for this run, e.g. --override SUPERNET.PICK_METHOD top1 "
+                             "(repeatable)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", choices=("cpu", "gpu"),
                         help="default: gpu when Paddle sees one")
+    parser.add_argument("--amp", choices=AMP_LEVELS, default="O0",
+                        help="GPU: mixed precision of train/search steps and dygraph inference "
+                             "(the config's AMP key; AMP_DTYPE through --override), fp16 for "
+                             "--backend paddle_inference (default O0: float32)")
+    parser.add_argument("--tensorrt", action="store_true",
+                        help="GPU, --backend paddle_inference: run the program paddle.tensorrt "
+                             "converts")
     return parser.parse_args(argv)
 
 
@@ -83,7 +111,9 @@ def main(argv=None) -> int:
         batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes,
         threads=args.threads, warmup=args.warmup, steps=args.steps, backend=args.backend,
         data_dir=args.data, workers=args.workers, ema=not args.no_ema, meta=args.meta,
-        config=args.config, seed=args.seed)
+        config=args.config, seed=args.seed, transforms=args.transforms,
+        overrides=tuple(part for pair in args.override for part in pair), amp=args.amp,
+        tensorrt=args.tensorrt)
     print(json.dumps(run_benchmark(opts)))
     return 0
 

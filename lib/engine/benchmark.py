@@ -14,9 +14,16 @@ returns one flat dict (``tools/benchmark.py`` prints it as a JSON line):
   prioritized board (the meta-matching scores of every entry), the KD/CE loss, backward and the
   SGD step; with ``meta`` every timed step also takes the meta-matching network's second-order
   update first (a search takes it every ``SUPERNET.UPDATE_ITER`` steps).
+* ``loader``: one batch of the engine's data loader (``lib.engine.common.build_loaders`` over
+  ``data_dir``, ``workers`` processes), with the ``transforms`` of a child network's retraining
+  (``retrain``: RandAugment, random erasing), its evaluation (``eval``) or the search
+  (``search``: colour jitter, random erasing); besides images/s, the peak memory of each worker,
+  the CPU time per image the workers and the training process spent over the timed steps (what
+  a worker costs, whatever else shares the cores) and that of every stage of the pipeline
+  (``pimm.data.pipeline_stage_times``).
 
 Settings (optimiser, loss, dropout, EMA decay, augmentation) come from the config the engine would
-run: a child network's released retrain recipe (``experiments/configs/retrain/<selection>.yaml``,
+run (``overrides``: ``KEY VALUE`` pairs on top, e.g. ``SUPERNET.PICK_METHOD top1``): a child network's released retrain recipe (``experiments/configs/retrain/<selection>.yaml``,
 ``retrain/searched.yaml`` for an arch list), and for the supernet, a path of it or the search,
 the search config (``config``, by default the shipped ``experiments/configs/train/train.yaml``):
 a supernet path trains as the search trains it. Networks, optimisers and losses are built by the
@@ -40,6 +47,7 @@ from __future__ import annotations
 import itertools
 import os
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -50,22 +58,32 @@ from yacs.config import CfgNode
 
 from lib.config import load_config, shipped_config
 from lib.engine.child import child_loader_policy, create_child_model, resolve_child
-from lib.engine.common import build_loaders, device_type
+from lib.engine.common import build_loaders, create_amp, device_type
 from lib.engine.retrain import create_train_loss, train_step
 from lib.engine.search import SearchOptions, SearchParts, build_search_supernet, search_step
 from lib.engine.supernet import create_search_loss, create_search_optimizer, search_loader_policy
 from lib.models import CREAM_ARCHS, FlopsEst, SupernetPath
 from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
+from pimm.data import ImageLoader, pipeline_stage_times
 from pimm.layers.native import build_native_kernels
 from pimm.loss import softmax
 from pimm.optim import create_optimizer
-from pimm.utils import ModelEma, profile, retain_freed_memory, seed_everything, set_num_threads
-from pimm.utils.benchmark import machine_description, peak_rss_mb, time_steps
+from pimm.utils import (ModelEma, profile, retain_freed_memory, seed_everything, select_mkl_kernels,
+                        set_num_threads)
+from pimm.utils.amp import AMP_LEVELS
+from pimm.utils.benchmark import (child_pids, children_cpu_seconds, children_peak_rss_mb,
+                                  machine_description, peak_rss_mb, time_steps)
 
-__all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "default_search_config"]
+__all__ = ["BenchmarkOptions", "run_benchmark", "MODES", "BACKENDS", "LOADER_TRANSFORMS",
+           "default_search_config"]
 
-MODES = ("infer", "train", "search")
+MODES = ("infer", "train", "search", "loader")
 BACKENDS = ("dygraph", "paddle_inference")
+#: the loader mode's pipelines: a child's retraining and evaluation, the search's training
+LOADER_TRANSFORMS = ("retrain", "eval", "search")
+#: the released net whose recipe the loader mode's retrain/eval pipelines use by default (224 px)
+DEFAULT_LOADER_SELECTION = 287
+_STAGE_BATCHES = 4  # batches of images whose stages the loader mode times (2 uncounted)
 # Work of a step in forward-pass units of the timed network (see the module doc).
 _WORK = {"infer": 1.0, "train": 3.0, "search": 3.0}
 _DEFAULT_SUPERNET_PATH_SEED = 0
@@ -106,6 +124,10 @@ class BenchmarkOptions:
     meta: bool = False
     config: Optional[str] = None  # supernet and search: default_search_config()
     seed: int = 0
+    transforms: str = "retrain"  # loader: one of LOADER_TRANSFORMS
+    overrides: Tuple[str, ...] = ()  # KEY VALUE pairs applied to the config last
+    amp: str = "O0"  # mixed precision (GPU): train/search steps, dygraph infer; fp16 predictor
+    tensorrt: bool = False  # paddle_inference on GPU: the program converted by paddle.tensorrt
 
     def check(self) -> None:
         problems = []
@@ -116,7 +138,9 @@ class BenchmarkOptions:
         elif self.backend != "dygraph" and self.mode != "infer":
             problems.append(f"backend {self.backend!r} only runs inference; use mode 'infer'")
         chosen = [self.selection is not None, self.arch is not None, self.supernet]
-        if self.mode == "search":
+        if self.mode == "loader":
+            self._check_loader(problems)
+        elif self.mode == "search":
             if self.selection is not None or self.arch is not None or self.path is not None:
                 problems.append("mode 'search' trains the supernet on sampled paths: give no "
                                 "selection, arch or path")
@@ -126,6 +150,12 @@ class BenchmarkOptions:
             problems.append("a path runs through the supernet: select the supernet")
         if self.meta and self.mode != "search":
             problems.append("meta is the search's meta-matching update: use mode 'search'")
+        if self.tensorrt and self.backend != "paddle_inference":
+            problems.append("tensorrt runs the exported model: use backend 'paddle_inference'")
+        if self.amp not in AMP_LEVELS:
+            problems.append(f"amp {self.amp!r} is not one of {AMP_LEVELS}")
+        elif self.amp != "O0" and self.mode == "loader":
+            problems.append("amp applies to networks: drop it in mode 'loader'")
         if self.config is not None and not (self.supernet or self.mode == "search"):
             problems.append("a config sets up the supernet: select the supernet or use mode "
                             "'search'")
@@ -140,12 +170,30 @@ class BenchmarkOptions:
             problems.append(f"image_size must be >= 32 (five stride-2 stages), got "
                             f"{self.image_size}")
         if self.data_dir is not None:
-            split = os.path.join(self.data_dir, "train" if self.mode != "infer" else "val")
+            split = os.path.join(self.data_dir, "val" if self._evaluates() else "train")
             if not os.path.isdir(split):
                 problems.append(f"data folder {split} does not exist (give a folder with train/ "
                                 "and val/ class folders, e.g. from tools/make_demo_data.py)")
         if problems:
             raise ValueError("benchmark: " + "; ".join(problems) + ".")
+
+    def _evaluates(self) -> bool:
+        return self.mode == "infer" or (self.mode == "loader" and self.transforms == "eval")
+
+    def _check_loader(self, problems: List[str]) -> None:
+        if self.transforms not in LOADER_TRANSFORMS:
+            problems.append(f"transforms {self.transforms!r} is not one of {LOADER_TRANSFORMS}")
+        if self.data_dir is None:
+            problems.append("mode 'loader' reads a folder: give data_dir (--data)")
+        if self.arch is not None or self.supernet or self.path is not None or self.meta:
+            problems.append("mode 'loader' times a data pipeline: give no arch, supernet, path or "
+                            "meta")
+        if self.transforms == "search" and self.selection is not None:
+            problems.append("the search's pipeline has no selection: drop it")
+        if self.warmup < self.workers:
+            # the first batch of every worker arrives at once; timing starts after them
+            problems.append(f"mode 'loader' needs warmup >= workers ({self.workers}) so that the "
+                            f"timed batches follow the workers' first burst, got {self.warmup}")
 
 
 @dataclass
@@ -156,7 +204,8 @@ class _Target:
     image_size: int
     arch: Any  # the child's arch, the supernet path, or the search's sampled paths
     step: Step
-    mflops: Callable[[], float]  # called after timing
+    mflops: Callable[[], Optional[float]]  # called after timing (None: no network)
+    details: Callable[[], Dict[str, Any]] = dict  # mode-specific fields, called after timing
 
 
 def _thop_mflops(model: paddle.nn.Layer, image_size: int) -> float:
@@ -165,7 +214,8 @@ def _thop_mflops(model: paddle.nn.Layer, image_size: int) -> float:
 
 
 def _uses_supernet(opts: BenchmarkOptions) -> bool:
-    return opts.supernet or opts.mode == "search"
+    return (opts.supernet or opts.mode == "search"
+            or (opts.mode == "loader" and opts.transforms == "search"))
 
 
 def _recipe(opts: BenchmarkOptions) -> CfgNode:
@@ -179,14 +229,16 @@ def _recipe(opts: BenchmarkOptions) -> CfgNode:
         path = opts.config or default_search_config()
         if opts.image_size is not None:
             overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size)]
-    elif opts.selection is not None:
-        path = shipped_config("retrain", f"{opts.selection}.yaml")
+    elif opts.selection is not None or opts.mode == "loader":
+        selection = opts.selection if opts.selection is not None else DEFAULT_LOADER_SELECTION
+        path = shipped_config("retrain", f"{selection}.yaml")
     else:
         path = shipped_config("retrain", "searched.yaml")
         overrides += ["NET.BOARD_JSON", "", "NET.INPUT_ARCH", str(opts.arch)]
     if opts.image_size is not None and not _uses_supernet(opts):
         overrides += ["DATASET.IMAGE_SIZE", str(opts.image_size), "DATASET.SELECTION_IMAGE_SIZE", "False"]
-    cfg = load_config(path, overrides)
+    overrides += ["AMP", opts.amp]
+    cfg = load_config(path, overrides + list(opts.overrides))
     if opts.flops_range is not None:
         # set directly: a yacs override must match the type the YAML wrote (int or float)
         cfg.defrost()
@@ -225,13 +277,18 @@ def _synthetic_batches(opts: BenchmarkOptions, image_size: int) -> Iterator[Batc
     return itertools.repeat((images, labels))
 
 
-def _loader_batches(opts: BenchmarkOptions, cfg: CfgNode, image_size: int) -> Iterator[Batch]:
-    """Full batches from the engine's own loader (``build_loaders``) of the mode's split."""
-    training = opts.mode != "infer"
+def _build_loader(opts: BenchmarkOptions, cfg: CfgNode, image_size: int) -> ImageLoader:
+    """The engine's own loader (``build_loaders``) of the mode's split."""
+    training = not opts._evaluates()
     policy = search_loader_policy(cfg) if _uses_supernet(opts) else child_loader_policy(cfg)
     train_loader, eval_loader = build_loaders(cfg, None, image_size, policy=policy, train=training,
                                               eval=not training)
-    loader = train_loader if training else eval_loader
+    return train_loader if training else eval_loader
+
+
+def _loader_batches(opts: BenchmarkOptions, cfg: CfgNode, image_size: int) -> Iterator[Batch]:
+    """Full batches from the engine's own loader of the mode's split, epoch after epoch."""
+    loader = _build_loader(opts, cfg, image_size)
     if len(loader.dataset) < opts.batch_size:
         raise ValueError(f"benchmark: {loader.dataset.root} has {len(loader.dataset)} images, "
                          f"fewer than one batch of {opts.batch_size}; lower the batch size or use "
@@ -257,15 +314,19 @@ def _infer_target(opts: BenchmarkOptions, cfg: CfgNode,
 
         prefix = os.path.join(workdir, "model")
         export_model(model, prefix, image_size)
-        predictor = InferenceModel(prefix, device=device_type(), threads=opts.threads)
+        predictor = InferenceModel(prefix, device=device_type(), threads=opts.threads,
+                                   tensorrt=opts.tensorrt,
+                                   precision="fp16" if opts.amp != "O0" else "fp32")
 
         def step() -> Any:
             images, _ = next(batches)
             return predictor(images)
     else:
+        amp = create_amp(cfg, device_type())
+
         def step() -> Any:
             images, _ = next(batches)
-            with paddle.no_grad():
+            with paddle.no_grad(), amp.autocast():
                 return model(images)
 
     return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
@@ -283,12 +344,59 @@ def _train_target(opts: BenchmarkOptions, cfg: CfgNode,
         optimizer = create_optimizer(cfg, model)
         loss_fn = create_train_loss(cfg)
     ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if opts.ema else None
+    amp = create_amp(cfg, device_type())
+    model, optimizer = amp.decorate(model, optimizer)
 
     def step() -> Any:
         images, labels = next(batches)
-        return train_step(model, images, labels, optimizer, loss_fn, ema)
+        return train_step(model, images, labels, optimizer, loss_fn, ema, amp=amp)
 
     return _Target(name, image_size, arch, step, lambda: _thop_mflops(model, image_size))
+
+
+def _loader_target(opts: BenchmarkOptions, cfg: CfgNode) -> _Target:
+    """One batch of the loader per step, within one epoch (a new epoch restarts the workers);
+    after timing, the workers' peak memory, the CPU time the workers and this process spent per
+    image over the timed steps, and the pipeline's stage times."""
+    image_size = opts.image_size or (int(cfg.DATASET.IMAGE_SIZE) if _uses_supernet(opts)
+                                     else resolve_child(cfg).image_size)
+    loader = _build_loader(opts, cfg, image_size)
+    wanted = opts.warmup + opts.steps
+    if len(loader) < max(wanted, _STAGE_BATCHES):
+        raise ValueError(f"benchmark: {loader.dataset.root} gives {len(loader)} batches of "
+                         f"{opts.batch_size} per epoch, fewer than the {wanted} to time (warmup + "
+                         "steps); lower them or the batch size, or use a bigger folder")
+    batches = iter(loader)
+    older_children = set(child_pids())  # not the loader's workers, which start at the first batch
+    taken = 0
+    cpu_at_start: Tuple[float, Dict[int, float]] = (0.0, {})
+
+    def workers_cpu() -> Dict[int, float]:
+        return children_cpu_seconds([pid for pid in child_pids() if pid not in older_children])
+
+    def step() -> Batch:
+        nonlocal taken, cpu_at_start
+        if taken == opts.warmup:  # the first timed step starts
+            cpu_at_start = (time.process_time(), workers_cpu())
+        taken += 1
+        return next(batches)
+
+    def details() -> Dict[str, Any]:  # while the workers still run
+        main_cpu, worker_cpu = time.process_time(), workers_cpu()
+        images = opts.steps * opts.batch_size
+        # workers that started within the window (none: warmup >= workers) count from zero
+        worker_seconds = sum(t - cpu_at_start[1].get(pid, 0.0) for pid, t in worker_cpu.items())
+        workers = children_peak_rss_mb(worker_cpu)
+        indices = list(range(_STAGE_BATCHES * opts.batch_size))
+        stages = pipeline_stage_times(loader, indices, warmup=2)
+        return {"transforms": opts.transforms, "workers": opts.workers,
+                "worker_peak_rss_mb": round(max(workers), 1) if workers else None,
+                "worker_cpu_ms_per_image": (round(1000.0 * worker_seconds / images, 3)
+                                            if worker_cpu else None),
+                "main_cpu_ms_per_image": round(1000.0 * (main_cpu - cpu_at_start[0]) / images, 3),
+                "stage_cpu_ms_per_image": {k: round(v, 3) for k, v in stages.items()}}
+
+    return _Target("loader", image_size, None, step, lambda: None, details)
 
 
 @dataclass
@@ -342,7 +450,8 @@ def _search_target(opts: BenchmarkOptions, cfg,
     ema = (ModelEma(supernet, decay=float(cfg.NET.EMA.DECAY))
            if cfg.NET.EMA.USE and opts.ema else None)
     parts = SearchParts(supernet, create_search_optimizer(cfg, supernet), create_search_loss(cfg),
-                        state.board, MetaMatchingNetwork(search.slice), search.pick_method, ema=ema)
+                        state.board, MetaMatchingNetwork(search.slice), search.pick_method, ema=ema,
+                        amp=create_amp(cfg, device_type()))
     supernet.train()
 
     def step() -> Any:
@@ -358,7 +467,10 @@ def _search_target(opts: BenchmarkOptions, cfg,
         return float(np.mean([_thop_mflops(SupernetPath(supernet, arch), image_size)
                               for arch in timed]))
 
-    return _Target(_supernet_name(cfg), image_size, state.sampled, step, mean_mflops)
+    def details() -> Dict[str, Any]:
+        return {"board": [entry.arch for entry in state.board.entries]}
+
+    return _Target(_supernet_name(cfg), image_size, state.sampled, step, mean_mflops, details)
 
 
 def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
@@ -366,6 +478,7 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
     opts.check()
     if device_type() == "cpu":
         retain_freed_memory()  # as the engines run (lib.engine.common.prepare_run)
+        select_mkl_kernels()
         build_native_kernels()
     threads = set_num_threads(opts.threads)
     seed_everything(opts.seed)
@@ -380,9 +493,12 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
             target = _infer_target(opts, cfg, batches_for, workdir)
         elif opts.mode == "train":
             target = _train_target(opts, cfg, batches_for)
+        elif opts.mode == "loader":
+            target = _loader_target(opts, cfg)
         else:
             target = _search_target(opts, cfg, batches_for)
         times = time_steps(target.step, steps=opts.steps, warmup=opts.warmup)
+        details = target.details()
     mflops = target.mflops()
     images_per_s = times.images_per_s(opts.batch_size)
     arch = target.arch[-opts.steps:] if opts.mode == "search" else target.arch
@@ -404,8 +520,13 @@ def run_benchmark(opts: BenchmarkOptions) -> Dict[str, Any]:
         "ms_per_step_best": round(1000.0 * times.best, 3),
         "step_ms": [round(1000.0 * t, 1) for t in times.seconds],
         "peak_rss_mb": round(peak_rss_mb(), 1),
-        "mflops": round(mflops, 3),
-        "gflops_per_s": round(mflops * _WORK[opts.mode] * images_per_s / 1000.0, 3),
+        "mflops": None if mflops is None else round(mflops, 3),
+        "gflops_per_s": (None if mflops is None
+                         else round(mflops * _WORK[opts.mode] * images_per_s / 1000.0, 3)),
     }
+    result.update(details)
+    if device_type() == "gpu":
+        result["peak_gpu_memory_mb"] = round(paddle.device.cuda.max_memory_allocated() / 2**20, 1)
+        result["amp"] = opts.amp
     result.update(machine_description())
     return result

@@ -42,8 +42,10 @@ from pimm.layers.native import build_native_kernels
 from pimm.models import CheckpointMismatchError, resume_checkpoint
 from pimm.utils import (CheckpointSaver, RunFolderBusyError, RunLock, atomic_write_text,
                         available_cpus, init_distributed, remove_stale_temp_files,
-                        retain_freed_memory, seed_everything, set_num_threads, setup_logger)
+                        retain_freed_memory, seed_everything, select_mkl_kernels, set_num_threads,
+                        setup_logger)
 from pimm.utils import unwrap_model as _unwrap_model
+from pimm.utils.amp import Amp, check_amp, parse_amp_level
 
 __all__ = [
     "RunContext",
@@ -76,6 +78,9 @@ __all__ = [
     "resume_training",
     "create_checkpoint_saver",
     "finish_run",
+    "create_amp",
+    "amp_extra_state",
+    "resume_amp",
 ]
 
 
@@ -196,10 +201,22 @@ def _broadcast_from_primary(value: Any, distributed: bool) -> Any:
     return box[0]
 
 
-def _check_distributed_settings(cfg: CfgNode, distributed: bool, device: str) -> None:
-    if cfg.BATCHNORM.SYNC_BN and distributed and not device.startswith("gpu"):
+def _check_device_settings(cfg: CfgNode, device: str) -> None:
+    if cfg.BATCHNORM.SYNC_BN and not device.startswith("gpu"):
         raise ConfigError("BATCHNORM.SYNC_BN needs GPUs: Paddle has no CPU kernel for synchronized "
                           "batch norm. Set BATCHNORM.SYNC_BN False for CPU runs")
+    create_amp(cfg, device)  # raises ConfigError for AMP levels the device cannot run
+
+
+def create_amp(cfg: CfgNode, device: str) -> Amp:
+    """The training loop's mixed precision from ``AMP`` and ``AMP_DTYPE`` (``pimm.utils.amp``);
+    a ConfigError names the key when the setting is invalid or the device cannot run it."""
+    try:
+        level = parse_amp_level(cfg.AMP)
+        check_amp(level, str(cfg.AMP_DTYPE), device)
+    except ValueError as err:
+        raise ConfigError(f"{err} (keys AMP, AMP_DTYPE)") from None
+    return Amp(level, str(cfg.AMP_DTYPE))
 
 
 def _create_writer(run_dir: str):
@@ -219,10 +236,11 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
     device = _select_device()
     rank, world_size = init_distributed()
     distributed = world_size > 1
-    _check_distributed_settings(cfg, distributed, device)
+    _check_device_settings(cfg, device)
     threads = set_num_threads(_threads_per_process())
-    if device == "cpu":
-        retain_freed_memory()  # else CPU ops page-fault every new tensor in (pimm.utils.runtime)
+    if device == "cpu":  # pimm.utils.runtime: both make CPU steps several times faster
+        retain_freed_memory()  # else CPU ops page-fault every new tensor in
+        select_mkl_kernels()  # MKL's AVX2 GEMMs on AMD CPUs, before the first matrix product
     seed_everything(int(cfg.SEED))
 
     run_dir, lock, problem = None, None, None
@@ -494,8 +512,11 @@ def gradient_clip(cfg: CfgNode) -> Optional[paddle.nn.ClipGradByGlobalNorm]:
 # ---- models ------------------------------------------------------------------------------------
 def wrap_model(model: paddle.nn.Layer, ctx: RunContext) -> paddle.nn.Layer:
     """``paddle.DataParallel`` (synchronised batch norm first with ``BATCHNORM.SYNC_BN``) when
-    distributed; the model itself otherwise. Create the EMA copy before wrapping."""
+    distributed; the model itself otherwise (one process has no batch to synchronise with;
+    ``prepare_run`` refuses SYNC_BN off GPUs). Create the EMA copy before wrapping."""
     if not ctx.distributed:
+        if ctx.cfg.BATCHNORM.SYNC_BN:
+            ctx.logger.info("BATCHNORM.SYNC_BN: one process, nothing to synchronise")
         return model
     if ctx.cfg.BATCHNORM.SYNC_BN:
         # pimm's conversion: Paddle's SyncBatchNorm stores the biased running variance, torch's the unbiased
@@ -649,3 +670,25 @@ def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, sch
     record_config(ctx)
     return ResumePoint(start_epoch, skip, path, dict(state.extra))
 
+
+
+_AMP_KEY = "amp_scaler"  # the loss scaler's state in a checkpoint's extra state
+
+
+def amp_extra_state(amp: Amp) -> dict:
+    """A checkpoint's extra state for ``amp``'s loss scaler (nothing without one)."""
+    state = amp.state_dict()
+    return {_AMP_KEY: state} if state else {}
+
+
+def resume_amp(ctx: RunContext, amp: Amp, point: ResumePoint) -> None:
+    """Give ``amp``'s loss scaler the scale a resumed run had reached (a checkpoint without one,
+    or a run without loss scaling, starts from the initial scale)."""
+    if point.path is None:
+        return
+    try:
+        restored = amp.load_state_dict((point.extra or {}).get(_AMP_KEY, {}))
+    except (ValueError, TypeError) as err:
+        raise RunError(f"cannot resume from {point.path}: {err}") from err
+    if restored:
+        ctx.logger.info("resumed the loss scaler: scale %g", amp.state_dict()["scale"])

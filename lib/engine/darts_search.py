@@ -72,6 +72,7 @@ from pimm.models import CheckpointMismatchError, read_checkpoint_file, restore_o
 from pimm.optim.state import materialize_optimizer_state
 from pimm.scheduler import CosineLRScheduler
 from pimm.utils import CheckpointSaver, atomic_write_text, update_summary
+from pimm.utils.amp import parse_amp_level
 
 __all__ = ["DartsSearchOptions", "preflight", "run", "arch_step", "weight_step", "search_data_split"]
 
@@ -149,6 +150,8 @@ class DartsSearchOptions:
             problems.append(f"DATASET.NUM_CLASSES must be >= 2, got {cfg.DATASET.NUM_CLASSES}")
         if cfg.BATCHNORM.SYNC_BN:
             problems.append("BATCHNORM.SYNC_BN is not supported by the P-DARTS search; set it to False")
+        if parse_amp_level(cfg.AMP) != "O0":  # its bilevel steps are float32 only
+            problems.append(f"AMP {cfg.AMP} is not supported by the P-DARTS search; set AMP False")
         if problems:
             raise ConfigError("; ".join(problems))
         return opts

@@ -24,8 +24,9 @@ from typing import Any, Dict, Optional, Tuple
 import paddle
 
 from lib.config import ConfigError
-from lib.engine.common import (RunContext, RunError, broadcast_buffers, build_loaders, check_data_splits,
-                               check_replicas, create_checkpoint_saver, from_config, gradient_clip,
+from lib.engine.common import (RunContext, RunError, amp_extra_state, broadcast_buffers,
+                               build_loaders, check_data_splits, check_replicas, create_amp,
+                               create_checkpoint_saver, from_config, gradient_clip, resume_amp,
                                resume_training, seed_epoch, skipped_images, unwrap_model, wrap_model)
 from lib.engine.child import (ChildSpec, checkpoint_misfit, child_cost, child_loader_policy, child_training,
                               create_child_model, resolve_child)
@@ -36,6 +37,7 @@ from pimm.models import CheckpointMismatchError, load_checkpoint
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma
+from pimm.utils.amp import Amp
 from pimm.utils.profile import format_count
 
 __all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step", "TRAIN_METERS",
@@ -43,23 +45,28 @@ __all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_st
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
-               loss_fn, model_ema: Optional[ModelEma] = None, aux_weight: float = 0.0
-               ) -> Tuple[paddle.Tensor, paddle.Tensor]:
-    """One optimisation step on a batch (forward, loss, backward, update, EMA); returns the
-    logits and the loss, without a host sync. A model that returns ``(logits, aux_logits)`` in
-    training adds ``aux_weight`` times the loss of its auxiliary logits (DARTS' auxiliary head).
-    tools/benchmark.py times exactly this."""
-    output = model(images)
-    output, aux_output = output if isinstance(output, tuple) else (output, None)
-    loss = loss_fn(output, labels)
-    if aux_output is not None and aux_weight:
-        loss = loss + aux_weight * loss_fn(aux_output, labels)
+               loss_fn, model_ema: Optional[ModelEma] = None, aux_weight: float = 0.0,
+               amp: Optional[Amp] = None) -> Tuple[paddle.Tensor, paddle.Tensor]:
+    """One optimisation step on a batch (forward, loss, backward, update, EMA), in ``amp``'s
+    mixed precision (float32 without); returns the logits and the loss, without a host sync. A
+    model that returns ``(logits, aux_logits)`` in training adds ``aux_weight`` times the loss of
+    its auxiliary logits (DARTS' auxiliary head). tools/benchmark.py times exactly this."""
+    amp = amp or _FLOAT32
+    with amp.autocast():
+        output = model(images)
+        output, aux_output = output if isinstance(output, tuple) else (output, None)
+        loss = loss_fn(output, labels)
+        if aux_output is not None and aux_weight:
+            loss = loss + aux_weight * loss_fn(aux_output, labels)
     optimizer.clear_grad()
-    loss.backward()
-    optimizer.step()
+    amp.backward(loss)
+    amp.step(optimizer)
     if model_ema is not None:
         model_ema.update(model)
     return output, loss
+
+
+_FLOAT32 = Amp()
 
 
 def create_train_loss(cfg) -> paddle.nn.Layer:
@@ -86,11 +93,13 @@ def record_train_batch(meters: EpochMeters, output: paddle.Tensor, labels: paddl
 def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, loss_fn,
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
                     saver: Optional[CheckpointSaver] = None,
-                    skip_batches: int = 0, aux_weight: float = 0.0) -> Dict[str, float]:
+                    skip_batches: int = 0, aux_weight: float = 0.0,
+                    amp: Optional[Amp] = None) -> Dict[str, float]:
     """One pass over ``loader``; returns the epoch's loss and accuracies (averaged over all
     samples of all ranks) and the unreadable images it skipped. Host syncs happen only at log
     intervals, recovery points and the last batch; a non-finite loss stops there with
-    DivergedError. ``aux_weight``: see :func:`train_step`."""
+    DivergedError. ``aux_weight``, ``amp``: see :func:`train_step`."""
+    amp = amp or _FLOAT32
     model.train()
     recovery_interval = int(ctx.cfg.RECOVERY_INTERVAL)
     num_batches, last_idx = len(loader), len(loader) - 1
@@ -98,7 +107,8 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
     meters = EpochMeters(ctx, epoch, num_batches, TRAIN_METERS)
     for batch_idx, (images, labels) in meters.batches(loader, skip=skip_batches):
         lr = optimizer.get_lr()
-        output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema, aux_weight)
+        output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema, aux_weight,
+                                  amp)
         num_updates += 1
         if scheduler is not None:
             scheduler.step_update(num_updates)
@@ -108,7 +118,7 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
         if recovery_interval and (batch_idx + 1) % recovery_interval == 0 and batch_idx != last_idx:
             meters.check_finite()  # every rank; nothing trained on a non-finite loss is saved
             if saver is not None:
-                saver.save_recovery(epoch, batch_idx)
+                saver.save_recovery(epoch, batch_idx, extra_state=amp_extra_state(amp))
     metrics = meters.averages()
     metrics["skipped_images"] = skipped_images(loader, ctx, f"epoch {epoch}")
     return metrics
@@ -181,14 +191,19 @@ def run(ctx: RunContext) -> Dict[str, Any]:
         if initial:
             ctx.logger.info("starting from the weights of %s", initial)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
-    model = wrap_model(model, ctx)
+    amp = create_amp(cfg, ctx.device)
     optimizer = from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg),
                             filter_bias_and_bn=bool(cfg.FILTER_BIAS_AND_BN))
+    model, optimizer = amp.decorate(model, optimizer)  # O2: float16 weights, float32 masters
+    model = wrap_model(model, ctx)
     scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer, updates_per_epoch=len(train_loader))
     training = child_training(cfg, spec)
     train_loss = create_train_loss(cfg)
+    if amp.enabled:
+        ctx.logger.info("mixed precision: %s", amp)
 
     resume = resume_training(ctx, model, optimizer, scheduler, model_ema, what="network")
+    resume_amp(ctx, amp, resume)
     saver = None
     if ctx.is_primary:
         saver = create_checkpoint_saver(ctx, model, optimizer, model_ema=model_ema, scheduler=scheduler)
@@ -208,17 +223,19 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             epoch, model, train_loader, optimizer, train_loss, ctx, scheduler=scheduler,
             model_ema=model_ema, saver=saver,
             skip_batches=resume.skip_batches if epoch == resume.start_epoch else 0,
-            aux_weight=training.aux_weight)
+            aux_weight=training.aux_weight, amp=amp)
         train_metrics["lr"] = optimizer.get_lr()
         train_metrics.update(hooked)
 
         broadcast_buffers(model, ctx)
         check_replicas(model, ctx, f"epoch {epoch}")
-        eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
+        with amp.autocast():  # an O2 model's float16 weights need it; O1 evaluates as it trains
+            eval_metrics = evaluate(unwrap_model(model), eval_loader, ctx, log_name="Test")
         ranked = eval_metrics
         if model_ema is not None:
             broadcast_buffers(model_ema.ema, ctx)
-            # the reference ranks checkpoints (and steps the scheduler) by the EMA weights
+            # the reference ranks checkpoints (and steps the scheduler) by the EMA weights (kept
+            # in float32: evaluated without autocast)
             ranked = evaluate(model_ema.ema, eval_loader, ctx, log_name="Test_EMA")
             eval_metrics.update((f"ema_{k}", v) for k, v in ranked.items())
         eval_metrics = OrderedDict((k, v) for k, v in eval_metrics.items()
@@ -231,7 +248,8 @@ def run(ctx: RunContext) -> Dict[str, Any]:
                 ctx.writer.add_scalar(f"eval/{name}", eval_metrics[name], epoch)
                 if model_ema is not None:
                     ctx.writer.add_scalar(f"eval_ema/{name}", eval_metrics[f"ema_{name}"], epoch)
-            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=ranked[eval_metric])
+            best_metric, best_epoch = saver.save_checkpoint(epoch, metric=ranked[eval_metric],
+                                                            extra_state=amp_extra_state(amp))
             ctx.logger.info("*** epoch %d: %s %.4f; best %s (epoch %s)", epoch, eval_metric,
                             ranked[eval_metric], best_metric, best_epoch)
     if eval_metrics:

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -51,6 +51,7 @@ from lib.search import (PICK_METHODS, SAMPLING_MODES, MetaMatchingNetwork, MetaU
 from lib.search.board_file import BOARD_FILE, write_board_file
 from pimm.loss import soft_target_cross_entropy, softmax
 from pimm.utils import ModelEma, accuracy
+from pimm.utils.amp import Amp
 
 __all__ = ["run", "preflight", "SearchOptions", "build_search_supernet", "search_step", "SearchParts",
            "SearchStep"]
@@ -134,8 +135,8 @@ def build_search_supernet(cfg) -> Tuple[SuperNet, List[int], int]:
 @dataclass
 class SearchParts:
     """What every step of a search uses: the supernet and its optimizer, loss and EMA, the
-    prioritized board and the meta-matching network, the teacher rule (``PICK_METHOD``) and the
-    number of ranks the path's gradients are averaged over."""
+    prioritized board and the meta-matching network, the teacher rule (``PICK_METHOD``), the
+    number of ranks the path's gradients are averaged over and the path's mixed precision."""
 
     supernet: SuperNet
     optimizer: paddle.optimizer.Optimizer
@@ -145,6 +146,7 @@ class SearchParts:
     pick_method: str
     world_size: int = 1
     ema: Optional[ModelEma] = None
+    amp: Amp = field(default_factory=Amp)  # the path's step in mixed precision (AMP O1)
 
 
 @dataclass
@@ -164,7 +166,9 @@ def search_step(parts: SearchParts, images: paddle.Tensor, targets: paddle.Tenso
     first when ``meta_update``, then the path's forward, with ``distill`` its teacher from the
     board and the KD/CE mix, backward (gradients averaged over the ranks), the optimizer step on
     the path's parameters and the EMA update. tools/benchmark.py --mode search times exactly
-    this."""
+    this. With ``parts.amp`` the path's and the teacher's forward passes run in mixed precision and
+    the loss is scaled; the meta-matching update and the teacher's selection stay in float32 (the
+    update's second-order gradients are not scaled)."""
     supernet, optimizer, loss_fn, board, meta = (parts.supernet, parts.optimizer, parts.loss_fn,
                                                  parts.board, parts.meta)
     meta_info = None
@@ -174,18 +178,19 @@ def search_step(parts: SearchParts, images: paddle.Tensor, targets: paddle.Tenso
     teacher_index = rho = None
     if distill:  # before the student's forward: the running statistics see the passes in the reference's order
         teacher_index, rho = meta.select_teacher(supernet, arch, board, parts.pick_method)
-    output = supernet(images, arch)
-    loss = loss_fn(output, targets)
     kd_loss = None
-    if distill:
-        with paddle.no_grad():
-            soft_target = softmax(supernet(images, board.entries[teacher_index].arch), axis=-1)
-        kd_loss = soft_target_cross_entropy(output, soft_target)
-        # rho is a number: the main loss never moves the meta layer (the reference's kept
-        # its graph, so this step also trained the meta layer)
-        loss = (rho * kd_loss + (2.0 - rho) * loss) / 2.0
+    with parts.amp.autocast():
+        output = supernet(images, arch)
+        loss = loss_fn(output, targets)
+        if distill:
+            with paddle.no_grad():
+                soft_target = softmax(supernet(images, board.entries[teacher_index].arch), axis=-1)
+            kd_loss = soft_target_cross_entropy(output, soft_target)
+            # rho is a number: the main loss never moves the meta layer (the reference's kept
+            # its graph, so this step also trained the meta layer)
+            loss = (rho * kd_loss + (2.0 - rho) * loss) / 2.0
 
-    update_path(supernet, optimizer, loss, arch, parts.world_size, parts.ema)
+    update_path(supernet, optimizer, loss, arch, parts.world_size, parts.ema, parts.amp)
     return SearchStep(output.detach(), loss, kd_loss, rho, meta_info)
 
 
@@ -234,7 +239,7 @@ class _Search(SupernetTraining):
         self.teachers_ready = opts.teacher_min_prec1 <= 0
         self.parts = SearchParts(self.supernet, self.optimizer, self.loss_fn, self.board,
                                  MetaMatchingNetwork(opts.slice, reduce=self.mean_over_ranks),
-                                 opts.pick_method, ctx.world_size, self.ema)
+                                 opts.pick_method, ctx.world_size, self.ema, self.amp)
 
     # ---- helpers ---------------------------------------------------------------------------
     def path_cost(self, arch: ArchList) -> Tuple[float, float]:

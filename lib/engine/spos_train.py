@@ -83,9 +83,10 @@ class _SposSupernetTraining(SupernetTraining):
                                                            skipped=keep_for_validation):
             arch = self.sampler.sample()
             lr = self.optimizer.get_lr()
-            output = self.supernet(images, arch)
-            loss = self.loss_fn(output, targets)
-            update_path(self.supernet, self.optimizer, loss, arch, ctx.world_size, self.ema)
+            with self.amp.autocast():
+                output = self.supernet(images, arch)
+                loss = self.loss_fn(output, targets)
+            update_path(self.supernet, self.optimizer, loss, arch, ctx.world_size, self.ema, self.amp)
             num_updates += 1
             self.scheduler.step_update(num_updates)
             record_train_batch(meters, output, targets, loss, lr=lr)

@@ -12,8 +12,9 @@ evolution (``lib.engine.evolve``) uses to score a path.
 * The learning rate decays linearly to 0 over the run's updates (SPOS's schedule), after a linear
   warm-up over ``SUPERNET.WARMUP_STEPS`` updates (none by default, as in both references).
 * A path is judged with batch-norm statistics of its own (:func:`recalibrated_batch_norm`).
-* :class:`SupernetTraining` holds one run's loaders, optimizer, schedule, EMA, checkpoints, resume
-  and the validation of fixed random paths; :func:`run_supernet_training` is its epoch loop.
+* :class:`SupernetTraining` holds one run's loaders, optimizer, schedule, EMA, mixed precision
+  (``AMP`` O1; the loss scaler's state in its checkpoints), checkpoints, resume and the validation
+  of fixed random paths; :func:`run_supernet_training` is its epoch loop.
 """
 from __future__ import annotations
 
@@ -27,9 +28,9 @@ import paddle
 import paddle.distributed as dist
 from paddle import nn
 
-from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, build_loaders,
-                               check_replicas, create_checkpoint_saver, from_config, resume_training,
-                               seed_epoch, skipped_images)
+from lib.engine.common import (LoaderPolicy, RunContext, RunError, amp_extra_state, broadcast_buffers,
+                               build_loaders, check_replicas, create_amp, create_checkpoint_saver,
+                               from_config, resume_amp, resume_training, seed_epoch, skipped_images)
 from lib.engine.evaluate import evaluate
 from lib.engine.meters import EpochMeters, record_epoch
 from lib.models import SupernetPath
@@ -37,6 +38,7 @@ from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import LinearDecayLRScheduler
 from pimm.utils import ModelEma, reduce_tensor
+from pimm.utils.amp import Amp, parse_amp_level
 
 __all__ = ["EVAL_METRICS", "check_supernet_settings", "search_loader_policy", "create_search_loss",
            "create_search_optimizer", "average_gradients", "update_path", "recalibrated_batch_norm",
@@ -63,6 +65,9 @@ def check_supernet_settings(cfg) -> List[str]:
     if cfg.BATCHNORM.SYNC_BN:
         problems.append("BATCHNORM.SYNC_BN is not supported by supernet training: the paths run on pimm's "
                         "BatchNorm2d (the meta-matching step needs its second-order mode). Set it to False")
+    if parse_amp_level(cfg.AMP) == "O2":
+        problems.append("AMP O2 is not supported by supernet training: the supernet's weights stay float32 "
+                        "(Cream's meta-matching update differentiates through them twice). Use AMP O1")
     return problems
 
 
@@ -113,16 +118,22 @@ def average_gradients(params: List[paddle.Tensor], world_size: int) -> None:
 
 
 def update_path(supernet: nn.Layer, optimizer: paddle.optimizer.Optimizer, loss: paddle.Tensor, arch: Any,
-                world_size: int = 1, ema: Optional[ModelEma] = None) -> None:
+                world_size: int = 1, ema: Optional[ModelEma] = None, amp: Optional[Amp] = None) -> None:
     """Backward of ``loss`` and an optimizer step on ``arch``'s parameters only (gradients cleared
-    to None before and after, averaged over the ranks), then the EMA update."""
+    to None before and after, averaged over the ranks), then the EMA update. With ``amp``'s loss
+    scaler the loss is scaled and the step unscales (and skips a step whose gradients overflowed)."""
+    amp = amp or _FLOAT32
     optimizer.clear_grad(set_to_zero=False)
-    loss.backward()
+    amp.backward(loss)
+    # scaled gradients average like unscaled ones, and an overflow on any rank reaches all
     average_gradients(supernet.path_parameters(arch), world_size)
-    optimizer.step()
+    amp.step(optimizer)
     optimizer.clear_grad(set_to_zero=False)
     if ema is not None:
         ema.update(supernet)
+
+
+_FLOAT32 = Amp()
 
 
 @contextmanager
@@ -227,6 +238,9 @@ class SupernetTraining:
                                                 warmup_t=int(cfg.SUPERNET.WARMUP_STEPS))
         self.ema = ModelEma(supernet, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
         self.loss_fn = create_search_loss(cfg)
+        self.amp = create_amp(cfg, ctx.device)  # O1 at most (check_supernet_settings)
+        if self.amp.enabled:
+            ctx.logger.info("mixed precision: %s", self.amp)
         self.val_paths = list(val_paths)
         self.val_bn_batches = int(cfg.SUPERNET.VAL_BN_BATCHES)
         self.bn_batches: List[np.ndarray] = []  # the epoch's last training batches, for validation
@@ -239,6 +253,8 @@ class SupernetTraining:
 
     # ---- hooks of the method -----------------------------------------------------------------
     def train_epoch(self, epoch: int, skip_batches: int = 0) -> Dict[str, float]:
+        """Train the epoch's paths: forward passes inside ``self.amp.autocast()``, updates with
+        :func:`update_path` given ``self.amp``."""
         raise NotImplementedError
 
     def extra_state(self) -> Dict[str, Any]:
@@ -266,6 +282,10 @@ class SupernetTraining:
         return {}
 
     # ---- shared ------------------------------------------------------------------------------
+    def checkpoint_state(self) -> Dict[str, Any]:
+        """A checkpoint's extra state: :meth:`extra_state` and the loss scaler's."""
+        return {**self.extra_state(), **amp_extra_state(self.amp)}
+
     def mean_over_ranks(self, tensor: paddle.Tensor) -> paddle.Tensor:
         return reduce_tensor(tensor, self.ctx.world_size) if self.ctx.distributed else tensor
 
@@ -289,7 +309,7 @@ class SupernetTraining:
         if interval and batch_idx != num_batches - 1 and (batch_idx + 1) % interval == 0:
             meters.check_finite()
             if self.saver is not None:
-                self.saver.save_recovery(epoch, batch_idx, extra_state=self.extra_state())
+                self.saver.save_recovery(epoch, batch_idx, extra_state=self.checkpoint_state())
 
     def resume(self) -> Tuple[int, int]:
         """Continue from the run folder's checkpoint when AUTO_RESUME finds one; returns
@@ -299,6 +319,7 @@ class SupernetTraining:
         if point.path is None:
             return 0, 0
         self.load_extra_state(point.extra, point.path)
+        resume_amp(self.ctx, self.amp, point)
         return point.start_epoch, point.skip_batches
 
     def evaluate_path(self, model: nn.Layer, arch: Any, log_name: str) -> Dict[str, float]:
@@ -360,7 +381,7 @@ def run_supernet_training(training: SupernetTraining) -> Dict[str, Any]:
             training.after_epoch(epoch)
             record_epoch(ctx, epoch, train_metrics, eval_metrics)
             best_metric, best_epoch = training.saver.save_checkpoint(
-                epoch, metric=eval_metrics[eval_metric], extra_state=training.extra_state())
+                epoch, metric=eval_metrics[eval_metric], extra_state=training.checkpoint_state())
     return dict({"best_metric": best_metric, "best_epoch": best_epoch, "train": dict(train_metrics),
                  "eval": dict(eval_metrics), "epoch_times": epoch_times, "epochs": num_epochs},
                 **training.result())

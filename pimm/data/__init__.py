@@ -19,6 +19,7 @@ from .demo_cifar import make_demo_cifar
 from .loader import (ImageLoader, ShardedBatchSampler, UnreadableImagesError, create_loader,
                      fast_collate)
 from .mixup import Mixup, mixup_target, one_hot
+from .profile import pipeline_stage_times
 from .random_erasing import RandomErasing
 from .random_state import AugRandom, augmentation_rng, seed_augmentation
 from .subset import SUBSET_MANIFEST, SubsetError, SubsetSummary, make_image_subset, read_subset_lists
@@ -96,6 +97,7 @@ __all__ = [
     "make_demo_dataset",
     "mixup_target",
     "one_hot",
+    "pipeline_stage_times",
     "rand_augment_transform",
     "read_cifar_batch",
     "read_subset_lists",

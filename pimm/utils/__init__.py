@@ -11,7 +11,7 @@ from .options import REQUIRED, read_options, to_plain_dict
 from .profile import PTFLOPS_RULES, count_parameters, format_count, profile
 from .run_lock import RunFolderBusyError, RunLock
 from .runtime import (available_cpus, get_num_threads, get_rng_state, retain_freed_memory,
-                      seed_everything, set_num_threads, set_rng_state)
+                      seed_everything, select_mkl_kernels, set_num_threads, set_rng_state)
 from .summary import update_summary
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "set_num_threads",
     "get_num_threads",
     "retain_freed_memory",
+    "select_mkl_kernels",
     "seed_everything",
     "get_rng_state",
     "set_rng_state",

@@ -7,17 +7,20 @@ Paddle's CPU kernels run synchronously.
 """
 from __future__ import annotations
 
+import glob
+import os
 import platform
 import resource
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import paddle
 
-__all__ = ["StepTimes", "time_steps", "peak_rss_mb", "synchronize", "machine_description"]
+__all__ = ["StepTimes", "time_steps", "peak_rss_mb", "child_pids", "children_peak_rss_mb",
+           "children_cpu_seconds", "synchronize", "machine_description"]
 
 
 def synchronize() -> None:
@@ -31,6 +34,51 @@ def peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes
     return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
+
+
+def child_pids() -> List[int]:
+    """The live child processes of this process (of any of its threads); empty off Linux."""
+    pids = set()
+    for path in glob.glob(f"/proc/{os.getpid()}/task/*/children"):
+        try:
+            with open(path, encoding="utf-8") as children:
+                pids.update(int(pid) for pid in children.read().split())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return sorted(pids)
+
+
+def children_peak_rss_mb(pids: Optional[Iterable[int]] = None) -> List[float]:
+    """The peak resident set size (VmHWM) of each live child process (e.g. data-loader workers),
+    or of those of ``pids``, in MiB; empty where /proc does not tell (off Linux)."""
+    peaks = []
+    for pid in child_pids() if pids is None else pids:
+        try:
+            with open(f"/proc/{pid}/status", encoding="utf-8") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        peaks.append(int(line.split()[1]) / 1024.0)  # kB
+                        break
+        except OSError:  # the child exited meanwhile
+            continue
+    return peaks
+
+
+def children_cpu_seconds(pids: Optional[Iterable[int]] = None) -> Dict[int, float]:
+    """The CPU time (user + system seconds) each live child process (or each of ``pids``) has
+    used so far, by pid; empty where /proc does not tell. Unlike wall-clock time it does not grow when other processes
+    share the cores, so it says what a data-loader worker costs per image on a busy machine."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {}
+    for pid in child_pids() if pids is None else pids:
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8") as stat:
+                # after "pid (comm) ": utime and stime are fields 14 and 15 of the whole line
+                fields = stat.read().rsplit(")", 1)[1].split()
+            used[pid] = (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):  # the child exited meanwhile
+            continue
+    return used
 
 
 @dataclass

@@ -11,7 +11,7 @@ import numpy as np
 import paddle
 
 __all__ = ["available_cpus", "set_num_threads", "get_num_threads", "retain_freed_memory",
-           "seed_everything", "get_rng_state", "set_rng_state"]
+           "select_mkl_kernels", "seed_everything", "get_rng_state", "set_rng_state"]
 
 _logger = logging.getLogger(__name__)
 _num_threads: Optional[int] = None  # what set_num_threads last set
@@ -73,6 +73,51 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, _INT_MAX)) and bool(mallopt(_M_TRIM_THRESHOLD, _INT_MAX))
+
+
+_MKL_CPU_TYPE = "MKL_DEBUG_CPU_TYPE"
+_MKL_AVX2 = "5"
+
+
+def _cpu_info() -> Dict[str, str]:
+    """``vendor_id`` and ``flags`` of the first CPU in /proc/cpuinfo (empty off Linux)."""
+    info: Dict[str, str] = {}
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as lines:
+            for line in lines:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("vendor_id", "flags") and key not in info:
+                    info[key] = value.strip()
+                if len(info) == 2:
+                    break
+    except OSError:
+        pass
+    return info
+
+
+def select_mkl_kernels() -> bool:
+    """Let MKL run its AVX2 kernels on AMD CPUs; returns whether they are selected.
+
+    Paddle's CPU wheel does its matrix products (linear layers, 1x1 convolutions, the GEMMs of
+    every other convolution) in the MKL it ships (mklml), whose dispatcher gives CPUs of other
+    vendors than Intel its generic SSE kernels. On this project's AMD EPYC machine that made
+    Paddle's GEMMs 2.5-5x slower than with the AVX2 kernels the CPU supports, and the retraining
+    step of net 287 1.75x slower (docs/BENCHMARKS.md). That MKL build honours
+    ``MKL_DEBUG_CPU_TYPE=5``, which selects the AVX2 kernels; this sets it where the CPU is AMD's
+    and has AVX2 and FMA, unless the variable is set already (a user's choice stays). MKL reads it
+    at its first call, so call this before any matrix product of the process (the engines and
+    the benchmark do it when they start); results equal the generic kernels' up to float32
+    rounding.
+    """
+    if os.environ.get(_MKL_CPU_TYPE) is not None:
+        return os.environ[_MKL_CPU_TYPE] == _MKL_AVX2
+    info = _cpu_info()
+    flags = set(info.get("flags", "").split())
+    if info.get("vendor_id") != "AuthenticAMD" or not {"avx2", "fma"} <= flags:
+        return False
+    os.environ[_MKL_CPU_TYPE] = _MKL_AVX2
+    return True
 
 
 def seed_everything(seed: int) -> None:

@@ -1,5 +1,7 @@
 """tools/benchmark.py: the JSON line's fields and values on tiny settings (never its speed)."""
 import json
+import subprocess
+import sys
 
 import paddle
 import pytest
@@ -99,6 +101,47 @@ def test_real_loader_with_demo_data(bench, demo_data_dir):
     _check_timing(result, 4, 2, work=3.0)
 
 
+@pytest.mark.parametrize("transforms, workers, steps", [("retrain", 0, 3), ("eval", 0, 1),
+                                                       ("search", 1, 2)])
+def test_loader_mode_times_the_pipeline(bench, demo_data_dir, transforms, workers, steps):
+    # a child process that is not one of the loader's workers (as a test run leaves some) is left out
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        code, out, err = bench("--mode", "loader", "--transforms", transforms, "--data", demo_data_dir,
+                               "--workers", str(workers), "--batch-size", "4", "--image-size", "32",
+                               "--steps", str(steps), "--warmup", "1", "--threads", "1")
+    finally:
+        other.kill()
+        other.wait()
+    assert code == 0, err
+    result = _result(out)
+    assert set(result) == FIELDS | {"transforms", "workers", "worker_peak_rss_mb",
+                                    "worker_cpu_ms_per_image", "main_cpu_ms_per_image",
+                                    "stage_cpu_ms_per_image"}
+    assert (result["model"], result["mode"], result["transforms"]) == ("loader", "loader", transforms)
+    assert result["mflops"] is None and result["gflops_per_s"] is None and result["image_size"] == 32
+    assert len(result["step_ms"]) == steps
+    # ms_per_step is rounded to 1 us: fast steps of tiny images leave a few 1e-3 of rounding
+    assert result["images_per_s"] == pytest.approx(4000.0 / result["ms_per_step"], rel=1e-2)
+    # a worker process is measured while it runs; without workers there is none
+    assert (result["worker_peak_rss_mb"] > 50) if workers else result["worker_peak_rss_mb"] is None
+    # CPU time per image: without workers this process decodes and augments; a worker's share
+    # of a few tiny batches can be under the kernel's 10 ms tick
+    worker_cpu, main_cpu = result["worker_cpu_ms_per_image"], result["main_cpu_ms_per_image"]
+    assert (worker_cpu >= 0) if workers else (worker_cpu is None and main_cpu > 0)
+    stages = result["stage_cpu_ms_per_image"]
+    augment = {"retrain": "RandAugment", "search": "ColorJitter", "eval": "CenterCrop"}[transforms]
+    assert list(stages)[0] == "decode" and augment in stages and "normalize" in stages
+    assert ("batch_augment" in stages) == (transforms != "eval")  # random erasing when training
+    assert all(value >= 0 for value in stages.values())
+
+
+def test_loader_mode_needs_enough_batches(bench, demo_data_dir):
+    code, _, err = bench("--mode", "loader", "--data", demo_data_dir, "--workers", "0",
+                         "--batch-size", "16", "--image-size", "32", "--steps", "5", "--threads", "1")
+    assert code == 2 and "gives 3 batches of 16 per epoch, fewer than the 8 to time" in err
+
+
 @pytest.fixture
 def tiny_search_config(tmp_path):
     path = tmp_path / "tiny_search.yaml"
@@ -122,8 +165,9 @@ def test_search_step_samples_paths_and_takes_meta_updates(bench, tiny_search_con
                            "--steps", "2", "--warmup", "1", "--threads", "1")
     assert code == 0, err
     result = _result(out)
-    assert set(result) == FIELDS
+    assert set(result) == FIELDS | {"board"}
     assert (result["model"], result["mode"], result["meta"]) == ("supernet[0,100]", "search", meta)
+    assert len(result["board"]) == 2 and result["board"][0] != result["board"][1]  # POOL_SIZE 2
     paths = result["arch"]
     assert len(paths) == 2 and all(len(path) == 7 and path[0] == path[-1] == [0] for path in paths)
     # every timed step and the warm-up step updated the meta layer, on the path it sampled
@@ -136,12 +180,14 @@ def test_search_step_samples_paths_and_takes_meta_updates(bench, tiny_search_con
     _check_timing(result, 4, 2, work=3.0)
 
 
-def test_search_refuses_what_it_cannot_time(bench, tmp_path):
-    no_meta = tmp_path / "top1.yaml"
-    no_meta.write_text(TINY_SEARCH.replace("'meta'", "'top1'"))
-    code, _, err = bench("--mode", "search", "--meta", "--config", str(no_meta), "--threads", "1",
+def test_search_refuses_what_it_cannot_time(bench, tmp_path, tiny_search_config):
+    code, _, err = bench("--mode", "search", "--meta", "--config", tiny_search_config,
+                         "--override", "SUPERNET.PICK_METHOD", "top1", "--threads", "1",
                          "--image-size", "32", "--batch-size", "4")
     assert code == 2 and "takes no meta-matching updates" in err
+    code, _, err = bench("--mode", "search", "--config", tiny_search_config, "--override",
+                         "SUPERNET.NO_SUCH_KEY", "1", "--threads", "1")
+    assert code == 2 and "SUPERNET.NO_SUCH_KEY" in err
     code, _, err = bench("--mode", "search", "--config", str(tmp_path / "none.yaml"), "--threads",
                          "1", "--image-size", "32", "--batch-size", "4")
     assert code == 2 and "config file not found" in err
@@ -159,6 +205,12 @@ def test_search_refuses_what_it_cannot_time(bench, tmp_path):
      "does not fit the supernet"),
     (["--selection", "14", "--data", "/no/such/folder"], "/no/such/folder/val does not exist"),
     (["--selection", "14", "--steps", "0"], "steps must be >= 1"),
+    (["--selection", "14", "--amp", "O1"], "AMP O1 needs a GPU"),
+    (["--selection", "14", "--tensorrt"], "tensorrt runs the exported model"),
+    (["--mode", "loader"], "mode 'loader' reads a folder"),
+    (["--mode", "loader", "--data", "/tmp", "--workers", "4"], "needs warmup >= workers (4)"),
+    (["--mode", "loader", "--transforms", "search", "--selection", "14", "--data", "/tmp"],
+     "the search's pipeline has no selection"),
 ])
 def test_bad_arguments_exit_2_with_the_reason(bench, argv, message):
     code, out, err = bench(*argv, "--threads", "1", "--image-size", "32", "--batch-size", "1")

@@ -61,6 +61,10 @@ def test_empty_class_folder(main, tmp_path, demo_data_dir):
      "set NET.SELECTION -1"),
     (["EVAL_METRICS", "top1"], "EVAL_METRICS 'top1' is not measured"),
     (["NUM_GPU", 1, "--nproc", 0], "--nproc must be >= 1"),
+    (["AMP", "O1"], "AMP O1 needs a GPU"),
+    (["AMP", "True"], "AMP O1 needs a GPU"),  # the reference's boolean reads as O1
+    (["AMP", "O5"], "AMP must be one of ('O0', 'O1', 'O2')"),
+    (["BATCHNORM.SYNC_BN", "True"], "BATCHNORM.SYNC_BN needs GPUs"),
     (["DATASET.IMAGE_SIZE", 0], "DATASET.IMAGE_SIZE must be >= 1, got 0"),
     (["WORKERS", -1], "WORKERS must be >= 0, got -1"),
     (["OPT", "adamx"], "unknown optimizer OPT='adamx'; choose one of"),

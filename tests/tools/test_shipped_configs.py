@@ -59,6 +59,15 @@ def test_test_config_evaluates_ema_weights_of_selection_14():
     assert resolve_child(cfg).image_size == 64 and cfg.NET.EMA.USE and not cfg.AUTO_RESUME
 
 
+def test_amp_takes_levels_and_the_references_booleans(tmp_path):
+    assert load_config(os.path.join(CONFIGS, "train", "train.yaml")).AMP == "O0"  # AMP: False
+    reference = tmp_path / "reference.yaml"
+    reference.write_text("AMP: True\n")
+    assert load_config(str(reference)).AMP == "O1"
+    assert load_config(str(reference), ["AMP", "False"]).AMP == "O0"
+    assert load_config(str(reference), ["AMP", "O2", "AMP_DTYPE", "bfloat16"]).AMP == "O2"
+
+
 def test_pdarts_configs_hold_the_official_recipes():
     from lib.darts import PDARTS
     from lib.engine.darts_search import DartsSearchOptions
@@ -93,6 +102,15 @@ def test_pdarts_configs_hold_the_official_recipes():
     assert not imagenet.FILTER_BIAS_AND_BN
 
 
+def test_pdarts_search_refuses_amp():  # its bilevel steps run in float32 only
+    from lib.config import ConfigError
+    from lib.engine.darts_search import DartsSearchOptions
+
+    search = load_config(os.path.join(CONFIGS, "pdarts", "search_cifar10.yaml"), ["AMP", "O1"])
+    with pytest.raises(ConfigError, match="AMP O1 is not supported by the P-DARTS search"):
+        DartsSearchOptions.from_config(search)
+
+
 def test_spos_configs_carry_the_official_recipes():
     from lib.engine.evolve import evolution_config
     from lib.spos import RELEASED_ARCH, EvolutionConfig
@@ -119,6 +137,8 @@ def test_spos_configs_carry_the_official_recipes():
     assert (evolve.SPOS.BN_BATCHES, evolve.DATASET.BATCH_SIZE, evolve.SPOS.HOLDOUT_SPLIT) == (200, 128, "val")
     spec = resolve_child(load_config(os.path.join(spos, "test.yaml")))
     assert tuple(spec.arch) == RELEASED_ARCH and spec.source == "the released SPOS path"
+
+
 def _flat(cfg, prefix=""):
     items = {}
     for key, value in cfg.items():

@@ -1,17 +1,25 @@
 /* Depthwise 2-D convolution (one filter per channel, NCHW, float32) for CPUs: forward and backward.
  *
  * Paddle 3.3's CPU kernel runs a depthwise convolution as im2col plus a tiny matrix product per
- * channel and image, several times slower than a direct loop. Here each channel plane is first
+ * channel and image, several times slower than a direct loop. Two layouts of the work, chosen by
+ * the output width; OpenMP splits it, and the caller passes the thread count.
+ *
+ * Wide maps (output rows of at least WIDE_ROW pixels), plane by plane: each channel plane is
  * copied into a zero-padded scratch plane, split into `stride` column phases so that every tap
- * reads consecutive floats; then 8 outputs at a time are accumulated in one vector register over
- * all taps (one load and one multiply-add per tap). Work is split over channel planes with
- * OpenMP; the caller passes the thread count.
+ * reads consecutive floats; then 8 outputs of a row are accumulated in one vector register over
+ * all taps (one load and one multiply-add per tap).
  *
  *   input gradient, stride 1: the forward loop on the padded output gradient with the filter
  *                             rotated by 180 degrees ("full" correlation);
- *   input gradient, stride 2: scattered tap by tap into the input rows;
  *   filter gradient:          per filter row, one vector accumulator per tap column, summed over
  *                             the plane, then over images in double precision.
+ *
+ * Narrow maps (the last stages: 8x8 and less), and the input gradient of strided convolutions,
+ * channel-blocked: 8 channels of one image are transposed into the vector lanes of a zero-padded
+ * tile ([row][column][8 channels]), so every tap is one multiply-add on 8 channels whatever the
+ * map's width or stride, and a filter's taps are loaded once for all the images. On 4x4 maps the
+ * plane loop used half of each vector and spent most of its time setting planes up; the scalar
+ * scatter it needed for strided input gradients was the slowest part of the backward pass.
  *
  * Built on demand by pimm/layers/native.py and called through ctypes with raw pointers to
  * contiguous tensors.
@@ -127,9 +135,209 @@ static float *scratch(i64 floats) {
     return (float *)malloc((size_t)(floats > 0 ? floats : 1) * sizeof(float));
 }
 
+/* ---- channel-blocked path ------------------------------------------------------------------ */
+
+enum { WIDE_ROW = 16 };
+
+/* A tile of 8 channels of one image: pixel (y, x) of the padded map is tile[(y * cols + x) * LANES
+ * + lane], lane k holding channel ch0 + k. */
+typedef struct {
+    float *data;
+    i64 rows, cols;
+} channel_tile;
+
+static inline i64 valid_lanes(i64 c, i64 ch0) { return c - ch0 < LANES ? c - ch0 : LANES; }
+
+/* tile <- the h x w planes src[k * h * w] (k < valid) placed at (top, left); lanes past `valid`
+ * are zeroed, the border is left as it is (zero from the start, never written). */
+static void gather_tile(channel_tile *tile, const float *src, i64 valid, i64 h, i64 w, i64 top, i64 left) {
+    for (i64 y = 0; y < h; ++y) {
+        float *row = tile->data + ((y + top) * tile->cols + left) * LANES;
+        for (i64 k = 0; k < LANES; ++k) {
+            const float *srow = src + k * h * w + y * w;
+            if (k < valid) for (i64 x = 0; x < w; ++x) row[x * LANES + k] = srow[x];
+            else for (i64 x = 0; x < w; ++x) row[x * LANES + k] = 0.0f;
+        }
+    }
+}
+
+/* The h x w pixels at (top, left) of the tile back into planes dst[k * h * w], k < valid. */
+static void scatter_tile(const channel_tile *tile, float *dst, i64 valid, i64 h, i64 w, i64 top, i64 left) {
+    for (i64 y = 0; y < h; ++y) {
+        const float *row = tile->data + ((y + top) * tile->cols + left) * LANES;
+        for (i64 k = 0; k < valid; ++k) {
+            float *drow = dst + k * h * w + y * w;
+            for (i64 x = 0; x < w; ++x) drow[x] = row[x * LANES + k];
+        }
+    }
+}
+
+static channel_tile new_tile(i64 rows, i64 cols) {
+    channel_tile tile = {scratch(rows * cols * LANES), rows, cols};
+    memset(tile.data, 0, (size_t)(rows * cols * LANES) * sizeof(float));
+    return tile;
+}
+
+/* taps[t] = the filter tap t of channels ch0 .. ch0 + 7 (0 past the last channel) */
+static void load_taps(vec8 *taps, const float *weight, i64 ntaps, i64 valid, i64 ch0) {
+    for (i64 t = 0; t < ntaps; ++t) {
+        float lanes[LANES];
+        for (i64 k = 0; k < LANES; ++k) lanes[k] = k < valid ? weight[(ch0 + k) * ntaps + t] : 0.0f;
+        taps[t] = load8(lanes);
+    }
+}
+
+static inline __attribute__((always_inline)) void correlate_tile_k(
+        const channel_tile *in, const vec8 *taps, const i64 kh, const i64 kw, i64 sh, i64 sw,
+        i64 oh, i64 ow, float *out) {
+    for (i64 y = 0; y < oh; ++y)
+        for (i64 x = 0; x < ow; ++x) {
+            vec8 acc = splat8(0.0f);
+            for (i64 i = 0; i < kh; ++i) {
+                const float *pixel = in->data + ((y * sh + i) * in->cols + x * sw) * LANES;
+                for (i64 j = 0; j < kw; ++j) acc += taps[i * kw + j] * load8(pixel + j * LANES);
+            }
+            memcpy(out + (y * ow + x) * LANES, &acc, sizeof acc);
+        }
+}
+
+static void correlate_tile(const channel_tile *in, const vec8 *taps, i64 kh, i64 kw, i64 sh, i64 sw,
+                           i64 oh, i64 ow, float *out) {
+    if (kh == 3 && kw == 3) correlate_tile_k(in, taps, 3, 3, sh, sw, oh, ow, out);
+    else if (kh == 5 && kw == 5) correlate_tile_k(in, taps, 5, 5, sh, sw, oh, ow, out);
+    else if (kh == 7 && kw == 7) correlate_tile_k(in, taps, 7, 7, sh, sw, oh, ow, out);
+    else correlate_tile_k(in, taps, kh, kw, sh, sw, oh, ow, out);
+}
+
+/* Units are (channel block, image) pairs, block-major, so a thread reloads taps only when its
+ * block changes. */
+static void forward_blocked(const float *x, const float *weight, float *out, const conv_shape *s,
+                            int threads) {
+    const i64 blocks = (s->c + LANES - 1) / LANES, ntaps = s->kh * s->kw;
+#pragma omp parallel num_threads(threads)
+    {
+        channel_tile in = new_tile(s->h + 2 * s->ph, s->w + 2 * s->pw);
+        channel_tile res = new_tile(s->oh, s->ow);
+        vec8 taps[MAX_TAPS];
+        i64 loaded = -1;
+#pragma omp for schedule(static)
+        for (i64 u = 0; u < blocks * s->n; ++u) {
+            const i64 block = u / s->n, img = u % s->n, ch0 = block * LANES;
+            const i64 valid = valid_lanes(s->c, ch0), offset = (img * s->c + ch0);
+            if (block != loaded) {
+                load_taps(taps, weight, ntaps, valid, ch0);
+                loaded = block;
+            }
+            gather_tile(&in, x + offset * s->h * s->w, valid, s->h, s->w, s->ph, s->pw);
+            correlate_tile(&in, taps, s->kh, s->kw, s->sh, s->sw, s->oh, s->ow, res.data);
+            scatter_tile(&res, out + offset * s->oh * s->ow, valid, s->oh, s->ow, 0, 0);
+        }
+        free(in.data);
+        free(res.data);
+    }
+}
+
+/* grad_x tile (padded) += taps * grad_out tile, pixel by pixel: each output pixel's gradient goes
+ * back to the kh x kw input pixels it read. */
+static inline __attribute__((always_inline)) void scatter_input_grad_k(
+        channel_tile *gx, const float *gy, const vec8 *taps, const i64 kh, const i64 kw, i64 sh,
+        i64 sw, i64 oh, i64 ow) {
+    for (i64 y = 0; y < oh; ++y)
+        for (i64 x = 0; x < ow; ++x) {
+            const vec8 g = load8(gy + (y * ow + x) * LANES);
+            for (i64 i = 0; i < kh; ++i) {
+                float *pixel = gx->data + ((y * sh + i) * gx->cols + x * sw) * LANES;
+                for (i64 j = 0; j < kw; ++j) {
+                    vec8 v = load8(pixel + j * LANES);
+                    v += taps[i * kw + j] * g;
+                    memcpy(pixel + j * LANES, &v, sizeof v);
+                }
+            }
+        }
+}
+
+/* acc[t] += sum over output pixels of grad_out * the input pixel tap t read, per lane. */
+static inline __attribute__((always_inline)) void accumulate_filter_grad_tile_k(
+        const channel_tile *in, const float *gy, const i64 kh, const i64 kw, i64 sh, i64 sw, i64 oh,
+        i64 ow, double *acc) {
+    for (i64 i = 0; i < kh; ++i)
+        for (i64 j = 0; j < kw; ++j) {
+            vec8 sum = splat8(0.0f);
+            for (i64 y = 0; y < oh; ++y) {
+                const float *row = in->data + ((y * sh + i) * in->cols + j) * LANES;
+                const float *grow = gy + y * ow * LANES;
+                for (i64 x = 0; x < ow; ++x) sum += load8(grow + x * LANES) * load8(row + x * sw * LANES);
+            }
+            for (int k = 0; k < LANES; ++k) acc[(i * kw + j) * LANES + k] += sum[k];
+        }
+}
+
+static void backward_tile(const channel_tile *in, channel_tile *gx, const float *gy, const vec8 *taps,
+                          const conv_shape *s, double *acc) {
+    const i64 kh = s->kh, kw = s->kw, sh = s->sh, sw = s->sw, oh = s->oh, ow = s->ow;
+    if (gx) {
+        memset(gx->data, 0, (size_t)(gx->rows * gx->cols * LANES) * sizeof(float));
+        if (kh == 3 && kw == 3) scatter_input_grad_k(gx, gy, taps, 3, 3, sh, sw, oh, ow);
+        else if (kh == 5 && kw == 5) scatter_input_grad_k(gx, gy, taps, 5, 5, sh, sw, oh, ow);
+        else if (kh == 7 && kw == 7) scatter_input_grad_k(gx, gy, taps, 7, 7, sh, sw, oh, ow);
+        else scatter_input_grad_k(gx, gy, taps, kh, kw, sh, sw, oh, ow);
+    }
+    if (in) {
+        if (kh == 3 && kw == 3) accumulate_filter_grad_tile_k(in, gy, 3, 3, sh, sw, oh, ow, acc);
+        else if (kh == 5 && kw == 5) accumulate_filter_grad_tile_k(in, gy, 5, 5, sh, sw, oh, ow, acc);
+        else if (kh == 7 && kw == 7) accumulate_filter_grad_tile_k(in, gy, 7, 7, sh, sw, oh, ow, acc);
+        else accumulate_filter_grad_tile_k(in, gy, kh, kw, sh, sw, oh, ow, acc);
+    }
+}
+
+/* Work is split by channel block; each block sums its images in order (double precision), so
+ * results do not depend on the threads. */
+static void backward_blocked(const float *x, const float *weight, const float *grad_out, float *grad_x,
+                             float *grad_weight, const conv_shape *s, int threads) {
+    const i64 blocks = (s->c + LANES - 1) / LANES, ntaps = s->kh * s->kw;
+    const i64 rows = s->h + 2 * s->ph, cols = s->w + 2 * s->pw;
+#pragma omp parallel num_threads(threads)
+    {
+        channel_tile in = {0, rows, cols}, gx = {0, rows, cols};
+        if (grad_weight) in = new_tile(rows, cols);
+        if (grad_x) gx = new_tile(rows, cols);
+        channel_tile gy = new_tile(s->oh, s->ow);
+        vec8 taps[MAX_TAPS];
+        double *acc = (double *)malloc((size_t)(ntaps * LANES) * sizeof(double));
+#pragma omp for schedule(static)
+        for (i64 block = 0; block < blocks; ++block) {
+            const i64 ch0 = block * LANES, valid = valid_lanes(s->c, ch0);
+            load_taps(taps, weight, ntaps, valid, ch0);
+            memset(acc, 0, (size_t)(ntaps * LANES) * sizeof(double));
+            for (i64 img = 0; img < s->n; ++img) {
+                const i64 offset = img * s->c + ch0;
+                gather_tile(&gy, grad_out + offset * s->oh * s->ow, valid, s->oh, s->ow, 0, 0);
+                if (grad_weight) gather_tile(&in, x + offset * s->h * s->w, valid, s->h, s->w, s->ph, s->pw);
+                backward_tile(grad_weight ? &in : 0, grad_x ? &gx : 0, gy.data, taps, s, acc);
+                if (grad_x) scatter_tile(&gx, grad_x + offset * s->h * s->w, valid, s->h, s->w, s->ph, s->pw);
+            }
+            if (grad_weight)
+                for (i64 k = 0; k < valid; ++k)
+                    for (i64 t = 0; t < ntaps; ++t)
+                        grad_weight[(ch0 + k) * ntaps + t] = (float)acc[t * LANES + k];
+        }
+        free(in.data);
+        free(gx.data);
+        free(gy.data);
+        free(acc);
+    }
+}
+
+/* ---- entry points -------------------------------------------------------------------------- */
+
 void pimm_depthwise_conv2d_forward(const float *x, const float *weight, float *out, i64 n, i64 c,
                                    i64 h, i64 w, i64 kh, i64 kw, i64 sh, i64 sw, i64 ph, i64 pw,
                                    i64 oh, i64 ow, int threads) {
+    if (ow < WIDE_ROW) {
+        const conv_shape s = {n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow};
+        forward_blocked(x, weight, out, &s, threads);
+        return;
+    }
     const i64 planes = n * c, rows = h + 2 * ph, pitch = padded_pitch(w, pw, kw, sw);
 #pragma omp parallel num_threads(threads)
     {
@@ -140,29 +348,6 @@ void pimm_depthwise_conv2d_forward(const float *x, const float *weight, float *o
             correlate_plane(&buf, weight + (p % c) * kh * kw, kh, kw, sh, oh, ow, out + p * oh * ow);
         }
         free(buf.data);
-    }
-}
-
-/* Input gradient for strides other than 1 (or padding wider than the filter): each output
- * gradient row is scattered into the input rows its taps read. */
-static void scatter_input_grad(const conv_shape *s, const float *filt, const float *grad_out,
-                               float *grad_in) {
-    memset(grad_in, 0, (size_t)(s->h * s->w) * sizeof(float));
-    for (i64 y = 0; y < s->oh; ++y) {
-        const float *grow = grad_out + y * s->ow;
-        for (i64 i = 0; i < s->kh; ++i) {
-            const i64 iy = y * s->sh - s->ph + i;
-            if (iy < 0 || iy >= s->h) continue;
-            float *girow = grad_in + iy * s->w;
-            for (i64 j = 0; j < s->kw; ++j) {
-                /* output columns whose input column x * sw - pw + j lies inside the row */
-                i64 lo = ceil_div(s->pw - j, s->sw), hi = floor_div(s->w - 1 + s->pw - j, s->sw) + 1;
-                lo = lo > 0 ? lo : 0;
-                hi = hi < s->ow ? hi : s->ow;
-                const float tap = filt[i * s->kw + j];
-                for (i64 k = lo; k < hi; ++k) girow[k * s->sw - s->pw + j] += tap * grow[k];
-            }
-        }
     }
 }
 
@@ -201,15 +386,21 @@ static void accumulate_filter_grad(const padded_plane *in, const float *grad, i6
     else accumulate_filter_grad_k(in, grad, gpitch, kh, kw, sh, oh, filt_acc);
 }
 
-/* grad_x and grad_weight may be NULL (not wanted). Work is split by channel, so each thread owns
- * its filters' gradients; images are summed in order, so results do not depend on the threads.
- * Filters wider than MAX_WIDTH columns or with more than MAX_TAPS taps are refused by the caller. */
+/* grad_x and grad_weight may be NULL (not wanted). Work is split by channel (block), so each thread
+ * owns its filters' gradients; images are summed in order, so results do not depend on the threads.
+ * Filters wider than MAX_WIDTH columns or with more than MAX_TAPS taps are refused by the caller.
+ * The plane loop computes input gradients only as a "full" correlation (stride 1, padding within
+ * the filter); everything else takes the blocked path. */
 void pimm_depthwise_conv2d_backward(const float *x, const float *weight, const float *grad_out,
                                     float *grad_x, float *grad_weight, i64 n, i64 c, i64 h, i64 w,
                                     i64 kh, i64 kw, i64 sh, i64 sw, i64 ph, i64 pw, i64 oh, i64 ow,
                                     int threads) {
     const conv_shape s = {n, c, h, w, kh, kw, sh, sw, ph, pw, oh, ow};
     const int full_correlation = sh == 1 && sw == 1 && ph <= kh - 1 && pw <= kw - 1;
+    if (ow < WIDE_ROW || (grad_x && !full_correlation)) {
+        backward_blocked(x, weight, grad_out, grad_x, grad_weight, &s, threads);
+        return;
+    }
     const i64 x_rows = h + 2 * ph, x_pitch = padded_pitch(w, pw, kw, sw);
     const i64 g_pad_h = kh - 1 - ph, g_pad_w = kw - 1 - pw;
     const i64 g_rows = oh + 2 * g_pad_h, g_pitch = padded_pitch(ow, g_pad_w, kw, 1);
@@ -217,8 +408,7 @@ void pimm_depthwise_conv2d_backward(const float *x, const float *weight, const f
 #pragma omp parallel num_threads(threads)
     {
         padded_plane xbuf = {grad_weight ? scratch(x_rows * sw * x_pitch) : 0, x_rows, sw, x_pitch};
-        padded_plane gbuf = {grad_x && full_correlation ? scratch(g_rows * g_pitch) : 0, g_rows, 1,
-                             g_pitch};
+        padded_plane gbuf = {grad_x ? scratch(g_rows * g_pitch) : 0, g_rows, 1, g_pitch};
         float *gflat = grad_weight ? scratch(oh * gw_pitch) : 0;
 #pragma omp for schedule(static)
         for (i64 ch = 0; ch < c; ++ch) {
@@ -233,12 +423,8 @@ void pimm_depthwise_conv2d_backward(const float *x, const float *weight, const f
                 const i64 p = img * c + ch;
                 const float *grad = grad_out + p * oh * ow;
                 if (grad_x) {
-                    if (full_correlation) {
-                        pad_plane(&gbuf, grad, oh, ow, g_pad_h, g_pad_w);
-                        correlate_plane(&gbuf, rotated, kh, kw, 1, h, w, grad_x + p * h * w);
-                    } else {
-                        scatter_input_grad(&s, filt, grad, grad_x + p * h * w);
-                    }
+                    pad_plane(&gbuf, grad, oh, ow, g_pad_h, g_pad_w);
+                    correlate_plane(&gbuf, rotated, kh, kw, 1, h, w, grad_x + p * h * w);
                 }
                 if (grad_weight) {
                     pad_plane(&xbuf, x + p * h * w, h, w, ph, pw);

@@ -11,9 +11,10 @@ import pytest
 
 from lib.config import ConfigError, load_config
 from lib.engine.child import child_loader_policy, resolve_child
-from lib.engine.common import (LoaderPolicy, RunContext, RunError, build_loaders, check_data_splits,
-                               dataset_subset, find_resume_checkpoint, gradient_clip, open_split, prepare_run,
-                               resolve_run_dir, seed_epoch, unwrap_model, wrap_model)
+from lib.engine.common import (LoaderPolicy, RunContext, RunError, amp_extra_state, build_loaders,
+                               check_data_splits, dataset_subset, find_resume_checkpoint,
+                               gradient_clip, open_split, prepare_run, resolve_run_dir, resume_amp,
+                               resume_training, seed_epoch, unwrap_model, wrap_model)
 from lib.engine.supernet import search_loader_policy
 from pimm.data import CIFAR10
 
@@ -183,6 +184,35 @@ def test_wrap_model_is_identity_in_one_process(tmp_path):
         warnings.simplefilter("ignore")  # DataParallel warns when it runs in one process
         wrapped = paddle.DataParallel(model)
     assert unwrap_model(wrapped) is model
+
+
+# a float16 loss scaler's state (pimm.utils.amp.Amp.state_dict() on a GPU): plain numbers
+SCALER_STATE = {"scale": 4096.0, "incr_ratio": 2.0, "decr_ratio": 0.5, "incr_every_n_steps": 1000,
+                "decr_every_n_nan_or_inf": 1, "incr_count": 37, "decr_count": 0,
+                "use_dynamic_loss_scaling": True}
+
+
+def test_loss_scaler_state_survives_the_checkpoint_readers(tmp_path):
+    from pimm.utils import CheckpointSaver
+    from pimm.utils.amp import Amp
+
+    cfg = _cfg(tmp_path, "AUTO_RESUME", "True")
+    ctx = _ctx(tmp_path, cfg)
+    model = paddle.nn.Linear(3, 2)
+    optimizer = paddle.optimizer.Momentum(0.1, parameters=model.parameters())
+    saver = CheckpointSaver(model, optimizer, args=cfg, checkpoint_dir=str(tmp_path),
+                            recovery_dir=str(tmp_path))
+    saver.save_checkpoint(0, metric=1.0, extra_state={"amp_scaler": SCALER_STATE})
+    point = resume_training(ctx, model, optimizer, None, None, what="network")
+    assert point.start_epoch == 1 and point.extra["amp_scaler"] == SCALER_STATE
+    # float32 (and any CPU run) has no scaler: the state is left alone, nothing fails
+    assert amp_extra_state(Amp()) == {}
+    resume_amp(ctx, Amp(), point)
+    # a damaged scaler state is named with the checkpoint (checked before Paddle's CPU scaler,
+    # which is disabled, would ignore it)
+    point.extra["amp_scaler"] = {"scale": 4096.0}
+    with pytest.raises(RunError, match=r"cannot resume from .*last\.pdparams: loss scaler state"):
+        resume_amp(ctx, Amp("O1", "float16"), point)
 
 
 def test_checkpoint_saver_keeps_checkpoint_hist_best_epochs(tmp_path):

@@ -322,6 +322,7 @@ def test_average_gradients_is_a_no_op_in_one_process():
     (["SUPERNET.HOW_TO_PROB", "uniform"], "HOW_TO_PROB"),
     (["DATASET.BATCH_SIZE", "7", "SUPERNET.SLICE", "4"], "BATCH_SIZE"),
     (["BATCHNORM.SYNC_BN", "True"], "SYNC_BN"),
+    (["AMP", "O2"], "AMP O2 is not supported by supernet training"),
     (["EVAL_METRICS", "top1"], "EVAL_METRICS"),
     (["SUPERNET.VAL_PATHS", "0"], "VAL_PATHS"),
     (["SUPERNET.VAL_BN_BATCHES", "-1"], "VAL_BN_BATCHES"),

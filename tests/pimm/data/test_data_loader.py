@@ -34,6 +34,24 @@ def test_eval_loader_keeps_order_and_every_sample(demo_data_dir):
     np.testing.assert_allclose(again[0][0], x, atol=1e-5)
 
 
+def test_batch_normalization_of_transposed_images_is_c_contiguous():
+    from pimm.data.loader import NormalizingCollate, fast_collate
+    from pimm.data.transforms import ToNumpy
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    pictures = [rng.integers(0, 256, (6, 5, 3), dtype=np.uint8) for _ in range(2)]
+    samples = [(ToNumpy()(Image.fromarray(p)), label) for label, p in enumerate(pictures)]
+    collate = NormalizingCollate(fast_collate, mean=(0.5, 0.25, 0.0), std=(0.5, 0.25, 1.0))
+    images, labels = collate(samples)
+    # the stacked views keep HWC memory; the float batch is laid out as its shape says
+    assert images.shape == (2, 3, 6, 5) and images.flags["C_CONTIGUOUS"] and images.dtype == np.float32
+    expected = (np.stack(pictures).transpose(0, 3, 1, 2) / 255.0 - np.reshape([0.5, 0.25, 0.0], (1, 3, 1, 1))
+                ) / np.reshape([0.5, 0.25, 1.0], (1, 3, 1, 1))
+    np.testing.assert_allclose(images, expected, atol=1e-6)
+    assert labels.tolist() == [0, 1]
+
+
 def test_raw_bgr_batches_equal_the_per_image_transform(demo_data_dir):
     ds = ImageDataset(os.path.join(demo_data_dir, "val"))
     raw_bgr = dict(mean=(0, 0, 0), std=(1, 1, 1), max_pixel_value=1.0, color_order="bgr")

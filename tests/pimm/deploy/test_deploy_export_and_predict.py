@@ -154,8 +154,12 @@ def test_wrong_input_and_missing_files_raise_clear_errors(exported, tmp_path):
         predictor(np.zeros((2, 3, 8, 8), np.float32))
     with pytest.raises(FileNotFoundError, match="tools/export_model.py"):
         InferenceModel(str(tmp_path / "nothing"))
-    with pytest.raises(ValueError, match="TensorRT runs on GPU only"):
+    with pytest.raises(ValueError, match="TensorRT and fp16 run on GPU only"):
         InferenceModel(prefix, tensorrt=True)
+    with pytest.raises(ValueError, match="TensorRT and fp16 run on GPU only"):
+        InferenceModel(prefix, precision="fp16")
+    with pytest.raises(ValueError, match="precision 'int4' is not one of"):
+        InferenceModel(prefix, precision="int4")
     with pytest.raises(ValueError, match="device 'tpu'"):
         InferenceModel(prefix, device="tpu")
 

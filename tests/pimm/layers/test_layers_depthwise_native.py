@@ -19,10 +19,13 @@ from pimm.utils import get_num_threads, set_num_threads
 needs_native = pytest.mark.skipif(not native.build_native_kernels(), reason="no C compiler for the native kernels")
 
 # (N, C, H, W, kernel, stride, padding): odd sizes, non-square images, all the nets' kernels and
-# strides, padding that is smaller or larger than "same"
+# strides, padding that is smaller or larger than "same"; the first row takes the kernel's
+# channel-blocked path (outputs narrower than 16 columns), the second its plane path (wider
+# outputs; strided input gradients and padding wider than the filter go blocked again)
 CASES = [
     (2, 3, 7, 9, 3, 1, 1), (2, 4, 8, 8, 5, 2, 2), (3, 5, 11, 6, 7, 2, 3), (1, 2, 4, 4, 5, 1, 2),
     (2, 3, 9, 9, 3, 2, 1), (2, 2, 6, 5, 3, 1, 0), (1, 3, 5, 7, 3, 2, 2), (1, 17, 12, 12, 5, 1, 2),
+    (2, 9, 20, 34, 5, 1, 2), (2, 10, 36, 40, 5, 2, 2), (1, 3, 18, 21, 3, 1, 0), (1, 2, 20, 20, 3, 1, 3),
 ]
 
 

@@ -50,3 +50,26 @@ def test_machine_description_names_cpu_and_paddle():
     assert info["cpu_cores"] >= 1 and info["cpu"]
     assert info["device"] == "cpu" or info["gpu"]
     assert set(info) == {"cpu", "cpu_cores", "device", "gpu", "paddle", "python"}
+
+
+def test_children_cpu_seconds_and_peak_memory_of_a_busy_child():
+    import subprocess
+    import sys
+
+    from pimm.utils.benchmark import children_cpu_seconds, children_peak_rss_mb
+
+    # spins on the CPU for 0.3 s of its own CPU time, with a 40 MB buffer, then waits to be read
+    child = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nbuf = bytearray(40 << 20)\nbuf[::4096] = b'x' * len(buf[::4096])\n"
+        "while time.process_time() < 0.3: pass\nprint('done', flush=True)\nsys.stdin.read()")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout.readline() == "done\n"
+        used = children_cpu_seconds()
+        # its CPU time (counted in 10 ms ticks), however long the wall clock took
+        assert 0.25 <= used[child.pid] < 5.0
+        assert max(children_peak_rss_mb()) > 40
+    finally:
+        child.stdin.close()
+        child.wait()
+    assert child.pid not in children_cpu_seconds()
