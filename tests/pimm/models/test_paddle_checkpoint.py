@@ -12,8 +12,8 @@ import paddle
 import pytest
 from paddle.utils import unique_name
 
-from pimm.models import (PaddleCheckpointError, UnsafeCheckpointError, create_model,
-                         load_checkpoint, load_state_dict, read_checkpoint_file,
+from pimm.models import (PaddleCheckpointError, UnsafeCheckpointError, load_checkpoint,
+                         load_state_dict, read_checkpoint_file,
                          read_paddle_checkpoint, resume_checkpoint)
 from pimm.optim import create_optimizer
 from pimm.utils import CheckpointSaver, ModelEma, get_rng_state, set_rng_state
