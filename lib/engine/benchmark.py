@@ -59,7 +59,7 @@ from yacs.config import CfgNode
 from lib.config import load_config, shipped_config
 from lib.engine.child import child_loader_policy, create_child_model, resolve_child
 from lib.engine.common import build_loaders, create_amp, device_type
-from lib.engine.retrain import create_train_loss, train_step
+from lib.engine.retrain import create_train_loss, create_train_optimizer, train_step
 from lib.engine.search import SearchOptions, SearchParts, build_search_supernet, search_step
 from lib.engine.supernet import create_search_loss, create_search_optimizer, search_loader_policy
 from lib.models import CREAM_ARCHS, FlopsEst, SupernetPath
@@ -67,7 +67,6 @@ from lib.search import MetaMatchingNetwork, PathSampler, PrioritizedBoard
 from pimm.data import ImageLoader, pipeline_stage_times
 from pimm.layers.native import build_native_kernels
 from pimm.loss import softmax
-from pimm.optim import create_optimizer
 from pimm.utils import (ModelEma, profile, retain_freed_memory, seed_everything, select_mkl_kernels,
                         set_num_threads)
 from pimm.utils.amp import AMP_LEVELS
@@ -341,7 +340,7 @@ def _train_target(opts: BenchmarkOptions, cfg: CfgNode,
         optimizer = create_search_optimizer(cfg, model.supernet)
         loss_fn = create_search_loss(cfg)
     else:
-        optimizer = create_optimizer(cfg, model)
+        optimizer = create_train_optimizer(cfg, model)
         loss_fn = create_train_loss(cfg)
     ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if opts.ema else None
     amp = create_amp(cfg, device_type())

@@ -40,8 +40,8 @@ from pimm.utils import CheckpointSaver, ModelEma
 from pimm.utils.amp import Amp
 from pimm.utils.profile import format_count
 
-__all__ = ["run", "preflight", "create_train_loss", "train_one_epoch", "train_step", "TRAIN_METERS",
-           "record_train_batch"]
+__all__ = ["run", "preflight", "create_train_loss", "create_train_optimizer", "train_one_epoch", "train_step",
+           "TRAIN_METERS", "record_train_batch"]
 
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
@@ -74,6 +74,13 @@ def create_train_loss(cfg) -> paddle.nn.Layer:
     cross-entropy at 0)."""
     smoothing = float(cfg.AUGMENTATION.SMOOTHING)
     return LabelSmoothingCrossEntropy(smoothing) if smoothing > 0 else paddle.nn.CrossEntropyLoss()
+
+
+def create_train_optimizer(cfg, model: paddle.nn.Layer) -> paddle.optimizer.Optimizer:
+    """The retrain optimizer: ``OPT`` with ``CLIP_GRAD`` and ``FILTER_BIAS_AND_BN`` (a bad value is
+    a ConfigError naming the key)."""
+    return from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg),
+                       filter_bias_and_bn=bool(cfg.FILTER_BIAS_AND_BN))
 
 
 #: what the retrain loop logs (lib.engine.meters)
@@ -192,8 +199,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             ctx.logger.info("starting from the weights of %s", initial)
     model_ema = ModelEma(model, decay=float(cfg.NET.EMA.DECAY)) if cfg.NET.EMA.USE else None
     amp = create_amp(cfg, ctx.device)
-    optimizer = from_config(create_optimizer, cfg, model, grad_clip=gradient_clip(cfg),
-                            filter_bias_and_bn=bool(cfg.FILTER_BIAS_AND_BN))
+    optimizer = create_train_optimizer(cfg, model)
     model, optimizer = amp.decorate(model, optimizer)  # O2: float16 weights, float32 masters
     model = wrap_model(model, ctx)
     scheduler, num_epochs = from_config(create_scheduler, cfg, optimizer, updates_per_epoch=len(train_loader))
