@@ -42,7 +42,8 @@ from lib.engine.supernet import evaluate_path, search_loader_policy
 from lib.models import FlopsEst, SuperNet, effective_arch, validate_arch
 from lib.search import PathSampler
 from lib.search.board_file import board_paths
-from pimm.models import CheckpointMismatchError, load_model_weights, load_state_dict, read_checkpoint_file
+from pimm.models import (CheckpointMismatchError, load_model_weights, read_checkpoint_file, select_state_dict,
+                         weights_entry)
 from pimm.utils import atomic_write_text
 from pimm.utils.correlation import rank_correlations
 from pimm.utils.plots import PLOT_HINT, save_scatter_plot
@@ -144,15 +145,16 @@ def _load_supernet(cfg: CfgNode, path: str, logger) -> Tuple[SuperNet, List[int]
         logger.warning("%s stores no run config: the supernet is built from this config's SUPERNET, "
                        "DATASET and NET keys", path)
     supernet, sta_num, resolution = build_search_supernet(net_cfg)
-    use_ema = bool(cfg.NET.EMA.USE) and isinstance(checkpoint, dict) and bool(checkpoint.get("state_dict_ema"))
-    try:
-        load_model_weights(supernet, load_state_dict(path, use_ema=use_ema), source=f"checkpoint {path}")
+    weights = weights_entry(checkpoint, bool(cfg.NET.EMA.USE)) or "state_dict"
+    try:  # the file is read once: its weights come from the checkpoint already in memory
+        state_dict = select_state_dict(checkpoint, path, use_ema=weights.endswith("_ema"))
+        load_model_weights(supernet, state_dict, source=f"checkpoint {path}")
     except CheckpointMismatchError as err:
         raise RunError(f"checkpoint {path} does not fit the supernet of FLOPs range "
                        f"[{net_cfg.SUPERNET.FLOPS_MINIMUM}, {net_cfg.SUPERNET.FLOPS_MAXIMUM}] with "
                        f"{net_cfg.DATASET.NUM_CLASSES} classes: {str(err).splitlines()[-1].strip()}") from err
     logger.info("supernet from %s [%s]: FLOPs range [%s, %s], layers per searched stage %s, %d classes, "
-                "%d px", path, "state_dict_ema" if use_ema else "state_dict", net_cfg.SUPERNET.FLOPS_MINIMUM,
+                "%d px", path, weights, net_cfg.SUPERNET.FLOPS_MINIMUM,
                 net_cfg.SUPERNET.FLOPS_MAXIMUM, sta_num, net_cfg.DATASET.NUM_CLASSES, net_cfg.DATASET.IMAGE_SIZE)
     return supernet, sta_num, resolution, net_cfg
 
@@ -191,14 +193,17 @@ def read_standalone_run(folder: str) -> StandAlone:
                        "with NET.EXACT_ARCH True")
     metrics = os.path.join(folder, "metrics.json")
     summary = os.path.join(folder, "summary.csv")
-    if os.path.isfile(metrics):
-        with open(metrics) as f:
-            top1 = float(json.load(f)["top1"])
-    elif os.path.isfile(summary):
-        top1 = _best_summary_top1(summary)
-    else:
-        raise RunError(f"CORRELATION.RUNS: {folder} has neither summary.csv nor metrics.json: the run "
-                       "has not finished an epoch")
+    try:
+        if os.path.isfile(metrics):
+            with open(metrics) as f:
+                top1 = float(json.load(f)["top1"])
+        elif os.path.isfile(summary):
+            top1 = _best_summary_top1(summary)
+        else:
+            raise RunError(f"CORRELATION.RUNS: {folder} has neither summary.csv nor metrics.json: the run "
+                           "has not finished an epoch")
+    except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged or foreign file
+        raise RunError(f"CORRELATION.RUNS: cannot read the top-1 of {folder}: {err!r}") from err
     return StandAlone(spec.arch, top1, folder, spec.image_size)
 
 
