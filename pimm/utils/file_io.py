@@ -10,6 +10,7 @@ quota) fails the write with an ``OSError`` whose ``errno`` is ``ENOSPC`` (``EDQU
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import shutil
@@ -49,15 +50,13 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+@functools.lru_cache(maxsize=None)
 def _new_file_mode() -> int:
-    # what open() gives a new file under this process's umask (read once: os.umask can only be
-    # read by setting it)
+    # what open() gives a new file under this process's umask, read at the first write (not at
+    # import) and once: os.umask can only be read by setting it
     mask = os.umask(0o022)
     os.umask(mask)
     return 0o666 & ~mask
-
-
-_NEW_FILE_MODE = _new_file_mode()
 
 
 def _temp_path_for(path: str) -> str:
@@ -67,7 +66,7 @@ def _temp_path_for(path: str) -> str:
     try:
         # mkstemp makes the file private (0600); the renamed file should be readable like any
         # other the user writes (a shared run folder, a web server showing the plots)
-        os.fchmod(fd, _NEW_FILE_MODE)
+        os.fchmod(fd, _new_file_mode())
     finally:
         os.close(fd)
     return tmp

@@ -13,13 +13,13 @@ def test_atomic_writes_give_files_the_mode_of_a_plain_open(tmp_path):
     try:
         plain = tmp_path / "plain.txt"
         plain.write_text("x")
-        file_io._NEW_FILE_MODE = file_io._new_file_mode()
+        file_io._new_file_mode.cache_clear()
         atomic_write_text("text", str(tmp_path / "a.txt"))
         atomic_write_bytes(b"bytes", str(tmp_path / "b.bin"))
         atomic_save({"w": paddle.to_tensor(np.ones(3, "float32"))}, str(tmp_path / "c.pdparams"))
     finally:
         os.umask(mask)
-        file_io._NEW_FILE_MODE = file_io._new_file_mode()
+        file_io._new_file_mode.cache_clear()
     expected = stat.S_IMODE(plain.stat().st_mode)
     assert expected == 0o640
     for name in ("a.txt", "b.bin", "c.pdparams"):
