@@ -33,7 +33,7 @@ def _num_classes(run_folder: str) -> Optional[int]:
         return None
 
 
-@_entry.entry_point(PlotsUnavailable, FileNotFoundError)
+@_entry.entry_point(PlotsUnavailable, FileNotFoundError, ValueError)
 def main(argv=None) -> int:
     args = parse_args(argv)
     for path in plot_run(args.run_folder, num_classes=_num_classes(args.run_folder)):

@@ -231,6 +231,9 @@ def plot_run(run_dir: str, title: str = "", num_classes: Optional[int] = None) -
                                     num_classes=num_classes)]
     board_path = os.path.join(run_dir, BOARD_FILE)
     if os.path.isfile(board_path):
-        with open(board_path) as f:
-            written.append(plot_board(json.load(f), os.path.join(run_dir, BOARD_PLOT_FILE)))
+        try:
+            with open(board_path) as f:
+                written.append(plot_board(json.load(f), os.path.join(run_dir, BOARD_PLOT_FILE)))
+        except (ValueError, KeyError, TypeError) as err:  # damaged, or not a search's board
+            raise ValueError(f"{board_path} is not a board.json a search wrote ({err!r})") from None
     return written

@@ -24,3 +24,12 @@ def test_plot_tool_errors(tmp_path, capsys, load_tool, monkeypatch):
     assert tool.main([str(tmp_path)]) == 2
     assert capsys.readouterr().err.strip() == (
         "error: install matplotlib (python -m pip install matplotlib, or pip install -e .[plot]) for PNG plots")
+
+
+def test_plot_tool_names_a_damaged_board(tmp_path, capsys, load_tool):
+    pytest.importorskip("matplotlib")
+    update_summary(0, {"loss": 2.0, "prec1": 20.0}, {"loss": 1.9, "prec1": 30.0}, str(tmp_path / "summary.csv"))
+    (tmp_path / "board.json").write_text('{"paths": [')
+    assert load_tool("plot").main([str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: {tmp_path / 'board.json'} is not a board.json a search wrote") and "\n" not in err
