@@ -23,7 +23,7 @@ from lib.models.space import SEARCH_RESOLUTION
 from lib.search.board_file import best_board_entry
 from lib.spos import build_childnet as build_spos_childnet
 from pimm.deploy import eval_preprocess
-from pimm.models import create_model, model_entrypoint
+from pimm.models import CheckpointMismatchError, create_model, model_entrypoint
 from pimm.utils.profile import count_parameters, profile
 
 __all__ = ["ChildSpec", "ChildTraining", "DARTS_NETWORKS", "resolve_child", "create_child_model",
@@ -181,12 +181,10 @@ def _named_model(model: str, board: str, input_arch: list, size: int) -> ChildSp
     return ChildSpec(None, size, -1, f"model {model}", model=model)
 
 
-def checkpoint_misfit(what: str, spec: ChildSpec, err: Exception, hint: str = "") -> RunError:
+def checkpoint_misfit(what: str, spec: ChildSpec, err: CheckpointMismatchError, hint: str = "") -> RunError:
     """The RunError for weights ``what`` that do not fit ``spec``'s network: the first problem of
     ``err`` (a CheckpointMismatchError) and the keys to fix; ``hint`` follows ``what``."""
-    lines = str(err).splitlines()
-    first_problem = lines[1].strip() if len(lines) > 1 else str(err)
-    return RunError(f"{what} does not fit {spec.source}{hint}: {first_problem} ... Set "
+    return RunError(f"{what} does not fit {spec.source}{hint}: {err.first_problem} ... Set "
                     f"{spec.keys} and DATASET.NUM_CLASSES to the ones it was trained with")
 
 

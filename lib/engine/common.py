@@ -655,7 +655,7 @@ def resume_training(ctx: RunContext, model: paddle.nn.Layer, optimizer: Any, sch
                                   ema_model=model_ema.ema if model_ema is not None else None)
     except CheckpointMismatchError as err:
         raise RunError(f"cannot resume from {path}: it holds another {what} "
-                       f"({str(err).splitlines()[0]}). Use the config of the run that wrote it"
+                       f"({err.first_problem}). Use the config of the run that wrote it"
                        f"{same_run_hint}, or AUTO_RESUME False") from err
     except (ValueError, TypeError) as err:
         raise RunError(f"cannot resume from {path}: {err}") from err

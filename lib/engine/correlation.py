@@ -152,7 +152,7 @@ def _load_supernet(cfg: CfgNode, path: str, logger) -> Tuple[SuperNet, List[int]
     except CheckpointMismatchError as err:
         raise RunError(f"checkpoint {path} does not fit the supernet of FLOPs range "
                        f"[{net_cfg.SUPERNET.FLOPS_MINIMUM}, {net_cfg.SUPERNET.FLOPS_MAXIMUM}] with "
-                       f"{net_cfg.DATASET.NUM_CLASSES} classes: {str(err).splitlines()[-1].strip()}") from err
+                       f"{net_cfg.DATASET.NUM_CLASSES} classes: {err.first_problem}") from err
     logger.info("supernet from %s [%s]: FLOPs range [%s, %s], layers per searched stage %s, %d classes, "
                 "%d px", path, weights, net_cfg.SUPERNET.FLOPS_MINIMUM,
                 net_cfg.SUPERNET.FLOPS_MAXIMUM, sta_num, net_cfg.DATASET.NUM_CLASSES, net_cfg.DATASET.IMAGE_SIZE)

@@ -406,7 +406,7 @@ class _Search:
             restore_optimizer_state(self.arch_opt, state["arch_optimizer"], path)
         except CheckpointMismatchError as err:
             raise RunError(f"cannot resume from {path}: it holds another search network "
-                           f"({str(err).splitlines()[0]}). Use the config of the run that wrote it (same "
+                           f"({err.first_problem}). Use the config of the run that wrote it (same "
                            "DARTS.SEARCH stages and DATASET.NUM_CLASSES), or AUTO_RESUME False") from err
         except (KeyError, TypeError, ValueError) as err:
             raise RunError(f"cannot resume from {path}: {err}") from err

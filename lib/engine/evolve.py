@@ -110,7 +110,7 @@ def _load_supernet(supernet: _Supernet, path: str, method: str) -> None:
         load_checkpoint(supernet.model, path, strict=True)
     except CheckpointMismatchError as err:
         raise RunError(f"SPOS.SUPERNET {path} does not fit the {method} supernet of this config "
-                       f"({str(err).splitlines()[0]}): set {supernet.fit_keys} as in the run that "
+                       f"({err.first_problem}): set {supernet.fit_keys} as in the run that "
                        "trained it") from err
     except (ValueError, OSError) as err:
         raise RunError(f"cannot use SPOS.SUPERNET {path}: {err}") from err

@@ -40,6 +40,13 @@ _WEIGHT_KEYS = tuple(key for layout in _WEIGHT_LAYOUTS for key in layout)
 class CheckpointMismatchError(ValueError):
     """A checkpoint's weights do not fit the model (missing / unexpected names, wrong shapes)."""
 
+    @property
+    def first_problem(self) -> str:
+        """The first problem the message lists (a missing or unexpected name, a shape), for a
+        one-line error; the whole message when it lists none."""
+        lines = str(self).splitlines()
+        return lines[1].strip() if len(lines) > 1 else str(self)
+
 
 class TorchStateDict(OrderedDict):
     """Weights read from a PyTorch file, still in torch's names and layouts (``running_mean``,
