@@ -35,6 +35,12 @@ change with the other paths on it. (A single pass with batch norm normalising ea
 separately measured no faster on CPU: the per-entry passes cost about 1.3x the pooled pass at 64 px
 and less than it at 224 px.)
 
+Less work than the reference, same result: the meta update scores the board without recording a
+graph, then rebuilds the graph of the chosen teacher's entry alone (its running-statistics update
+not repeated). Only that entry's score enters the loss; the reference kept every entry's graph,
+so both of its backward passes carried exact zeros through POOL_SIZE - 1 whole networks (about
+two thirds of its meta-update time on CPU, docs/BENCHMARKS.md).
+
 Paddle specifics (see docs/REFERENCE_NOTES §7): the whole update runs under
 ``pimm.layers.layer_modes(supernet, second_order=True)`` so every op has a double-grad kernel;
 ``w'`` is put into the layers by swapping tensors into ``_parameters`` and restored in ``finally``
@@ -61,6 +67,12 @@ ArchList = List[List[int]]
 Reduce = Callable[[paddle.Tensor], paddle.Tensor]
 
 
+def _entry_score(supernet: paddle.nn.Layer, arch: ArchList, entry) -> paddle.Tensor:
+    """The meta layer's raw output for ``arch`` against one board entry, shape ``[1]``."""
+    probs = softmax(supernet(entry.images, arch), axis=-1).reshape([1, -1])
+    return supernet.meta_layer(probs - entry.features.reshape([1, -1])).reshape([-1])
+
+
 def matching_scores(supernet: paddle.nn.Layer, arch: ArchList, board: PrioritizedBoard) -> paddle.Tensor:
     """The meta layer's raw output for ``arch`` against every board entry, shape ``[len(board)]``.
 
@@ -69,12 +81,26 @@ def matching_scores(supernet: paddle.nn.Layer, arch: ArchList, board: Prioritize
     the board) and the running statistics take one update per entry. Gradients flow to the meta
     layer and to the student's weights unless called under ``paddle.no_grad()``.
     """
-    entries = board.entries
-    if not entries:
+    if not board.entries:
         raise ValueError("matching_scores: the board is empty")
-    probs = paddle.concat([softmax(supernet(e.images, arch), axis=-1).reshape([1, -1]) for e in entries])
-    stored = paddle.stack([e.features.reshape([-1]) for e in entries])
-    return supernet.meta_layer(probs - stored).reshape([-1])
+    return paddle.concat([_entry_score(supernet, arch, entry) for entry in board.entries])
+
+
+@contextmanager
+def _running_statistics_kept(model: paddle.nn.Layer) -> Iterator[None]:
+    """Batch norms' running statistics are the same after the block as before it."""
+    norms = [layer for layer in model.sublayers(include_self=True)
+             if isinstance(getattr(layer, "_mean", None), paddle.Tensor)
+             and isinstance(getattr(layer, "_variance", None), paddle.Tensor)]
+    with paddle.no_grad():
+        saved = [(layer._mean.clone(), layer._variance.clone()) for layer in norms]
+    try:
+        yield
+    finally:
+        with paddle.no_grad():
+            for layer, (mean, variance) in zip(norms, saved):
+                paddle.assign(mean, output=layer._mean)
+                paddle.assign(variance, output=layer._variance)
 
 
 def _owners(model: paddle.nn.Layer, params: Sequence[paddle.Tensor]) -> List[List[Tuple[paddle.nn.Layer, str]]]:
@@ -162,13 +188,15 @@ class MetaMatchingNetwork:
         student_params = [p for p in supernet.path_parameters(arch) if not p.stop_gradient]
         meta_params = list(supernet.meta_parameters())
         with layer_modes(supernet, second_order=True):
-            scores = matching_scores(supernet, arch, board)
-            index, rho = select_teacher(board, "meta", self._reduced(scores.detach()).numpy().tolist(),
-                                        student=arch)
+            with paddle.no_grad():  # every entry: the running statistics move as in the reference
+                scores = matching_scores(supernet, arch, board)
+            index, rho = select_teacher(board, "meta", self._reduced(scores).numpy().tolist(), student=arch)
+            with _running_statistics_kept(supernet):
+                score = _entry_score(supernet, arch, board.entries[index])
             student = supernet(x_train, arch)  # before the teacher: running statistics in the reference's order
             with paddle.no_grad():
                 teacher = softmax(supernet(x_train, board.entries[index].arch), axis=-1)
-            kd = F.sigmoid(scores[index]) * soft_target_cross_entropy(student, teacher)
+            kd = F.sigmoid(score[0]) * soft_target_cross_entropy(student, teacher)
             grads = paddle.grad(kd, student_params, create_graph=True, allow_unused=True)
             with simulated_step(supernet, student_params, grads, lr):
                 val_loss = loss_fn(supernet(x_val, arch), y_val)

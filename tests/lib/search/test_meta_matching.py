@@ -7,8 +7,8 @@ from paddle import nn
 
 from lib.search.board import PrioritizedBoard
 from lib.search.meta_matching import MetaMatchingNetwork, matching_scores, simulated_step
-from pimm.layers import BatchNorm2d, SelectAdaptivePool2d, Swish, create_conv2d
-from pimm.loss import LabelSmoothingCrossEntropy
+from pimm.layers import BatchNorm2d, SelectAdaptivePool2d, Swish, create_conv2d, layer_modes
+from pimm.loss import LabelSmoothingCrossEntropy, soft_target_cross_entropy, softmax
 from pimm.models import InvertedResidual
 
 SLICE, CLASSES = 2, 3
@@ -143,6 +143,46 @@ def test_meta_gradient_of_the_real_supernet_matches_finite_differences(float64):
     analytic = sum(float((g.numpy() * d).sum()) for g, d in zip(grads, direction))
     assert abs(numeric) > 1e-5
     assert analytic == pytest.approx(numeric, rel=1e-5, abs=1e-10)
+
+
+def _meta_gradients_with_every_entry_graph(model, images, targets, board, loss_fn, lr):
+    """The reference's order of work: every entry's score keeps its graph, so both backward
+    passes also run through the entries that are not the teacher (with zero gradients)."""
+    x_train, x_val, y_val = images[:SLICE], images[SLICE:2 * SLICE], targets[SLICE:2 * SLICE]
+    params = [p for p in model.path_parameters(STUDENT) if not p.stop_gradient]
+    with layer_modes(model, second_order=True):
+        scores = matching_scores(model, STUDENT, board)
+        index = int(np.argmax(scores.numpy()))
+        student = model(x_train, STUDENT)
+        with paddle.no_grad():
+            teacher = softmax(model(x_train, board.entries[index].arch), axis=-1)
+        kd = paddle.nn.functional.sigmoid(scores[index]) * soft_target_cross_entropy(student, teacher)
+        grads = paddle.grad(kd, params, create_graph=True, allow_unused=True)
+        with simulated_step(model, params, grads, lr):
+            val_loss = loss_fn(model(x_val, STUDENT), y_val)
+        return index, paddle.grad(val_loss, list(model.meta_parameters()))
+
+
+def test_only_the_teachers_entry_keeps_a_graph_with_the_same_result(float64):
+    """The update rebuilds the graph of the chosen entry alone: the meta gradient and the running
+    statistics end as with every entry's graph kept (the reference's way)."""
+    model, board, images, targets, _ = _setup(2)
+    _patch_arch(model)
+    loss_fn = LabelSmoothingCrossEntropy(0.1)
+    start = _running_statistics(model)
+    index, expected = _meta_gradients_with_every_entry_graph(model, images, targets, board, loss_fn, 0.5)
+    expected_statistics = _running_statistics(model)
+    for k, v in start.items():
+        model.state_dict()[k].set_value(v)
+    grads, info = MetaMatchingNetwork(SLICE).meta_gradients(model, images, targets, STUDENT, board,
+                                                            loss_fn, 0.5)
+    assert info.teacher_index == index
+    assert max(float(g.abs().max()) for g in grads) > 1e-4
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-14)
+    for k, v in _running_statistics(model).items():
+        np.testing.assert_allclose(v, expected_statistics[k], rtol=1e-12, atol=1e-15, err_msg=k)
+        assert not np.allclose(v, start[k]) or "blocks" in k  # the path's statistics did move
 
 
 def test_meta_gradient_comes_through_the_simulated_step(float64):
