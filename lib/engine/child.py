@@ -276,8 +276,9 @@ def child_loader_policy(cfg: CfgNode, spec: Optional[ChildSpec] = None) -> Loade
     images, :func:`eval_interpolation` for the evaluation resize (of ``spec``, by default the
     network ``resolve_child(cfg)`` names)."""
     spec = spec if spec is not None else resolve_child(cfg)
+    key = "DATASET.EVAL_INTERPOLATION" if cfg.DATASET.EVAL_INTERPOLATION else "DATASET.INTERPOLATION"
     return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
-                        eval_interpolation=eval_interpolation(cfg, spec))
+                        eval_interpolation=eval_interpolation(cfg, spec), eval_interpolation_key=key)
 
 
 def child_eval_preprocess(cfg: CfgNode, spec: ChildSpec) -> Dict[str, Any]:

@@ -397,7 +397,7 @@ def _check_resampling(cfg: CfgNode, policy: "LoaderPolicy") -> None:
         raise ConfigError(f"DATASET.CROP_PCT must be in (0, 1] (the centre crop's share of the "
                           f"resized side, e.g. 0.875 = 224 / 256), got {crop_pct}")
     for key, name in (("DATASET.TRAIN_INTERPOLATION", str(cfg.DATASET.TRAIN_INTERPOLATION)),
-                      ("DATASET.EVAL_INTERPOLATION", policy.eval_interpolation)):
+                      (policy.eval_interpolation_key, policy.eval_interpolation)):
         if name != "random":
             try:
                 pil_interpolation(name)
@@ -409,10 +409,11 @@ def _check_resampling(cfg: CfgNode, policy: "LoaderPolicy") -> None:
 class LoaderPolicy:
     """What an engine decides about its loaders beyond the config's DATASET/AUGMENTATION keys:
     ``auto_augment``, the RandAugment spec of training images (None: none), and the resampling of
-    the evaluation resize."""
+    the evaluation resize with the config key it came from (named by errors)."""
 
     auto_augment: Optional[str] = None
     eval_interpolation: str = "bilinear"
+    eval_interpolation_key: str = "DATASET.EVAL_INTERPOLATION"
 
 
 def create_split_loader(cfg: CfgNode, ctx: Optional[RunContext], dataset: Any, image_size: int, *,

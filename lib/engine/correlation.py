@@ -44,7 +44,7 @@ from lib.search import PathSampler
 from lib.search.board_file import board_paths
 from pimm.models import (CheckpointMismatchError, load_model_weights, read_checkpoint_file, select_state_dict,
                          weights_entry)
-from pimm.utils import atomic_write_text
+from pimm.utils import SUMMARY_FILE, atomic_write_text
 from pimm.utils.correlation import rank_correlations
 from pimm.utils.plots import PLOT_HINT, save_scatter_plot
 
@@ -192,7 +192,7 @@ def read_standalone_run(folder: str) -> StandAlone:
                        "with a single layer were built from their template block. Retrain the path "
                        "with NET.EXACT_ARCH True")
     metrics = os.path.join(folder, "metrics.json")
-    summary = os.path.join(folder, "summary.csv")
+    summary = os.path.join(folder, SUMMARY_FILE)
     try:
         if os.path.isfile(metrics):
             with open(metrics) as f:

@@ -62,16 +62,16 @@ from lib.darts import (PRIMITIVES, Genotype, SearchNetwork, SearchStage, derive_
 from lib.darts.space import Switches, check_switches, full_switches, steps_for_edges
 from lib.darts.visualize import plot_genotype
 from pimm.utils.plots import PLOT_HINT
-from lib.engine.common import (LoaderPolicy, RunContext, RunError, broadcast_buffers, check_data_splits,
+from lib.engine.common import (RunContext, RunError, broadcast_buffers, check_data_splits,
                                check_replicas, create_split_loader, dataset_subset, find_resume_checkpoint,
                                gradient_clip, open_split, record_config, seed_epoch, skipped_images)
 from lib.engine.evaluate import evaluate, topk_correct
 from lib.engine.meters import EpochMeters, Meter
-from lib.engine.supernet import average_gradients
+from lib.engine.supernet import average_gradients, search_loader_policy
 from pimm.models import CheckpointMismatchError, read_checkpoint_file, restore_optimizer_state, resume_checkpoint
 from pimm.optim.state import materialize_optimizer_state
 from pimm.scheduler import CosineLRScheduler
-from pimm.utils import CheckpointSaver, atomic_write_text, update_summary
+from pimm.utils import SUMMARY_FILE, CheckpointSaver, atomic_write_text, update_summary
 from pimm.utils.amp import parse_amp_level
 
 __all__ = ["DartsSearchOptions", "preflight", "run", "arch_step", "weight_step", "search_data_split"]
@@ -228,7 +228,7 @@ def _search_loaders(ctx: RunContext, opts: DartsSearchOptions) -> _Loaders:
         raise RunError(f"DATA_DIR's training split has {len(dataset)} images: too few to split into a weights "
                        f"and an architecture part at DARTS.SEARCH.TRAIN_PORTION {opts.train_portion}")
     size = int(cfg.DATASET.IMAGE_SIZE)
-    policy = LoaderPolicy(auto_augment=None, eval_interpolation=str(cfg.DATASET.INTERPOLATION))
+    policy = search_loader_policy(cfg)
 
     def loader(part: range, training: bool) -> Any:
         return create_split_loader(cfg, ctx, dataset_subset(dataset, part), size, training=training,
@@ -414,7 +414,7 @@ class _Search:
         record_config(self.ctx)
         epoch = stage_index * self.opts.epochs + stage_epoch + 1
         if self.ctx.is_primary:
-            for name in ("summary.csv", ALPHAS_FILE):
+            for name in (SUMMARY_FILE, ALPHAS_FILE):
                 _truncate_csv(os.path.join(self.ctx.run_dir, name), epoch)
         self.ctx.logger.info("resumed from %s: stage %d with %d of its %d epochs done; the search goes on at "
                              "its epoch %d", path, stage_index + 1, stage_epoch + 1, self.opts.epochs, epoch)
@@ -476,7 +476,7 @@ class _Search:
         ctx, net, stage, opts = self.ctx, self.net, self.stage, self.opts
         rows = _alpha_rows(net, epoch, stage.index, stage_epoch)
         _append_csv(os.path.join(ctx.run_dir, ALPHAS_FILE), rows, _ALPHA_COLUMNS)
-        update_summary(epoch, train, val, os.path.join(ctx.run_dir, "summary.csv"))
+        update_summary(epoch, train, val, os.path.join(ctx.run_dir, SUMMARY_FILE))
         for row in rows:
             ctx.writer.add_scalar(f"alphas/{row['cell']}/edge{row['edge']:02d}_{row['op']}", row["weight"], epoch)
         ctx.writer.add_scalar("search/skip_dropout", net.skip_dropout, epoch)

@@ -34,6 +34,7 @@ from pimm.data import ImageDataset
 from pimm.data.dataset import load_rgb
 from pimm.data.demo import make_demo_dataset
 from pimm.deploy import InferenceModel, eval_transform_from_info, relative_difference
+from pimm.utils import SUMMARY_FILE
 
 __all__ = ["STAGES", "StageFailed", "LiteChainOptions", "lite_overrides", "run_lite_chain",
            "compare_with_dygraph"]
@@ -137,7 +138,7 @@ def _data(state: _State) -> str:
 
 
 def _summary_rows(run_dir: str) -> List[Dict[str, str]]:
-    with open(os.path.join(run_dir, "summary.csv"), newline="") as f:
+    with open(os.path.join(run_dir, SUMMARY_FILE), newline="") as f:
         return list(csv.DictReader(f))
 
 

@@ -38,12 +38,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from lib.engine.common import RunContext, RunError
-from pimm.utils import update_summary
+from pimm.utils import SUMMARY_FILE, update_summary
 from pimm.utils.plots import PlotsUnavailable, plot_run
 
-__all__ = ["Meter", "EpochMeters", "DivergedError", "record_epoch", "SUMMARY_FILE"]
+__all__ = ["Meter", "EpochMeters", "DivergedError", "record_epoch"]
 
-SUMMARY_FILE = "summary.csv"
 # the meters a progress bar shows, when the loop has them
 _BAR_METERS = ("loss", "prec1")
 

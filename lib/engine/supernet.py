@@ -74,7 +74,8 @@ def check_supernet_settings(cfg) -> List[str]:
 def search_loader_policy(cfg) -> LoaderPolicy:
     """Supernet training's loaders, as the reference's: no RandAugment on training images, and
     the evaluation resize with ``DATASET.INTERPOLATION``."""
-    return LoaderPolicy(auto_augment=None, eval_interpolation=str(cfg.DATASET.INTERPOLATION))
+    return LoaderPolicy(auto_augment=None, eval_interpolation=str(cfg.DATASET.INTERPOLATION),
+                        eval_interpolation_key="DATASET.INTERPOLATION")
 
 
 def create_search_loss(cfg) -> nn.Layer:

@@ -16,10 +16,10 @@ from typing import Any, Dict, List
 
 from lib.models import validate_arch
 from pimm.utils import atomic_write_text
+from pimm.utils.plots import BOARD_FILE
 
 __all__ = ["BOARD_FILE", "write_board_file", "best_board_entry", "board_paths"]
 
-BOARD_FILE = "board.json"
 
 
 def write_board_file(folder: str, content: Dict[str, Any]) -> str:

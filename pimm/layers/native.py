@@ -23,7 +23,7 @@ import threading
 import time
 from typing import List, Optional, Tuple
 
-from pimm.utils.runtime import get_num_threads
+from pimm.utils.runtime import cpu_info, get_num_threads
 
 __all__ = ["build_native_kernels", "native_library", "native_kernels_enabled", "kernel_threads"]
 
@@ -67,14 +67,8 @@ def _cache_root() -> str:
 
 def _cpu_signature() -> str:
     # -march=native code must not run on another CPU sharing the cache (a cluster's home folder)
-    flags = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            lines = [line for line in info if line.startswith(("model name", "flags"))]
-        flags = "".join(sorted(set(lines)))
-    except OSError:
-        pass
-    return platform.machine() + flags
+    info = cpu_info()
+    return platform.machine() + info.get("model name", "") + info.get("flags", "")
 
 
 def _compiler() -> Optional[List[str]]:

@@ -10,9 +10,9 @@ from .model_ema import ModelEma, check_state_fits, unwrap_model
 from .options import REQUIRED, read_options, to_plain_dict
 from .profile import PTFLOPS_RULES, count_parameters, format_count, profile
 from .run_lock import RunFolderBusyError, RunLock
-from .runtime import (available_cpus, get_num_threads, get_rng_state, retain_freed_memory,
+from .runtime import (available_cpus, cpu_info, get_num_threads, get_rng_state, retain_freed_memory,
                       seed_everything, select_mkl_kernels, set_num_threads, set_rng_state)
-from .summary import update_summary
+from .summary import SUMMARY_FILE, update_summary
 
 __all__ = [
     "CHECKPOINT_VERSION",
@@ -24,6 +24,7 @@ __all__ = [
     "AverageMeter",
     "accuracy",
     "reduce_tensor",
+    "SUMMARY_FILE",
     "update_summary",
     "setup_logger",
     "get_outdir",
@@ -33,6 +34,7 @@ __all__ = [
     "is_primary",
     "barrier",
     "available_cpus",
+    "cpu_info",
     "set_num_threads",
     "get_num_threads",
     "retain_freed_memory",

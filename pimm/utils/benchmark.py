@@ -19,6 +19,8 @@ from typing import Any, Callable, Dict, Iterable, List, Optional
 
 import paddle
 
+from .runtime import available_cpus, cpu_info
+
 __all__ = ["StepTimes", "time_steps", "peak_rss_mb", "child_pids", "children_peak_rss_mb",
            "children_cpu_seconds", "synchronize", "machine_description"]
 
@@ -133,20 +135,11 @@ def time_steps(step: Callable[[], Any], steps: int, warmup: int = 2,
 
 
 def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return cpu_info().get("model name") or platform.processor() or platform.machine()
 
 
 def machine_description() -> Dict[str, Any]:
     """The facts a benchmark figure depends on: CPU model and cores, GPU (if used), Paddle build."""
-    from .runtime import available_cpus
-
     device = paddle.device.get_device()
     gpu = None
     if device.startswith("gpu"):

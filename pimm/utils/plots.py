@@ -26,16 +26,17 @@ import os
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pimm.utils.file_io import atomic_write_bytes
+from pimm.utils.summary import SUMMARY_FILE
 
 __all__ = ["PlotsUnavailable", "PLOT_HINT", "CURVES_FILE", "BOARD_PLOT_FILE", "plotting_available",
            "plot_lines", "save_scatter_plot", "read_summary", "plot_training_curves", "plot_board",
-           "plot_run"]
+           "plot_run", "BOARD_FILE"]
 
 #: what to tell a user who wants the plots
 PLOT_HINT = "install matplotlib (python -m pip install matplotlib, or pip install -e .[plot]) for PNG plots"
 CURVES_FILE = "training_curves.png"
 BOARD_PLOT_FILE = "board.png"
-SUMMARY_FILE = "summary.csv"
+#: the prioritized board a Cream search writes into its run folder (read here to plot it)
 BOARD_FILE = "board.json"
 
 Series = Tuple[Sequence[float], Sequence[float]]

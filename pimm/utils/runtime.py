@@ -10,7 +10,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 import paddle
 
-__all__ = ["available_cpus", "set_num_threads", "get_num_threads", "retain_freed_memory",
+__all__ = ["available_cpus", "cpu_info", "set_num_threads", "get_num_threads", "retain_freed_memory",
            "select_mkl_kernels", "seed_everything", "get_rng_state", "set_rng_state"]
 
 _logger = logging.getLogger(__name__)
@@ -79,18 +79,19 @@ _MKL_CPU_TYPE = "MKL_DEBUG_CPU_TYPE"
 _MKL_AVX2 = "5"
 
 
-def _cpu_info() -> Dict[str, str]:
-    """``vendor_id`` and ``flags`` of the first CPU in /proc/cpuinfo (empty off Linux)."""
+def cpu_info() -> Dict[str, str]:
+    """The first CPU's fields in /proc/cpuinfo (``vendor_id``, ``model name``, ``flags``, ...);
+    empty off Linux."""
     info: Dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as lines:
             for line in lines:
+                if not line.strip():
+                    if info:  # the first processor's block has ended
+                        break
+                    continue
                 key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("vendor_id", "flags") and key not in info:
-                    info[key] = value.strip()
-                if len(info) == 2:
-                    break
+                info.setdefault(key.strip(), value.strip())
     except OSError:
         pass
     return info
@@ -112,7 +113,7 @@ def select_mkl_kernels() -> bool:
     """
     if os.environ.get(_MKL_CPU_TYPE) is not None:
         return os.environ[_MKL_CPU_TYPE] == _MKL_AVX2
-    info = _cpu_info()
+    info = cpu_info()
     flags = set(info.get("flags", "").split())
     if info.get("vendor_id") != "AuthenticAMD" or not {"avx2", "fma"} <= flags:
         return False

@@ -8,7 +8,10 @@ from typing import Any, List, Mapping
 
 from .file_io import atomic_write_text
 
-__all__ = ["update_summary"]
+__all__ = ["SUMMARY_FILE", "update_summary"]
+
+#: the name of a run folder's per-epoch summary
+SUMMARY_FILE = "summary.csv"
 
 
 def _plain(value: Any) -> Any:

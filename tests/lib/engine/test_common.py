@@ -122,6 +122,12 @@ def test_a_named_model_evaluates_with_the_configured_resampling_and_crop(tmp_pat
         cfg = _cfg(tmp_path, "NET.MODEL", "peleenet", key, value, data_dir=demo_data_dir)
         with pytest.raises(ConfigError, match=message):
             build_loaders(cfg, None, 32, policy=child_loader_policy(cfg, resolve_child(cfg)))
+    # the evaluation resampling a network takes from DATASET.INTERPOLATION is named as that key,
+    # for a child network and for a supernet's validation alike
+    cfg = _cfg(tmp_path, "NET.MODEL", "peleenet", "DATASET.INTERPOLATION", "box2", data_dir=demo_data_dir)
+    for policy in (child_loader_policy(cfg, resolve_child(cfg)), search_loader_policy(cfg)):
+        with pytest.raises(ConfigError, match=r"^DATASET\.INTERPOLATION: unknown"):
+            build_loaders(cfg, None, 32, policy=policy)
 
 
 def test_build_loaders_errors_name_data_dir_and_fix(tmp_path, demo_data_dir):
