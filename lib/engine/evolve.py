@@ -80,10 +80,8 @@ class _Supernet:
 
 
 def _spos_supernet(cfg) -> _Supernet:
-    widths = spos_widths(cfg)
     return _Supernet(build_spos_supernet(cfg), spos_space(cfg), lambda arch: str(list(arch)),
-                     {"widths": {"stage_channels": list(widths.stage_channels),
-                                 "head_channels": widths.head_channels}},
+                     {"widths": spos_widths(cfg).record()},
                      "SPOS.STAGE_CHANNELS, SPOS.HEAD_CHANNELS and DATASET.NUM_CLASSES")
 
 

@@ -90,7 +90,7 @@ def spos_child_arch(cfg: CfgNode) -> Tuple[Tuple[int, ...], str]:
                        "path with METHOD cream and NET.INPUT_ARCH")
     widths = spos_widths(cfg)
     searched = data.get("widths", {})
-    if searched != {"stage_channels": list(widths.stage_channels), "head_channels": widths.head_channels}:
+    if searched != widths.record():
         raise ConfigError(f"{evolution} searched a network of widths {searched}; set SPOS.STAGE_CHANNELS and "
                           "SPOS.HEAD_CHANNELS to them (the path's FLOPs hold for those widths only)")
     try:

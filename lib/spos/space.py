@@ -87,6 +87,10 @@ class Widths:
             raise ValueError(f"invalid SPOS widths stem {self.stem_channels}, stages {list(stages)}, "
                              f"head {self.head_channels}: " + "; ".join(problems))
 
+    def record(self) -> dict:
+        """The widths as an evolution.json records them (the stem's is fixed by the space)."""
+        return {"stage_channels": list(self.stage_channels), "head_channels": int(self.head_channels)}
+
 
 OFFICIAL_WIDTHS = Widths()
 

@@ -44,13 +44,17 @@ def parse_amp_level(value: Any) -> str:
     return level
 
 
-def check_amp(level: str, dtype: str, device: str) -> None:
-    """Raise ValueError with the fix unless ``level``/``dtype`` can run on ``device`` ('cpu',
-    'gpu' or 'gpu:N')."""
+def _check_level_and_dtype(level: str, dtype: str) -> None:
     if level not in AMP_LEVELS:
         raise ValueError(f"AMP level must be one of {AMP_LEVELS}, got {level!r}")
     if dtype not in AMP_DTYPES:
         raise ValueError(f"AMP dtype must be one of {AMP_DTYPES}, got {dtype!r}")
+
+
+def check_amp(level: str, dtype: str, device: str) -> None:
+    """Raise ValueError with the fix unless ``level``/``dtype`` can run on ``device`` ('cpu',
+    'gpu' or 'gpu:N')."""
+    _check_level_and_dtype(level, dtype)
     if level != "O0" and not str(device).startswith("gpu"):
         raise ValueError(f"AMP {level} needs a GPU: Paddle's autocast changes nothing on "
                          f"{device} and its loss scaler disables itself there. Set AMP False "
@@ -62,10 +66,7 @@ class Amp:
 
     def __init__(self, level: str = "O0", dtype: str = "float16",
                  init_loss_scaling: float = 2.0 ** 15) -> None:
-        if level not in AMP_LEVELS:
-            raise ValueError(f"Amp: level must be one of {AMP_LEVELS}, got {level!r}")
-        if dtype not in AMP_DTYPES:
-            raise ValueError(f"Amp: dtype must be one of {AMP_DTYPES}, got {dtype!r}")
+        _check_level_and_dtype(level, dtype)
         self.level = level
         self.dtype = dtype
         self.scaler: Optional[paddle.amp.GradScaler] = None
