@@ -13,6 +13,7 @@ from yacs.config import CfgNode as CN
 
 from lib.spos import OFFICIAL_WIDTHS, EvolutionConfig
 from pimm.data.constants import DEFAULT_CROP_PCT, IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from pimm.utils.amp import AMP_DTYPES, parse_amp_level
 
 __all__ = ["get_default_config", "load_config", "shipped_config", "ConfigError"]
 
@@ -118,7 +119,7 @@ def get_default_config() -> CN:
     c.NET.GP = "avg"
     c.NET.DROPOUT_RATE = 0.0
     # (added) start the classifier at zero weights; the reference's init (uniform +-1/sqrt(classes))
-    # makes large first logits with few classes, so the first steps overshoot
+    # makes large first logits with few classes, so the first steps overshoot (Cream's nets only)
     c.NET.ZERO_INIT_CLASSIFIER = False
     c.NET.EMA = CN()
     c.NET.EMA.USE = True
@@ -333,8 +334,8 @@ def shipped_config(mode: str, name: str) -> str:
     return os.path.join(_SHIPPED_CONFIGS, mode, name)
 
 
-# keys the reference wrote as booleans that now take a level: (value for False, value for True)
-_BOOLEAN_LEVELS = {"AMP": ("O0", "O1")}
+# keys the reference wrote as booleans that now take a level, and what reads a boolean as one
+_BOOLEAN_LEVELS = {"AMP": parse_amp_level}
 
 
 def _parse_overrides(overrides: Sequence[str]) -> list:
@@ -344,17 +345,18 @@ def _parse_overrides(overrides: Sequence[str]) -> list:
         )
     pairs = list(overrides)
     for i in range(0, len(pairs), 2):
-        levels = _BOOLEAN_LEVELS.get(pairs[i])
-        if levels and str(pairs[i + 1]).strip().lower() in ("true", "false"):
-            pairs[i + 1] = levels[str(pairs[i + 1]).strip().lower() == "true"]
+        as_level = _BOOLEAN_LEVELS.get(pairs[i])
+        value = str(pairs[i + 1]).strip().lower()
+        if as_level and value in ("true", "false"):
+            pairs[i + 1] = as_level(value == "true")
     return pairs
 
 
 def _read_boolean_levels(content: CN) -> CN:
     """``content`` with the reference's booleans of _BOOLEAN_LEVELS keys read as levels."""
-    for key, levels in _BOOLEAN_LEVELS.items():
+    for key, as_level in _BOOLEAN_LEVELS.items():
         if isinstance(content.get(key), bool):
-            content[key] = levels[content[key]]
+            content[key] = as_level(content[key])
     return content
 
 
@@ -387,7 +389,8 @@ def _read_yaml(path: str) -> CN:
 
 # (key, lowest valid value) of numbers no engine can run with
 _LOWER_BOUNDS = (("DATASET.IMAGE_SIZE", 1), ("DATASET.BATCH_SIZE", 1), ("DATASET.VAL_BATCH_MUL", 1),
-                 ("DATASET.NUM_CLASSES", 1), ("WORKERS", 0), ("RECOVERY_INTERVAL", 0))
+                 ("DATASET.NUM_CLASSES", 1), ("WORKERS", 0), ("RECOVERY_INTERVAL", 0),
+                 ("CHECKPOINT_HIST", 1))
 
 
 def _check_values(cfg: CN) -> None:
@@ -397,6 +400,15 @@ def _check_values(cfg: CN) -> None:
             node = node[part]
         if node < low:
             raise ConfigError(f"{key} must be >= {low}, got {node}")
+    try:  # here, not in the engines: preflight checks run before any error handler of a rank
+        parse_amp_level(cfg.AMP)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if cfg.AMP_DTYPE not in AMP_DTYPES:
+        raise ConfigError(f"AMP_DTYPE must be one of {AMP_DTYPES}, got {cfg.AMP_DTYPE!r}")
+    if cfg.NET.ZERO_INIT_CLASSIFIER and (cfg.NET.MODEL or cfg.METHOD != "cream"):
+        raise ConfigError("NET.ZERO_INIT_CLASSIFIER applies to Cream's networks only (its child nets "
+                          "and supernet), not to NET.MODEL or METHOD spos/pdarts: set it False")
     fraction = cfg.DATASET.MAX_BAD_IMAGE_FRACTION
     if not 0.0 <= fraction <= 1.0:
         raise ConfigError(f"DATASET.MAX_BAD_IMAGE_FRACTION is a share of images, between 0 and 1; "

@@ -360,11 +360,12 @@ def _loader_target(opts: BenchmarkOptions, cfg: CfgNode) -> _Target:
     image_size = opts.image_size or (int(cfg.DATASET.IMAGE_SIZE) if _uses_supernet(opts)
                                      else resolve_child(cfg).image_size)
     loader = _build_loader(opts, cfg, image_size)
-    wanted = opts.warmup + opts.steps
-    if len(loader) < max(wanted, _STAGE_BATCHES):
+    needed = max(opts.warmup + opts.steps, _STAGE_BATCHES)
+    if len(loader) < needed:
         raise ValueError(f"benchmark: {loader.dataset.root} gives {len(loader)} batches of "
-                         f"{opts.batch_size} per epoch, fewer than the {wanted} to time (warmup + "
-                         "steps); lower them or the batch size, or use a bigger folder")
+                         f"{opts.batch_size} per epoch, fewer than the {needed} to time (warmup + "
+                         f"steps, at least {_STAGE_BATCHES} for the pipeline's stages); lower them or "
+                         "the batch size, or use a bigger folder")
     batches = iter(loader)
     older_children = set(child_pids())  # not the loader's workers, which start at the first batch
     taken = 0

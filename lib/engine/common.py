@@ -201,6 +201,9 @@ def _broadcast_from_primary(value: Any, distributed: bool) -> Any:
     return box[0]
 
 
+_TRAINING_MODES = ("train", "retrain")  # the modes whose loops read AMP and BATCHNORM.SYNC_BN
+
+
 def _check_device_settings(cfg: CfgNode, device: str) -> None:
     if cfg.BATCHNORM.SYNC_BN and not device.startswith("gpu"):
         raise ConfigError("BATCHNORM.SYNC_BN needs GPUs: Paddle has no CPU kernel for synchronized "
@@ -236,7 +239,8 @@ def prepare_run(cfg: CfgNode, mode: str) -> RunContext:
     device = _select_device()
     rank, world_size = init_distributed()
     distributed = world_size > 1
-    _check_device_settings(cfg, device)
+    if mode in _TRAINING_MODES:  # a GPU recipe's AMP and SYNC_BN still test and search on CPU
+        _check_device_settings(cfg, device)
     threads = set_num_threads(_threads_per_process())
     if device == "cpu":  # pimm.utils.runtime: both make CPU steps several times faster
         retain_freed_memory()  # else CPU ops page-fault every new tensor in
@@ -620,12 +624,8 @@ def create_checkpoint_saver(ctx: RunContext, model: paddle.nn.Layer, optimizer: 
     """The run folder's checkpoints: ``last``, ``model_best`` and the ``CHECKPOINT_HIST`` best
     epochs by ``EVAL_METRICS`` (lower is better for a loss). ``kwargs`` go to ``CheckpointSaver``
     (``model_ema``, ``scheduler``, ``arch``). Create it on the primary rank only."""
-    keep = int(ctx.cfg.CHECKPOINT_HIST)
-    if keep < 1:
-        raise ConfigError(f"CHECKPOINT_HIST must be >= 1 (the best epochs kept besides last.pdparams), "
-                          f"got {keep}")
     return CheckpointSaver(model, optimizer, args=ctx.cfg, checkpoint_dir=ctx.run_dir,
-                           recovery_dir=ctx.run_dir, max_history=keep,
+                           recovery_dir=ctx.run_dir, max_history=int(ctx.cfg.CHECKPOINT_HIST),
                            decreasing=str(ctx.cfg.EVAL_METRICS).endswith("loss"), **kwargs)
 
 

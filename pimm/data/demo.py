@@ -266,6 +266,11 @@ def make_demo_dataset(
             existing = json.load(f)
         if existing.get("params") == params and existing.get("version") == _FORMAT_VERSION:
             return root
+        if existing.get("params") == params:
+            raise FileExistsError(
+                f"{root} was written by an older demo generator (format {existing.get('version')}, "
+                f"now {_FORMAT_VERSION}): delete it and run the command again"
+            )
         raise FileExistsError(
             f"{root} holds a demo dataset made with {existing.get('params')}, not {params}: "
             "choose another folder or delete it"

@@ -88,10 +88,14 @@ class InferenceModel:
         files = exported_files(prefix)
         program, params = files["program"], files["params"]
         if tensorrt:
-            folder, converted = _tensorrt_program(prefix, self.info["input_shape"],
-                                                  max_batch_size, precision)
+            input_shape = self.info.get("input_shape")
+            if not input_shape:
+                raise ValueError(f"InferenceModel: tensorrt=True needs the input shape an export "
+                                 f"records in {files['info']}; export again with tools/export_model.py")
+            folder, converted = _tensorrt_program(prefix, input_shape, max_batch_size, precision)
             weakref.finalize(self, shutil.rmtree, folder, True)
-            program, params = converted + ".json", converted + ".pdiparams"
+            converted_files = exported_files(converted)
+            program, params = converted_files["program"], converted_files["params"]
         config = paddle.inference.Config(program, params)
         config.disable_glog_info()
         if device == "gpu":

@@ -14,7 +14,7 @@ import os
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import paddle
@@ -38,14 +38,23 @@ _WEIGHT_KEYS = tuple(key for layout in _WEIGHT_LAYOUTS for key in layout)
 
 
 class CheckpointMismatchError(ValueError):
-    """A checkpoint's weights do not fit the model (missing / unexpected names, wrong shapes)."""
+    """A checkpoint's weights do not fit the model (missing / unexpected names, wrong shapes).
+    ``problems``: each problem in short (at most a few names), for one-line errors."""
+
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.problems = list(problems)
 
     @property
     def first_problem(self) -> str:
-        """The first problem the message lists (a missing or unexpected name, a shape), for a
-        one-line error; the whole message when it lists none."""
-        lines = str(self).splitlines()
-        return lines[1].strip() if len(lines) > 1 else str(self)
+        """The first problem in short (a missing or unexpected name, a shape), for a one-line
+        error; the whole message when it lists none."""
+        return self.problems[0] if self.problems else str(self)
+
+
+def _names(kind: str, names: Sequence[str], shown: Optional[int] = None) -> str:
+    listed = ", ".join(names[:shown]) + (", ..." if shown is not None and len(names) > shown else "")
+    return f"{kind} ({len(names)}): {listed}"
 
 
 class TorchStateDict(OrderedDict):
@@ -173,15 +182,17 @@ def load_model_weights(model: nn.Layer, state_dict: Dict[str, Any], strict: bool
                   if k in state_dict and _shape(state_dict[k]) != _shape(v)]
     if missing or unexpected or mismatched:
         lines = [f"{source} does not fit {type(model).__name__}:"]
-        if missing:
-            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
-        if unexpected:
-            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        problems = []  # the same, with at most 5 names each
+        for kind, names in (("missing keys", missing), ("unexpected keys", unexpected)):
+            if names:
+                lines.append("  " + _names(kind, names))
+                problems.append(_names(kind, names, shown=5))
         for name, ckpt_shape, model_shape in mismatched:
             lines.append(f"  shape mismatch {name}: checkpoint {list(ckpt_shape)}, model {list(model_shape)}")
+            problems.append(lines[-1].strip())
         if strict:
             lines.append("Build the model that wrote the checkpoint, or load with strict=False.")
-            raise CheckpointMismatchError("\n".join(lines))
+            raise CheckpointMismatchError("\n".join(lines), problems)
         _logger.warning("\n".join(lines))
     skip = {name for name, _, _ in mismatched}
     with warnings.catch_warnings():

@@ -67,6 +67,10 @@ def test_empty_class_folder(main, tmp_path, demo_data_dir):
     (["BATCHNORM.SYNC_BN", "True"], "BATCHNORM.SYNC_BN needs GPUs"),
     (["DATASET.IMAGE_SIZE", 0], "DATASET.IMAGE_SIZE must be >= 1, got 0"),
     (["WORKERS", -1], "WORKERS must be >= 0, got -1"),
+    (["CHECKPOINT_HIST", 0], "CHECKPOINT_HIST must be >= 1, got 0"),
+    (["AMP_DTYPE", "int8"], "AMP_DTYPE must be one of ('float16', 'bfloat16')"),
+    (["NET.MODEL", "peleenet", "NET.ZERO_INIT_CLASSIFIER", "True"],
+     "NET.ZERO_INIT_CLASSIFIER applies to Cream's networks only"),
     (["OPT", "adamx"], "unknown optimizer OPT='adamx'; choose one of"),
     (["SCHED", "cosin"], "unknown scheduler SCHED='cosin'; choose one of"),
 ])

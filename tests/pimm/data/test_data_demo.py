@@ -58,6 +58,12 @@ def test_rerun_is_a_no_op_and_conflicts_raise(tmp_path):
     assert os.stat(manifest).st_mtime_ns == stamp and os.stat(one_image).st_mtime_ns == image_stamp
     with pytest.raises(FileExistsError, match="choose another folder or delete it"):
         make_demo_dataset(root, **dict(SMALL, seed=1))
+    with open(manifest) as f:  # the same parameters, written by an earlier generator
+        record = json.load(f)
+    with open(manifest, "w") as f:
+        json.dump(dict(record, version=record["version"] - 1), f)
+    with pytest.raises(FileExistsError, match="older demo generator .*delete it and run the command again"):
+        make_demo_dataset(root, **SMALL)
     os.remove(manifest)
     with pytest.raises(FileExistsError, match="has no demo_manifest.json"):
         make_demo_dataset(root, **SMALL)

@@ -9,7 +9,7 @@ import pytest
 
 from pimm.layers import HardSigmoid, HardSwish
 from pimm.models import (CheckpointMismatchError, create_model, decode_arch_def, load_checkpoint,
-                         load_state_dict, resume_checkpoint)
+                         load_model_weights, load_state_dict, resume_checkpoint)
 from pimm.models.mobilenetv3 import _SMALL_ARCH
 
 X = np.random.RandomState(0).randn(2, 3, 32, 32).astype("float32")
@@ -80,6 +80,12 @@ def test_strict_mismatch_lists_everything(tmp_path):
     assert "unexpected keys (1): extra.weight" in message
     assert "shape mismatch classifier.weight: checkpoint [1024, 5], model [1024, 7]" in message
     assert "shape mismatch classifier.bias: checkpoint [5], model [7]" in message
+    assert info.value.first_problem == "missing keys (1): conv_head.bias"
+    # a one-line error names a few of many missing keys, not all of them
+    with pytest.raises(CheckpointMismatchError) as info:
+        load_model_weights(target, {"other.weight": paddle.zeros([3])}, source="other")
+    first = info.value.first_problem
+    assert first.startswith("missing keys (") and first.endswith(", ...") and first.count(",") == 5
     # non-strict loads what fits and leaves the rest alone
     before = target.classifier.weight.numpy()
     missing, unexpected = load_checkpoint(target, path, strict=False)
