@@ -4,13 +4,13 @@
 # sampling) on the demo, NUM_PATHS random paths of the space trained alone for a few epochs, and
 # Kendall's tau / Spearman's rho / Pearson's r of each supernet's ranking of them.
 #   sh experiments/correlation_demo.sh
-# Environment: SEARCH_EPOCHS (default 10; demo.yaml trains 8), STANDALONE_EPOCHS (default 4), NUM_PATHS
+# Environment: SEARCH_EPOCHS (default 8, as demo.yaml), STANDALONE_EPOCHS (default 4), NUM_PATHS
 # (default 8), WORK (default ./experiments/workspace/correlation_demo). Run from anywhere; a
 # second run reuses what the first one finished (AUTO_RESUME).
 set -e
 cd "$(dirname "$0")/.."
 WORK=${WORK:-./experiments/workspace/correlation_demo}
-SEARCH_EPOCHS=${SEARCH_EPOCHS:-10}
+SEARCH_EPOCHS=${SEARCH_EPOCHS:-8}
 STANDALONE_EPOCHS=${STANDALONE_EPOCHS:-4}
 NUM_PATHS=${NUM_PATHS:-8}
 CORRELATION="python tools/main.py correlation experiments/configs/correlation/demo.yaml SAVE_PATH $WORK"

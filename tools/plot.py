@@ -13,6 +13,7 @@ import os
 import sys
 from typing import Optional
 
+from lib.config import ConfigError, load_config
 from pimm.utils.plots import PlotsUnavailable, plot_run
 
 
@@ -24,12 +25,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _num_classes(run_folder: str) -> Optional[int]:
     """DATASET.NUM_CLASSES of the run's config.yaml, for the chance level; None if unreadable."""
-    import yaml
-
     try:
-        with open(os.path.join(run_folder, "config.yaml")) as f:
-            return int(yaml.safe_load(f)["DATASET"]["NUM_CLASSES"])
-    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return int(load_config(os.path.join(run_folder, "config.yaml")).DATASET.NUM_CLASSES)
+    except ConfigError:
         return None
 
 

@@ -265,10 +265,17 @@ def eval_interpolation(cfg: CfgNode, spec: ChildSpec) -> str:
     """``DATASET.EVAL_INTERPOLATION``, or when empty the network's own: bicubic for Cream's child
     nets (the reference's retrain and test), ``DATASET.INTERPOLATION`` for a ``NET.MODEL`` and for
     METHOD spos and pdarts (their official evaluations resize bilinearly, SPOS's with OpenCV)."""
+    return _eval_interpolation_source(cfg, spec)[0]
+
+
+def _eval_interpolation_source(cfg: CfgNode, spec: ChildSpec) -> Tuple[str, str]:
+    """:func:`eval_interpolation` and the config key a user changes it with."""
     chosen = str(cfg.DATASET.EVAL_INTERPOLATION or "")
     if chosen:
-        return chosen
-    return str(cfg.DATASET.INTERPOLATION) if spec.model or spec.method != "cream" else EVAL_INTERPOLATION
+        return chosen, "DATASET.EVAL_INTERPOLATION"
+    if spec.model or spec.method != "cream":
+        return str(cfg.DATASET.INTERPOLATION), "DATASET.INTERPOLATION"
+    return EVAL_INTERPOLATION, "DATASET.EVAL_INTERPOLATION"
 
 
 def child_loader_policy(cfg: CfgNode, spec: Optional[ChildSpec] = None) -> LoaderPolicy:
@@ -276,9 +283,9 @@ def child_loader_policy(cfg: CfgNode, spec: Optional[ChildSpec] = None) -> Loade
     images, :func:`eval_interpolation` for the evaluation resize (of ``spec``, by default the
     network ``resolve_child(cfg)`` names)."""
     spec = spec if spec is not None else resolve_child(cfg)
-    key = "DATASET.EVAL_INTERPOLATION" if cfg.DATASET.EVAL_INTERPOLATION else "DATASET.INTERPOLATION"
+    interpolation, key = _eval_interpolation_source(cfg, spec)
     return LoaderPolicy(auto_augment=str(cfg.AUGMENTATION.AA) or None,
-                        eval_interpolation=eval_interpolation(cfg, spec), eval_interpolation_key=key)
+                        eval_interpolation=interpolation, eval_interpolation_key=key)
 
 
 def child_eval_preprocess(cfg: CfgNode, spec: ChildSpec) -> Dict[str, Any]:

@@ -35,6 +35,7 @@ import paddle
 
 from lib.config import load_config, shipped_config
 from lib.engine.common import finish_run, prepare_run
+from lib.engine.retrain import train_step
 from lib.models import build_childnet
 from pimm.data import make_demo_dataset
 from pimm.deploy import InferenceModel, export_model, relative_difference
@@ -82,11 +83,7 @@ def _train_steps(steps: int = 8, batch: int = 64) -> Dict[str, Any]:
         paddle.device.synchronize()
         start = time.perf_counter()
         for _ in range(steps):
-            with amp.autocast():
-                loss = loss_fn(model(images), labels)
-            optimizer.clear_grad()
-            amp.backward(loss)
-            amp.step(optimizer)
+            _, loss = train_step(model, images, labels, optimizer, loss_fn, amp=amp)
             losses.append(float(loss))
         seconds = time.perf_counter() - start
         falls = all(math.isfinite(v) for v in losses) and losses[-1] < losses[0]

@@ -119,13 +119,14 @@ class EpochMeters:
     a meter counts only the steps that measured it); ``log_due(batch_idx)`` says when to ``log``.
     ``watch`` names the meter that must stay finite (see the module doc; None: no check).
     ``progress_bar``: show the epoch's bar (None: on the primary rank when stdout and stderr are
-    terminals).
+    terminals). ``num_epochs``: the run's epoch count the bar shows (None: ``EPOCHS``).
     """
 
     def __init__(self, ctx: RunContext, epoch: int, num_batches: int, meters: Sequence[Meter],
                  title: str = "Train", watch: Optional[str] = "loss",
-                 progress_bar: Optional[bool] = None) -> None:
+                 progress_bar: Optional[bool] = None, num_epochs: Optional[int] = None) -> None:
         self.ctx, self.epoch, self.num_batches, self.title = ctx, epoch, num_batches, title
+        self.num_epochs = int(num_epochs if num_epochs is not None else ctx.cfg.EPOCHS)
         if progress_bar is None:
             progress_bar = ctx.is_primary and sys.stdout.isatty() and sys.stderr.isatty()
         self.progress_bar = bool(progress_bar)
@@ -154,9 +155,8 @@ class EpochMeters:
         if not self.progress_bar:
             yield from self._timed(loader, skip, skipped)
             return
-        epochs = int(self.ctx.cfg.EPOCHS)
         self._bar = tqdm(total=self.num_batches, initial=skip, unit="batch", dynamic_ncols=True,
-                         desc=f"{self.title} {self.epoch + 1}/{epochs}")
+                         desc=f"{self.title} {self.epoch + 1}/{self.num_epochs}")
         try:
             # log lines go above the bar instead of through it
             with logging_redirect_tqdm(loggers=[self.ctx.logger, logging.getLogger("lib"),

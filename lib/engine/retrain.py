@@ -37,7 +37,7 @@ from pimm.models import CheckpointMismatchError, load_checkpoint
 from pimm.optim import create_optimizer
 from pimm.scheduler import create_scheduler
 from pimm.utils import CheckpointSaver, ModelEma
-from pimm.utils.amp import Amp
+from pimm.utils.amp import FLOAT32, Amp
 from pimm.utils.profile import format_count
 
 __all__ = ["run", "preflight", "create_train_loss", "create_train_optimizer", "train_one_epoch", "train_step",
@@ -46,12 +46,11 @@ __all__ = ["run", "preflight", "create_train_loss", "create_train_optimizer", "t
 
 def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Tensor, optimizer,
                loss_fn, model_ema: Optional[ModelEma] = None, aux_weight: float = 0.0,
-               amp: Optional[Amp] = None) -> Tuple[paddle.Tensor, paddle.Tensor]:
+               amp: Amp = FLOAT32) -> Tuple[paddle.Tensor, paddle.Tensor]:
     """One optimisation step on a batch (forward, loss, backward, update, EMA), in ``amp``'s
     mixed precision (float32 without); returns the logits and the loss, without a host sync. A
     model that returns ``(logits, aux_logits)`` in training adds ``aux_weight`` times the loss of
     its auxiliary logits (DARTS' auxiliary head). tools/benchmark.py times exactly this."""
-    amp = amp or _FLOAT32
     with amp.autocast():
         output = model(images)
         output, aux_output = output if isinstance(output, tuple) else (output, None)
@@ -64,9 +63,6 @@ def train_step(model: paddle.nn.Layer, images: paddle.Tensor, labels: paddle.Ten
     if model_ema is not None:
         model_ema.update(model)
     return output, loss
-
-
-_FLOAT32 = Amp()
 
 
 def create_train_loss(cfg) -> paddle.nn.Layer:
@@ -101,17 +97,17 @@ def train_one_epoch(epoch: int, model: paddle.nn.Layer, loader: Any, optimizer, 
                     ctx: RunContext, scheduler=None, model_ema: Optional[ModelEma] = None,
                     saver: Optional[CheckpointSaver] = None,
                     skip_batches: int = 0, aux_weight: float = 0.0,
-                    amp: Optional[Amp] = None) -> Dict[str, float]:
+                    amp: Amp = FLOAT32, num_epochs: Optional[int] = None) -> Dict[str, float]:
     """One pass over ``loader``; returns the epoch's loss and accuracies (averaged over all
     samples of all ranks) and the unreadable images it skipped. Host syncs happen only at log
     intervals, recovery points and the last batch; a non-finite loss stops there with
-    DivergedError. ``aux_weight``, ``amp``: see :func:`train_step`."""
-    amp = amp or _FLOAT32
+    DivergedError. ``aux_weight``, ``amp``: see :func:`train_step`; ``num_epochs``: the run's
+    length its progress bar shows (None: ``EPOCHS``)."""
     model.train()
     recovery_interval = int(ctx.cfg.RECOVERY_INTERVAL)
     num_batches, last_idx = len(loader), len(loader) - 1
     num_updates = epoch * num_batches + skip_batches
-    meters = EpochMeters(ctx, epoch, num_batches, TRAIN_METERS)
+    meters = EpochMeters(ctx, epoch, num_batches, TRAIN_METERS, num_epochs=num_epochs)
     for batch_idx, (images, labels) in meters.batches(loader, skip=skip_batches):
         lr = optimizer.get_lr()
         output, loss = train_step(model, images, labels, optimizer, loss_fn, model_ema, aux_weight,
@@ -229,7 +225,7 @@ def run(ctx: RunContext) -> Dict[str, Any]:
             epoch, model, train_loader, optimizer, train_loss, ctx, scheduler=scheduler,
             model_ema=model_ema, saver=saver,
             skip_batches=resume.skip_batches if epoch == resume.start_epoch else 0,
-            aux_weight=training.aux_weight, amp=amp)
+            aux_weight=training.aux_weight, amp=amp, num_epochs=num_epochs)
         train_metrics["lr"] = optimizer.get_lr()
         train_metrics.update(hooked)
 

@@ -38,7 +38,7 @@ from pimm.loss import LabelSmoothingCrossEntropy
 from pimm.optim import add_weight_decay, create_optimizer
 from pimm.scheduler import LinearDecayLRScheduler
 from pimm.utils import ModelEma, reduce_tensor
-from pimm.utils.amp import Amp, parse_amp_level
+from pimm.utils.amp import FLOAT32, Amp, parse_amp_level
 
 __all__ = ["EVAL_METRICS", "check_supernet_settings", "search_loader_policy", "create_search_loss",
            "create_search_optimizer", "average_gradients", "update_path", "recalibrated_batch_norm",
@@ -119,11 +119,10 @@ def average_gradients(params: List[paddle.Tensor], world_size: int) -> None:
 
 
 def update_path(supernet: nn.Layer, optimizer: paddle.optimizer.Optimizer, loss: paddle.Tensor, arch: Any,
-                world_size: int = 1, ema: Optional[ModelEma] = None, amp: Optional[Amp] = None) -> None:
+                world_size: int = 1, ema: Optional[ModelEma] = None, amp: Amp = FLOAT32) -> None:
     """Backward of ``loss`` and an optimizer step on ``arch``'s parameters only (gradients cleared
     to None before and after, averaged over the ranks), then the EMA update. With ``amp``'s loss
     scaler the loss is scaled and the step unscales (and skips a step whose gradients overflowed)."""
-    amp = amp or _FLOAT32
     optimizer.clear_grad(set_to_zero=False)
     amp.backward(loss)
     # scaled gradients average like unscaled ones, and an overflow on any rank reaches all
@@ -132,9 +131,6 @@ def update_path(supernet: nn.Layer, optimizer: paddle.optimizer.Optimizer, loss:
     optimizer.clear_grad(set_to_zero=False)
     if ema is not None:
         ema.update(supernet)
-
-
-_FLOAT32 = Amp()
 
 
 @contextmanager

@@ -273,14 +273,14 @@ class PathSampler:
         return [[0]] + stages + [[0]]
 
     def sample_within(self, cost: Callable[[ArchList], float], low: float, high: float,
-                      board: Optional[PrioritizedBoard] = None, tries: int = 10000) -> ArchList:
+                      tries: int = 10000) -> ArchList:
         """A path whose ``cost`` (MFLOPs) lies in ``[low, high]``, drawn by rejection.
 
         The supernet of a budget also holds paths above it (its size is set by the largest
         choices); such a path can never enter the board, so judging the supernet by it says little.
         """
         for _ in range(tries):
-            arch = self.sample(board)
+            arch = self.sample()
             if low <= cost(arch) <= high:
                 return arch
         raise ValueError(f"no path within [{low:g}, {high:g}] MFLOPs in {tries} draws: widen "

@@ -190,9 +190,7 @@ class MetaMatchingNetwork:
         # Passes without a graph run on the first-order kernels (the fast ones); the running
         # statistics move in the reference's order: every entry, the student, the teacher, the
         # validation slice.
-        with paddle.no_grad():
-            scores = matching_scores(supernet, arch, board)
-        index, rho = select_teacher(board, "meta", self._reduced(scores).numpy().tolist(), student=arch)
+        index, rho = self.select_teacher(supernet, arch, board, "meta")
         with layer_modes(supernet, second_order=True):
             with _running_statistics_kept(supernet):
                 score = _entry_score(supernet, arch, board.entries[index])

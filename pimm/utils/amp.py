@@ -21,7 +21,7 @@ from typing import Any, ContextManager, Dict, Optional, Tuple
 import numpy as np
 import paddle
 
-__all__ = ["AMP_LEVELS", "AMP_DTYPES", "Amp", "check_amp", "parse_amp_level"]
+__all__ = ["AMP_LEVELS", "AMP_DTYPES", "Amp", "FLOAT32", "check_amp", "parse_amp_level"]
 
 AMP_LEVELS = ("O0", "O1", "O2")
 AMP_DTYPES = ("float16", "bfloat16")
@@ -106,12 +106,6 @@ class Amp:
         self.scaler.step(optimizer)
         self.scaler.update()
 
-    def unscale(self, optimizer: paddle.optimizer.Optimizer) -> None:
-        """Divide the gradients by the loss scale now (before clipping or reading them); the next
-        :meth:`step` does not divide again."""
-        if self.scaler is not None:
-            self.scaler.unscale_(optimizer)
-
     def state_dict(self) -> Dict[str, Any]:
         """The loss scaler's state as plain numbers (empty without a scaler)."""
         if self.scaler is None:
@@ -141,3 +135,7 @@ class Amp:
     def __repr__(self) -> str:
         scaler = "loss scaling" if self.scaler is not None else "no loss scaling"
         return f"Amp({self.level}, {self.dtype}, {scaler})" if self.enabled else "Amp(O0: float32)"
+
+
+#: plain float32 training (no autocast, no loss scaler, no state): the loops' default
+FLOAT32 = Amp()

@@ -36,7 +36,6 @@ static inline vec8 load8(const float *p) { vec8 v; memcpy(&v, p, sizeof v); retu
 static inline vec8 splat8(float a) { return (vec8){a, a, a, a, a, a, a, a}; }
 static inline i64 round_up(i64 a, i64 b) { return (a + b - 1) / b * b; }
 static inline i64 ceil_div(i64 a, i64 b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-static inline i64 floor_div(i64 a, i64 b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 typedef struct {
     i64 n, c, h, w;        /* input */

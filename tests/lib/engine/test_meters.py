@@ -80,6 +80,11 @@ def test_progress_bar_counts_the_epoch_and_shows_the_logged_means(capsys, caplog
     assert "Train 2/200" in bar and "5/5" in bar  # epoch 2 of EPOCHS, all batches (1 skipped)
     assert "Loss=2.5000" in bar  # the epoch's mean at the last log step
     assert len(caplog.records) == 2  # the log lines are still written
+    # a loop that runs another count than EPOCHS (cosine cooldown, P-DARTS stages) says so
+    meters = EpochMeters(_ctx(), epoch=0, num_batches=1, meters=METERS, progress_bar=True, num_epochs=9)
+    for _ in meters.batches(range(1)):
+        pass
+    assert "Train 1/9" in capsys.readouterr().err
     # off by default where the output is not a terminal (here: captured)
     assert not EpochMeters(_ctx(), epoch=0, num_batches=1, meters=METERS).progress_bar
 
