@@ -193,15 +193,15 @@ def read_standalone_run(folder: str) -> StandAlone:
                        "with NET.EXACT_ARCH True")
     metrics = os.path.join(folder, "metrics.json")
     summary = os.path.join(folder, SUMMARY_FILE)
+    if not (os.path.isfile(metrics) or os.path.isfile(summary)):
+        raise RunError(f"CORRELATION.RUNS: {folder} has neither summary.csv nor metrics.json: the run "
+                       "has not finished an epoch")
     try:
         if os.path.isfile(metrics):
             with open(metrics) as f:
                 top1 = float(json.load(f)["top1"])
-        elif os.path.isfile(summary):
-            top1 = _best_summary_top1(summary)
         else:
-            raise RunError(f"CORRELATION.RUNS: {folder} has neither summary.csv nor metrics.json: the run "
-                           "has not finished an epoch")
+            top1 = _best_summary_top1(summary)
     except (OSError, ValueError, KeyError, TypeError) as err:  # a damaged or foreign file
         raise RunError(f"CORRELATION.RUNS: cannot read the top-1 of {folder}: {err!r}") from err
     return StandAlone(spec.arch, top1, folder, spec.image_size)

@@ -428,8 +428,8 @@ class _Search:
         loaders.weights.set_epoch(epoch)
         loaders.arch.set_epoch(epoch)
         arch_batches = _cycle(loaders.arch) if train_arch else None
-        meters = EpochMeters(ctx, epoch, len(loaders.weights), SEARCH_METERS, title=f"Stage {self.stage.index + 1}",
-                             num_epochs=self.opts.total_epochs)
+        meters = EpochMeters(ctx, epoch, len(loaders.weights), SEARCH_METERS,
+                             title=f"Stage {self.stage.index + 1}", num_epochs=self.opts.total_epochs)
         extra = (f"stage epoch {stage_epoch + 1}/{self.opts.epochs}  skip-dropout {net.skip_dropout:.3f}  "
                  f"architecture {'training' if train_arch else 'fixed'}")
         for batch_idx, (images, labels) in meters.batches(loaders.weights):

@@ -37,9 +37,10 @@ and less than it at 224 px.)
 
 Less work than the reference, same result: the meta update scores the board without recording a
 graph (on the fast first-order kernels, as the teacher's pass), then rebuilds the graph of the
-chosen teacher's entry alone (its running-statistics update not repeated). Only that entry's score enters the loss; the reference kept every entry's graph,
-so both of its backward passes carried exact zeros through POOL_SIZE - 1 whole networks (about
-two thirds of its meta-update time on CPU, docs/BENCHMARKS.md).
+chosen teacher's entry alone (its running-statistics update not repeated). Only that entry's
+score enters the loss; the reference kept every entry's graph, so both of its backward passes
+carried exact zeros through POOL_SIZE - 1 whole networks (about two thirds of its meta-update
+time on CPU, docs/BENCHMARKS.md).
 
 Paddle specifics (see docs/REFERENCE_NOTES §7): the whole update runs under
 ``pimm.layers.layer_modes(supernet, second_order=True)`` so every op has a double-grad kernel;

@@ -115,6 +115,12 @@ def test_a_run_that_built_another_network_is_refused(tmp_path):
     assert read_standalone_run(str(tmp_path / "exact")) == StandAlone(arch, 61.5, str(tmp_path / "exact"), 32)
     with pytest.raises(RunError, match="no config.yaml"):
         read_standalone_run(str(tmp_path))
+    _standalone_run(str(tmp_path / "unfinished"), arch, [], "NET.EXACT_ARCH", "True")
+    with pytest.raises(RunError, match="neither summary.csv nor metrics.json"):
+        read_standalone_run(str(tmp_path / "unfinished"))
+    (tmp_path / "unfinished" / "metrics.json").write_text('{"top5": 90.0}')  # no top1
+    with pytest.raises(RunError, match="cannot read the top-1 of .*unfinished: KeyError"):
+        read_standalone_run(str(tmp_path / "unfinished"))
 
 
 def test_standalone_csv(tmp_path):
